@@ -1,0 +1,96 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use pollwatch_settings::LoadOptions;
+
+/// pollwatch ingests election observers' reports from RabbitMQ, stores them exactly once and
+/// answers the core team's questions: coverage, findings, incidents and results.
+#[derive(Debug, Parser)]
+#[command(name = "pollwatch", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand accepts: where settings come from.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Settings")]
+pub struct GlobalArgs {
+    /// Folder with {ENV}.toml and local.toml
+    #[arg(long, global = true, value_name = "DIR", env = "POLLWATCH_CONFIG_DIR", default_value = "config")]
+    pub config_dir: PathBuf,
+
+    /// Environment whose settings file to read [default: development]
+    #[arg(long = "env", global = true, value_name = "NAME", env = "POLLWATCH_ENV")]
+    pub environment: Option<String>,
+
+    /// A further settings file, read after the environment variables
+    #[arg(long = "config", global = true, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Override one setting, e.g. --set amqp.prefetch=300 (repeatable; applied last)
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_assignment)]
+    pub overrides: Vec<(String, String)>,
+}
+
+impl GlobalArgs {
+    /// What to read, in the settings crate's terms; environment variables come from the process.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            config_dir: self.config_dir.clone(),
+            environment: self.environment.clone(),
+            extra_file: self.config_file.clone(),
+            overrides: self.overrides.clone(),
+            env_vars: None,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect the settings this process would run with
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective settings as TOML, secrets redacted, each value with the layer that set it
+    Show,
+}
+
+fn parse_assignment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not of the form section.key=value")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn set_flag_splits_at_the_first_equals_sign() {
+        assert_eq!(
+            parse_assignment("amqp.url=amqp://h/?a=b"),
+            Ok(("amqp.url".into(), "amqp://h/?a=b".into()))
+        );
+        assert!(parse_assignment("amqp.prefetch").is_err());
+        assert!(parse_assignment("=3").is_err());
+    }
+}

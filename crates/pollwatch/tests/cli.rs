@@ -1,0 +1,103 @@
+//! The `pollwatch` binary as an operator runs it: help, version, and settings from each layer.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs the built binary in `dir` with `vars` set and no inherited pollwatch variables, so that
+/// the developer's or CI's environment cannot change the outcome.
+fn pollwatch(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pollwatch"));
+    command.current_dir(dir).args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("POLLWATCH") || key == "RUST_LOG" {
+            command.env_remove(key);
+        }
+    }
+    command.envs(vars.iter().copied());
+    command.output().expect("the pollwatch binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn help_describes_the_tool_and_its_settings_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = pollwatch(dir.path(), &["--help"], &[]);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    for expected in ["election observers", "config", "--config-dir", "--env", "--set"] {
+        assert!(text.contains(expected), "--help lacks {expected}:\n{text}");
+    }
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = pollwatch(dir.path(), &["--version"], &[]);
+    assert!(output.status.success());
+    assert_eq!(stdout(&output).trim(), format!("pollwatch {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn environment_variable_overrides_show_with_their_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = pollwatch(dir.path(), &["config", "show"], &[("POLLWATCH__TELEMETRY__FORMAT", "json")]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let line = text.lines().find(|l| l.starts_with("format = ")).expect("a format line");
+    assert!(line.starts_with(r#"format = "json""#), "{line}");
+    assert!(line.ends_with("# environment variable POLLWATCH__TELEMETRY__FORMAT"), "{line}");
+}
+
+#[test]
+fn passwords_never_reach_output_or_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [
+        ("POLLWATCH__AMQP__URL", "amqp://u:secret@h/"),
+        ("POLLWATCH__STORE__URL", "postgres://pw:secret@db/pollwatch"),
+        ("RUST_LOG", "trace"),
+    ];
+    let output = pollwatch(dir.path(), &["config", "show"], &vars);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains(r#"url = "amqp://u:***@h/""#), "{}", stdout(&output));
+    assert!(!stdout(&output).contains("secret"), "{}", stdout(&output));
+    assert!(!stderr(&output).contains("secret"), "{}", stderr(&output));
+}
+
+#[test]
+fn misspelt_key_in_local_toml_fails_naming_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::write(dir.path().join("config/local.toml"), "[amqp]\nprefech = 300\n").unwrap();
+    let output = pollwatch(dir.path(), &["config", "show"], &[]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("amqp.prefech") && err.contains("config/local.toml"), "{err}");
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn config_file_and_set_flags_override_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("extra.toml"), "[amqp]\nqueue = \"from-file\"\nprefetch = 7\n").unwrap();
+    let args = ["config", "show", "--config", "extra.toml", "--set", "amqp.prefetch=9"];
+    let output = pollwatch(dir.path(), &args, &[("POLLWATCH__AMQP__QUEUE", "from-env")]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains(r#"queue = "from-file""#), "{text}");
+    assert!(text.contains("prefetch = 9 "), "{text}");
+}
+
+#[test]
+fn unknown_environment_is_an_error_naming_the_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = pollwatch(dir.path(), &["config", "show"], &[("POLLWATCH_ENV", "staging")]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("staging.toml"), "{}", stderr(&output));
+}
