@@ -1,1 +1,4 @@
-//! x
+//! End-to-end tests against real services. One test binary, so that it links once and shares
+//! one broker and one database server.
+
+mod smoke;

@@ -1,1 +1,58 @@
-//! x
+//! The container test harness: every integration and end-to-end test gets its broker and
+//! database from here.
+//!
+//! - [`broker`] gives a RabbitMQ URL plus names unique to the calling test; [`database`] gives a
+//!   fresh PostgreSQL database. Tests therefore run in parallel without seeing each other.
+//! - By default each test process starts one RabbitMQ and one PostgreSQL container on first use
+//!   (images from `POLLWATCH_TEST_RABBITMQ_IMAGE` / `POLLWATCH_TEST_POSTGRES_IMAGE`, defaulting to
+//!   the official `rabbitmq:3-management` and `postgres:15`) and removes them when it exits.
+//! - With `POLLWATCH_TEST_AMQP_URL` / `POLLWATCH_TEST_DATABASE_URL` set, the tests use those
+//!   running services instead and start no container.
+//! - Every wait has a deadline; nothing is printed unless `TEST_LOG=1`.
+
+mod database;
+mod docker;
+mod rabbitmq;
+mod reaper;
+
+use std::future::Future;
+use std::sync::Once;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+pub use database::{TestDatabase, database};
+pub use docker::{Container, ContainerSpec, LABEL};
+pub use rabbitmq::{TestBroker, broker};
+
+/// A deadline for one step of a test: fails with `what` instead of hanging.
+pub async fn within<T>(limit: Duration, what: &str, step: impl Future<Output = T>) -> anyhow::Result<T> {
+    tokio::time::timeout(limit, step).await.with_context(|| format!("timed out after {limit:?}: {what}"))
+}
+
+/// A random lower-case hexadecimal tag for names that must not collide between tests.
+pub fn unique_tag() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// Reads an environment variable, treating an empty value as unset.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+}
+
+/// Sends the harness's and pollwatch's logs to standard error when `TEST_LOG=1`; otherwise
+/// tests stay quiet.
+pub fn init_test_logging() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if env_var("TEST_LOG").is_some_and(|v| v != "0") {
+            let settings = pollwatch_settings::TelemetrySettings {
+                format: pollwatch_settings::LogFormat::Pretty,
+                filter: "info,pollwatch=debug,pollwatch_tests=debug".into(),
+            };
+            if let Err(error) = pollwatch::telemetry::init(&settings) {
+                eprintln!("TEST_LOG: {error:#}");
+            }
+        }
+    });
+}

@@ -110,10 +110,7 @@ impl Settings {
                 "must be at least 1 (0 would let the broker send unlimited deliveries)".into(),
             ));
         }
-        self.amqp
-            .url
-            .check_scheme(&["amqp", "amqps"])
-            .map_err(|message| ("amqp.url", message))?;
+        self.amqp.url.check_scheme(&["amqp", "amqps"]).map_err(|message| ("amqp.url", message))?;
         self.store
             .url
             .check_scheme(&["sqlite", "postgres", "postgresql"])

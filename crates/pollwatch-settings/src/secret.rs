@@ -50,8 +50,7 @@ impl SecretUrl {
                 .collect();
             url.query_pairs_mut().clear().extend_pairs(pairs);
         }
-        // The url crate percent-encodes `*` in user info; keep the marker readable.
-        url.to_string().replace("%2A%2A%2A", REDACTED)
+        url.to_string()
     }
 
     /// The scheme, if the URL parses.

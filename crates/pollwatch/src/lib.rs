@@ -14,11 +14,11 @@ use pollwatch_settings::Settings;
 use crate::cli::{Cli, Command, ConfigCommand};
 
 /// Loads settings, starts telemetry and runs the chosen subcommand.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(cli: &Cli) -> anyhow::Result<()> {
     let loaded = Settings::load(&cli.global.load_options()).context("invalid settings")?;
     telemetry::init(&loaded.settings.telemetry)?;
     tracing::debug!(environment = %loaded.environment, "settings loaded");
-    match cli.command {
+    match &cli.command {
         Command::Config { command: ConfigCommand::Show } => {
             let mut stdout = std::io::stdout().lock();
             stdout

@@ -6,7 +6,7 @@ use clap::Parser as _;
 use pollwatch::cli::Cli;
 
 fn main() -> ExitCode {
-    match pollwatch::run(Cli::parse()) {
+    match pollwatch::run(&Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

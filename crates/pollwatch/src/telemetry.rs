@@ -13,7 +13,9 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let installed = match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-        LogFormat::Pretty => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+        LogFormat::Pretty => {
+            builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+        }
     };
     // A second call (several tests in one process) keeps the first subscriber; that is fine.
     if let Err(error) = installed {
@@ -26,9 +28,8 @@ fn filter(settings: &TelemetrySettings, rust_log: Option<String>) -> anyhow::Res
     match rust_log.filter(|value| !value.trim().is_empty()) {
         Some(directives) => EnvFilter::try_new(&directives)
             .with_context(|| format!("RUST_LOG=`{directives}` is not a valid tracing filter")),
-        None => EnvFilter::try_new(&settings.filter).with_context(|| {
-            format!("telemetry.filter `{}` is not a valid tracing filter", settings.filter)
-        }),
+        None => EnvFilter::try_new(&settings.filter)
+            .with_context(|| format!("telemetry.filter `{}` is not a valid tracing filter", settings.filter)),
     }
 }
 

@@ -1,0 +1,127 @@
+//! PostgreSQL for tests: one server per test process, a fresh database per test.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
+use tokio::sync::OnceCell;
+
+use crate::docker::{Container, ContainerSpec};
+use crate::{env_var, init_test_logging, unique_tag};
+
+const IMAGE_VAR: &str = "POLLWATCH_TEST_POSTGRES_IMAGE";
+const URL_VAR: &str = "POLLWATCH_TEST_DATABASE_URL";
+const DEFAULT_IMAGE: &str = "postgres:15";
+const POSTGRES_PORT: u16 = 5432;
+
+/// The server every test of this process shares.
+#[derive(Debug)]
+struct SharedServer {
+    /// URL of a database on the server that may create databases.
+    admin_url: url::Url,
+    /// Whether the server is someone else's (then test databases are dropped after use).
+    external: bool,
+    /// Keeps the container's handle for the life of the process (the reaper removes it).
+    _container: Option<Container>,
+}
+
+static SHARED: OnceCell<SharedServer> = OnceCell::const_new();
+
+/// A database created for one test.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// URL of the fresh database (test credentials).
+    pub url: String,
+    /// Its name, `pw_test_<hex>`.
+    pub name: String,
+    /// Set for an external server: the database is dropped when this value is.
+    drop_with: Option<url::Url>,
+}
+
+/// Creates a fresh, empty database on the shared server (started on first use).
+pub async fn database() -> anyhow::Result<TestDatabase> {
+    init_test_logging();
+    let shared = SHARED.get_or_try_init(start).await?;
+    let name = format!("pw_test_{}", unique_tag());
+    let mut admin = connect(shared.admin_url.as_str()).await?;
+    // The name is ours (a fixed prefix and hexadecimal digits), so building SQL from it is safe.
+    sqlx::query(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+        .execute(&mut admin)
+        .await
+        .with_context(|| format!("creating test database {name}"))?;
+    let _ = admin.close().await;
+    let mut url = shared.admin_url.clone();
+    url.set_path(&name);
+    Ok(TestDatabase {
+        url: url.to_string(),
+        name,
+        drop_with: shared.external.then(|| shared.admin_url.clone()),
+    })
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Containers disappear with their databases; on someone else's server, clean up. Drop
+        // cannot be async, so a short-lived runtime on its own thread does the work.
+        let Some(admin_url) = self.drop_with.take() else { return };
+        let name = self.name.clone();
+        let dropping = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let mut admin = connect(admin_url.as_str()).await.ok()?;
+                let statement = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+                sqlx::query(AssertSqlSafe(statement)).execute(&mut admin).await.ok()
+            })
+        });
+        let _ = dropping.join();
+    }
+}
+
+async fn start() -> anyhow::Result<SharedServer> {
+    if let Some(url) = env_var(URL_VAR) {
+        tracing::info!("using the PostgreSQL server named by {URL_VAR}");
+        let admin_url = url::Url::parse(&url).with_context(|| format!("{URL_VAR} is not a URL"))?;
+        wait_until_accepting(admin_url.as_str(), Duration::from_secs(30)).await?;
+        return Ok(SharedServer { admin_url, external: true, _container: None });
+    }
+    let image = env_var(IMAGE_VAR).unwrap_or_else(|| DEFAULT_IMAGE.into());
+    let container = Container::start(&ContainerSpec {
+        image,
+        env: vec![("POSTGRES_PASSWORD".into(), "postgres".into())],
+        ports: vec![POSTGRES_PORT],
+        // Durability is not under test here; without fsync the tests run faster.
+        args: ["-c", "fsync=off", "-c", "max_connections=300"].map(String::from).to_vec(),
+        ready_log: "database system is ready to accept connections",
+        ready_within: Duration::from_secs(120),
+    })
+    .await?;
+    let port = container.host_port(POSTGRES_PORT).await?;
+    let admin_url = url::Url::parse(&format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres"))
+        .context("building the admin URL")?;
+    // The image logs the ready line once for its set-up server, before the real one listens.
+    wait_until_accepting(admin_url.as_str(), Duration::from_secs(60)).await?;
+    Ok(SharedServer { admin_url, external: false, _container: Some(container) })
+}
+
+async fn connect(url: &str) -> anyhow::Result<PgConnection> {
+    tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(url))
+        .await
+        .context("timed out connecting to PostgreSQL")?
+        .context("connecting to PostgreSQL")
+}
+
+async fn wait_until_accepting(url: &str, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match connect(url).await {
+            Ok(connection) => {
+                let _ = connection.close().await;
+                return Ok(());
+            }
+            Err(error) if Instant::now() >= deadline => {
+                return Err(error.context(format!("PostgreSQL did not accept connections within {limit:?}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! A RabbitMQ broker for tests: one container per test process, unique names per test.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use lapin::{Connection, ConnectionProperties};
+use tokio::sync::OnceCell;
+
+use crate::docker::{Container, ContainerSpec};
+use crate::{env_var, init_test_logging, unique_tag};
+
+const IMAGE_VAR: &str = "POLLWATCH_TEST_RABBITMQ_IMAGE";
+const URL_VAR: &str = "POLLWATCH_TEST_AMQP_URL";
+const DEFAULT_IMAGE: &str = "rabbitmq:3-management";
+const AMQP_PORT: u16 = 5672;
+
+/// The broker every test of this process shares.
+#[derive(Debug)]
+struct SharedBroker {
+    url: String,
+    /// Keeps the container's handle for the life of the process (the reaper removes it).
+    _container: Option<Container>,
+}
+
+static SHARED: OnceCell<SharedBroker> = OnceCell::const_new();
+
+/// A broker for one test, with a name prefix no other test uses.
+#[derive(Debug, Clone)]
+pub struct TestBroker {
+    /// AMQP URL with credentials (test credentials, so printing it is harmless).
+    pub url: String,
+    /// Prefix for this test's exchanges and queues, e.g. `t-3f2a9c1b0d4e`.
+    pub prefix: String,
+}
+
+impl TestBroker {
+    /// A name for an exchange or queue that belongs to this test only.
+    pub fn name(&self, what: &str) -> String {
+        format!("{}.{what}", self.prefix)
+    }
+
+    /// Opens a connection, failing after a deadline rather than hanging.
+    pub async fn connect(&self) -> anyhow::Result<Connection> {
+        connect(&self.url).await
+    }
+}
+
+/// The shared broker (started on first use) with a fresh name prefix for the calling test.
+pub async fn broker() -> anyhow::Result<TestBroker> {
+    init_test_logging();
+    let shared = SHARED.get_or_try_init(start).await?;
+    Ok(TestBroker { url: shared.url.clone(), prefix: format!("t-{}", unique_tag()) })
+}
+
+async fn start() -> anyhow::Result<SharedBroker> {
+    if let Some(url) = env_var(URL_VAR) {
+        tracing::info!("using the broker named by {URL_VAR}");
+        wait_until_accepting(&url, Duration::from_secs(30)).await?;
+        return Ok(SharedBroker { url, _container: None });
+    }
+    let image = env_var(IMAGE_VAR).unwrap_or_else(|| DEFAULT_IMAGE.into());
+    let container = Container::start(&ContainerSpec {
+        image,
+        env: Vec::new(),
+        ports: vec![AMQP_PORT],
+        args: Vec::new(),
+        ready_log: "Server startup complete",
+        ready_within: Duration::from_secs(120),
+    })
+    .await?;
+    let port = container.host_port(AMQP_PORT).await?;
+    let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    wait_until_accepting(&url, Duration::from_secs(30)).await?;
+    Ok(SharedBroker { url, _container: Some(container) })
+}
+
+async fn connect(url: &str) -> anyhow::Result<Connection> {
+    let connecting = Connection::connect(url, ConnectionProperties::default());
+    tokio::time::timeout(Duration::from_secs(10), connecting)
+        .await
+        .context("timed out connecting to the broker")?
+        .context("connecting to the broker")
+}
+
+/// Retries a connection until the broker accepts one or `limit` passes.
+async fn wait_until_accepting(url: &str, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match connect(url).await {
+            Ok(connection) => {
+                let _ = connection.close(200, "ready".into()).await;
+                return Ok(());
+            }
+            Err(error) if Instant::now() >= deadline => {
+                return Err(error.context(format!("the broker did not accept connections within {limit:?}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
