@@ -58,6 +58,42 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Work with mission definitions (folders like missions/kg-2021)
+    Mission {
+        #[command(subcommand)]
+        command: MissionCommand,
+    },
+    /// Check report files against the wire format and a mission, as the worker would
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MissionCommand {
+    /// Parse and cross-check a mission folder and summarise it
+    Check {
+        /// Folder with mission.toml, forms.toml, stations.csv and observers.csv
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Say for each report whether it would be rejected, held for review, or accepted
+    Check {
+        /// Mission folder the reports belong to
+        #[arg(long, value_name = "DIR")]
+        mission: PathBuf,
+        /// Broker user taken as the sender (AMQP user_id), to check it against the roster
+        #[arg(long, value_name = "USER")]
+        sender: Option<String>,
+        /// Report files (one JSON report each)
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@
 //! here.
 
 pub mod cli;
+pub mod mission_dir;
 pub mod telemetry;
 
 use std::io::Write as _;
@@ -11,7 +12,7 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use pollwatch_settings::Settings;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, MissionCommand, ReportCommand};
 
 /// Loads settings, starts telemetry and runs the chosen subcommand.
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -26,5 +27,42 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
                 .and_then(|()| stdout.flush())
                 .context("writing settings to standard output")
         }
+        Command::Mission { command: MissionCommand::Check { dir } } => {
+            let mission = mission_dir::read(dir)?;
+            print!("{}", mission_dir::summary(&mission));
+            Ok(())
+        }
+        Command::Report { command: ReportCommand::Check { mission, sender, files } } => {
+            check_reports(mission, sender.as_deref(), files)
+        }
     }
+}
+
+/// Prints one verdict per file; fails when any report would be rejected.
+fn check_reports(
+    mission: &std::path::Path,
+    sender: Option<&str>,
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
+    let mission = mission_dir::read(mission)?;
+    let context = pollwatch_model::Context { mission: &mission, now: chrono::Utc::now(), sender };
+    let mut rejected = 0;
+    for file in files {
+        let payload = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        match pollwatch_model::check(&payload, &context) {
+            Err(rejection) => {
+                rejected += 1;
+                println!("{}: rejected: {rejection}", file.display());
+            }
+            Ok(checked) if checked.flags.is_empty() => println!("{}: accepted", file.display()),
+            Ok(checked) => {
+                println!("{}: accepted, held for review:", file.display());
+                for flag in &checked.flags {
+                    println!("  {flag}");
+                }
+            }
+        }
+    }
+    anyhow::ensure!(rejected == 0, "{rejected} of {} reports would be rejected", files.len());
+    Ok(())
 }

@@ -101,3 +101,64 @@ fn unknown_environment_is_an_error_naming_the_missing_file() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("staging.toml"), "{}", stderr(&output));
 }
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path).display().to_string()
+}
+
+#[test]
+fn mission_check_summarises_the_sample_mission() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = pollwatch(dir.path(), &["mission", "check", &repo("missions/kg-2021")], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        "mission kg-2021",
+        "2476 polling stations",
+        "3563574 registered voters",
+        "president (17 candidates)",
+        "referendum (3 options)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn mission_check_names_the_broken_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mission = dir.path().join("m");
+    std::fs::create_dir(&mission).unwrap();
+    for name in ["mission.toml", "forms.toml", "stations.csv", "observers.csv"] {
+        std::fs::copy(repo(&format!("missions/kg-2021/{name}")), mission.join(name)).unwrap();
+    }
+    let stations = std::fs::read_to_string(mission.join("stations.csv")).unwrap();
+    std::fs::write(mission.join("stations.csv"), stations.replacen(",bishkek,", ",bishkekk,", 1)).unwrap();
+    let output = pollwatch(dir.path(), &["mission", "check", "m"], &[]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("stations.csv line 2") && err.contains("bishkekk"), "{err}");
+}
+
+#[test]
+fn report_check_passes_examples_and_fails_a_broken_report_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(repo("schema/examples/counting.json")).unwrap();
+    std::fs::write(dir.path().join("good.json"), &example).unwrap();
+    std::fs::write(dir.path().join("bad.json"), example.replacen("\"invalid\": 12", "\"invalid\": -12", 1))
+        .unwrap();
+    let mission = repo("missions/kg-2021");
+
+    let output = pollwatch(dir.path(), &["report", "check", "--mission", &mission, "good.json"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "good.json: accepted");
+
+    let output =
+        pollwatch(dir.path(), &["report", "check", "--mission", &mission, "good.json", "bad.json"], &[]);
+    assert!(!output.status.success());
+    assert!(
+        stdout(&output).contains("bad.json: rejected: invalid_value at body.protocols[0].invalid"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(stderr(&output).contains("1 of 2 reports would be rejected"), "{}", stderr(&output));
+}

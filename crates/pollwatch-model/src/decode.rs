@@ -1,0 +1,198 @@
+//! From bytes to a [`Report`]: structure and types only. Every failure is a [`Rejection`] with a
+//! stable code and the path of the field at fault.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, FixedOffset};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::codes::{RejectCode, Rejection};
+use crate::report::{Answer, Assessment, Attachment, Content, Location, Report, ReportKind, SCHEMA_VERSION};
+
+/// The wire envelope as read. The body stays JSON until the kind says which type it is, so that
+/// errors inside it keep their path (serde loses paths through `#[serde(flatten)]`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    schema_version: u32,
+    report_id: Uuid,
+    revision: u32,
+    mission: String,
+    observer: String,
+    station: String,
+    observed_at: DateTime<FixedOffset>,
+    submitted_at: DateTime<FixedOffset>,
+    #[serde(default)]
+    location: Option<Location>,
+    #[serde(default)]
+    answers: BTreeMap<String, Answer>,
+    #[serde(default)]
+    assessment: Option<Assessment>,
+    #[serde(default)]
+    attachments: Vec<Attachment>,
+    kind: ReportKind,
+    #[serde(default)]
+    body: Option<Value>,
+}
+
+/// Parses a payload into a report, checking its structure and types but not its values.
+pub fn decode(payload: &[u8]) -> Result<Report, Rejection> {
+    let text = std::str::from_utf8(payload).map_err(|e| {
+        Rejection::new(
+            RejectCode::InvalidUtf8,
+            "$",
+            format!("the payload is not UTF-8: invalid byte at offset {}", e.valid_up_to()),
+        )
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        Rejection::new(RejectCode::MalformedJson, "$", format!("the payload is not JSON: {e}"))
+    })?;
+    let Value::Object(object) = &value else {
+        return Err(Rejection::new(
+            RejectCode::NotAnObject,
+            "$",
+            format!("a report is a JSON object, not {}", json_type(&value)),
+        ));
+    };
+    check_schema_version(object)?;
+    check_kind(object)?;
+    let envelope: Envelope = typed(value, "")?;
+    let content = match (envelope.kind, envelope.body) {
+        (ReportKind::Counting, Some(body)) => Content::Counting(typed(body, "body")?),
+        (ReportKind::Incident, Some(body)) => Content::Incident(typed(body, "body")?),
+        (kind @ (ReportKind::Counting | ReportKind::Incident), None) => {
+            return Err(Rejection::new(
+                RejectCode::MissingField,
+                "body",
+                format!("a {kind} report needs a `body`"),
+            ));
+        }
+        (kind, Some(body)) if !body.is_null() => {
+            return Err(Rejection::new(
+                RejectCode::UnknownField,
+                "body",
+                format!("a {kind} report has no `body`; checklist answers go in `answers`"),
+            ));
+        }
+        (ReportKind::Arrival, _) => Content::Arrival,
+        (ReportKind::Departure, _) => Content::Departure,
+        (ReportKind::Opening, _) => Content::Opening,
+        (ReportKind::Voting, _) => Content::Voting,
+        (ReportKind::Closing, _) => Content::Closing,
+    };
+    Ok(Report {
+        schema_version: envelope.schema_version,
+        report_id: envelope.report_id,
+        revision: envelope.revision,
+        mission: envelope.mission,
+        observer: envelope.observer,
+        station: envelope.station,
+        observed_at: envelope.observed_at,
+        submitted_at: envelope.submitted_at,
+        location: envelope.location,
+        answers: envelope.answers,
+        assessment: envelope.assessment,
+        attachments: envelope.attachments,
+        content,
+    })
+}
+
+fn check_schema_version(object: &Map<String, Value>) -> Result<(), Rejection> {
+    let path = "schema_version";
+    match object.get(path) {
+        None => Err(Rejection::new(RejectCode::MissingField, path, "`schema_version` is required")),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(v) if v == u64::from(SCHEMA_VERSION) => Ok(()),
+            _ => Err(Rejection::new(
+                RejectCode::UnsupportedSchemaVersion,
+                path,
+                format!("schema version {n} is not supported; this pollwatch reads version {SCHEMA_VERSION}"),
+            )),
+        },
+        Some(other) => Err(Rejection::new(
+            RejectCode::InvalidType,
+            path,
+            format!("expected a number, found {}", json_type(other)),
+        )),
+    }
+}
+
+/// The kind gets its own code, so it is checked before the envelope as a whole.
+fn check_kind(object: &Map<String, Value>) -> Result<(), Rejection> {
+    match object.get("kind") {
+        None => Err(Rejection::new(RejectCode::MissingField, "kind", "`kind` is required")),
+        Some(Value::String(name)) if ReportKind::parse(name).is_some() => Ok(()),
+        Some(Value::String(name)) => Err(Rejection::new(
+            RejectCode::UnknownKind,
+            "kind",
+            format!(
+                "unknown kind `{name}`; expected one of {}",
+                ReportKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+        Some(other) => Err(Rejection::new(
+            RejectCode::InvalidType,
+            "kind",
+            format!("expected a string, found {}", json_type(other)),
+        )),
+    }
+}
+
+/// Deserialises `value`, prefixing error paths with `prefix`.
+fn typed<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, Rejection> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = match (prefix, inner.as_str()) {
+            ("", "." | "") => String::new(),
+            ("", inner) => inner.to_owned(),
+            (prefix, "." | "") => prefix.to_owned(),
+            (prefix, inner) => format!("{prefix}.{inner}"),
+        };
+        classify(&path, &e.inner().to_string())
+    })
+}
+
+/// Maps a serde error to a code. serde says what went wrong only as text, so the code is chosen
+/// from the message's fixed prefixes.
+fn classify(path: &str, message: &str) -> Rejection {
+    let field = |name: &str| if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+    let quoted = || message.split('`').nth(1).unwrap_or_default().to_owned();
+    if message.starts_with("missing field") {
+        let name = quoted();
+        return Rejection::new(RejectCode::MissingField, field(&name), format!("`{name}` is required"));
+    }
+    if message.starts_with("unknown field") {
+        // Unlike a missing field, an unknown one is already the last segment of the path.
+        return Rejection::new(RejectCode::UnknownField, path, message);
+    }
+    let path = if path.is_empty() { "$" } else { path };
+    let code = if message.starts_with("unknown variant") && path.ends_with("category") {
+        RejectCode::UnknownCategory
+    } else if message.starts_with("invalid type") || message.contains("did not match any variant") {
+        RejectCode::InvalidType
+    } else {
+        RejectCode::InvalidValue
+    };
+    let message = if message.contains("did not match any variant of untagged enum Answer") {
+        "an answer is true or false, a whole number, or text".to_owned()
+    } else if path.ends_with("_at") && code == RejectCode::InvalidValue {
+        format!("expected an RFC 3339 timestamp with offset, e.g. 2021-01-10T08:00:00+06:00 ({message})")
+    } else {
+        message.to_owned()
+    };
+    Rejection::new(code, path, message)
+}
+
+pub(crate) fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
