@@ -2,3 +2,4 @@
 //! one broker and one database server.
 
 mod smoke;
+mod store;

@@ -12,6 +12,7 @@
 
 mod database;
 mod docker;
+pub mod fixtures;
 mod rabbitmq;
 mod reaper;
 

@@ -1,0 +1,361 @@
+//! The store on both backends: every outcome, the audit trail, mission import, the queries,
+//! concurrent workers, and a crash in the middle of a batch.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::TryStreamExt as _;
+use pollwatch_model::{Assessment, Content, Mission, Report, ReportKind};
+use pollwatch_store::{Incoming, Outcome, ReportFilter, Store};
+use pollwatch_tests::fixtures::{self, Rng};
+use pollwatch_tests::within;
+
+/// Keeps a test's database alive while its store is in use.
+#[allow(dead_code)]
+enum Keep {
+    Dir(tempfile::TempDir),
+    Database(pollwatch_tests::TestDatabase),
+}
+
+async fn sqlite() -> anyhow::Result<(Store, Keep)> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("store/pollwatch.db").display());
+    Ok((Store::open(&url).await?, Keep::Dir(dir)))
+}
+
+async fn postgres() -> anyhow::Result<(Store, Keep)> {
+    let database = pollwatch_tests::database().await?;
+    Ok((Store::open(&database.url).await?, Keep::Database(database)))
+}
+
+/// Runs one scenario on each backend as two tests.
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn sqlite() -> anyhow::Result<()> {
+                let (store, _keep) = super::sqlite().await?;
+                super::$scenario(&store).await
+            }
+
+            #[tokio::test]
+            async fn postgres() -> anyhow::Result<()> {
+                let (store, _keep) = super::postgres().await?;
+                super::$scenario(&store).await
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    every_outcome,
+    repeats_within_one_batch,
+    audit_trail_keeps_every_revision,
+    mission_import_is_idempotent,
+    queries_answer_the_core_team,
+    concurrent_workers_store_each_report_once,
+);
+
+fn mission() -> &'static Mission {
+    static MISSION: std::sync::OnceLock<Mission> = std::sync::OnceLock::new();
+    MISSION.get_or_init(fixtures::kg_2021)
+}
+
+fn sample(n: usize, seed: u64) -> Vec<Report> {
+    fixtures::reports(mission(), n, seed)
+}
+
+fn incoming(report: &Report) -> Incoming {
+    fixtures::incoming(mission(), report)
+}
+
+/// The same report as a correction: a higher revision with a changed answer.
+fn corrected(report: &Report, revision: u32) -> Report {
+    let mut report = report.clone();
+    report.revision = revision;
+    report.assessment =
+        Some(if report.assessment == Some(Assessment::Bad) { Assessment::Good } else { Assessment::Bad });
+    report
+}
+
+async fn ingest(store: &Store, reports: &[Incoming]) -> anyhow::Result<Vec<Outcome>> {
+    Ok(within(Duration::from_secs(60), "ingesting a batch", store.ingest_batch(reports)).await??)
+}
+
+async fn every_outcome(store: &Store) -> anyhow::Result<()> {
+    let reports = sample(4, 1);
+    let (a, b, c) = (&reports[0], &reports[1], &reports[2]);
+    let mut unknown_station = reports[3].clone();
+    unknown_station.station = "99999".into();
+
+    assert_eq!(ingest(store, &[incoming(a)]).await?, [Outcome::Stored]);
+    let mut resent = incoming(a);
+    resent.delivery.redelivered = true;
+    assert_eq!(ingest(store, &[resent]).await?, [Outcome::Duplicate]);
+    assert_eq!(ingest(store, &[incoming(&corrected(a, 2))]).await?, [Outcome::Revised]);
+
+    // An older correction arriving late never replaces a newer one.
+    assert_eq!(ingest(store, &[incoming(&corrected(b, 3))]).await?, [Outcome::Stored]);
+    assert_eq!(ingest(store, &[incoming(&corrected(b, 2))]).await?, [Outcome::Stale]);
+
+    assert_eq!(ingest(store, &[incoming(c)]).await?, [Outcome::Stored]);
+    let mut different = c.clone();
+    different.submitted_at += chrono::Duration::seconds(1);
+    assert_eq!(ingest(store, &[incoming(&different)]).await?, [Outcome::Conflict]);
+    assert_eq!(ingest(store, &[incoming(&different)]).await?, [Outcome::Conflict], "a repeated conflict");
+
+    assert_eq!(ingest(store, &[incoming(&unknown_station)]).await?, [Outcome::Quarantined]);
+
+    let page = store.list_reports(&mission().id, &ReportFilter::default(), None, 100).await?;
+    let current: BTreeMap<String, (i64, bool)> =
+        page.reports.iter().map(|r| (r.report_id.clone(), (r.revision, r.quarantined))).collect();
+    assert_eq!(current[&a.report_id.to_string()], (2, false));
+    assert_eq!(current[&b.report_id.to_string()], (3, false));
+    assert_eq!(current[&c.report_id.to_string()], (1, false));
+    assert_eq!(current[&unknown_station.report_id.to_string()], (1, true));
+
+    let totals = store.totals().await?;
+    assert_eq!((totals.reports, totals.revisions, totals.conflicts, totals.quarantined), (4, 6, 1, 1));
+    let flagged = ReportFilter { flag: Some("unknown_station".into()), ..ReportFilter::default() };
+    let page = store.list_reports(&mission().id, &flagged, None, 100).await?;
+    assert_eq!(page.reports.len(), 1);
+    Ok(())
+}
+
+async fn repeats_within_one_batch(store: &Store) -> anyhow::Result<()> {
+    let reports = sample(3, 2);
+    let batch = [
+        incoming(&corrected(&reports[0], 2)),
+        incoming(&reports[1]),
+        incoming(&reports[0]),
+        incoming(&reports[1]),
+        incoming(&reports[2]),
+    ];
+    // Outcomes come back in batch order. Within a batch the store works in (report id, revision)
+    // order, so revision 1 is stored before revision 2 revises it.
+    let outcomes = ingest(store, &batch).await?;
+    assert_eq!(
+        outcomes,
+        [Outcome::Revised, Outcome::Stored, Outcome::Stored, Outcome::Duplicate, Outcome::Stored]
+    );
+    let page = store.list_reports(&mission().id, &ReportFilter::default(), None, 10).await?;
+    let first =
+        page.reports.iter().find(|r| r.report_id == reports[0].report_id.to_string()).expect("listed");
+    assert_eq!(first.revision, 2);
+    Ok(())
+}
+
+async fn audit_trail_keeps_every_revision(store: &Store) -> anyhow::Result<()> {
+    let report = &sample(1, 3)[0];
+    let mut first = incoming(report);
+    first.delivery.sender = Some("dev-obs-001".into());
+    let mut second = incoming(&corrected(report, 2));
+    second.delivery.redelivered = true;
+    ingest(store, &[first.clone()]).await?;
+    ingest(store, &[second.clone()]).await?;
+
+    let records: Vec<_> = store.export().try_collect().await?;
+    assert_eq!(records.len(), 2);
+    for (record, sent) in records.iter().zip([&first, &second]) {
+        assert_eq!(record.report_id, sent.report.report_id.to_string());
+        assert_eq!(record.revision, i64::from(sent.report.revision));
+        assert_eq!(record.payload, sent.payload, "the raw payload is kept byte for byte");
+        assert_eq!(record.content_hash, pollwatch_store::content_hash(&sent.report));
+        assert_eq!(record.sender, sent.delivery.sender);
+        assert_eq!(record.redelivered, sent.delivery.redelivered);
+        assert_eq!(record.received_at.timestamp_micros(), sent.delivery.received_at.timestamp_micros());
+    }
+    Ok(())
+}
+
+async fn mission_import_is_idempotent(store: &Store) -> anyhow::Result<()> {
+    let mission = mission();
+    let first = store.import_mission(mission).await?;
+    assert_eq!((first.stations.added, first.observers.added, first.choices.added), (2_476, 200, 20));
+    let again = store.import_mission(mission).await?;
+    assert_eq!(again.stations.unchanged, 2_476);
+    assert_eq!(again.stations.added + again.stations.updated + again.stations.removed, 0);
+    assert_eq!(again.observers.unchanged, 200);
+
+    let mut changed = mission.clone();
+    changed.stations[0].registered_voters += 1;
+    changed.observers.pop();
+    let third = store.import_mission(&changed).await?;
+    assert_eq!((third.stations.updated, third.stations.unchanged), (1, 2_475));
+    assert_eq!((third.observers.removed, third.observers.unchanged), (1, 199));
+    Ok(())
+}
+
+async fn queries_answer_the_core_team(store: &Store) -> anyhow::Result<()> {
+    let mission = mission();
+    store.import_mission(mission).await?;
+    let before = Utc::now();
+    let mut rng = Rng::new(7);
+    let bishkek: Vec<_> = mission.stations.iter().filter(|s| s.region == "bishkek").take(3).collect();
+    let (team_a, team_b) = (&mission.observers[0].id, &mission.observers[2].id);
+    let mut reports = Vec::new();
+    for station in &bishkek {
+        for kind in fixtures::DAY {
+            reports.push(fixtures::report(mission, station, team_a, kind, &mut rng));
+        }
+    }
+    // A second team counts at the first station and copies different figures.
+    let second_count = fixtures::report(mission, bishkek[0], team_b, ReportKind::Counting, &mut rng);
+    // A counting report from a station outside the roster: quarantined, never counted.
+    let mut stray = fixtures::report(mission, bishkek[1], team_a, ReportKind::Counting, &mut rng);
+    stray.station = "99999".into();
+    let batch: Vec<Incoming> = reports.iter().chain([&second_count, &stray]).map(incoming).collect();
+    ingest(store, &batch).await?;
+
+    let coverage = store.coverage(&mission.id, ReportKind::Opening).await?;
+    assert_eq!(coverage.len(), 10);
+    assert_eq!(
+        (coverage[0].region.as_str(), coverage[0].expected, coverage[0].reported),
+        ("bishkek", 228, 3)
+    );
+    assert_eq!(coverage[0].missing.len(), 225);
+    assert!(!coverage[0].missing.contains(&bishkek[0].code));
+    assert!(coverage[1..].iter().all(|r| r.reported == 0 && r.missing.len() == r.expected));
+
+    let silent = store.silent_observers(&mission.id, before).await?;
+    assert_eq!(silent.len(), 198);
+    assert!(silent.iter().all(|o| &o.id != team_a && &o.id != team_b && o.last_report_at.is_none()));
+    let later = Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(store.silent_observers(&mission.id, later).await?.len(), 200);
+
+    let assessed: i64 = store.assessment_counts(&mission.id).await?.iter().map(|c| c.reports).sum();
+    let expected = reports.iter().chain([&second_count]).filter(|r| r.assessment.is_some()).count();
+    assert_eq!(assessed, expected as i64);
+    let incidents: i64 = store.incident_counts(&mission.id).await?.iter().map(|c| c.reports).sum();
+    assert_eq!(incidents, 3);
+
+    // Expected tabulation, computed from the reports: per station the latest counting report.
+    let mut latest: BTreeMap<&str, &Report> = BTreeMap::new();
+    for report in reports.iter().chain([&second_count]).filter(|r| r.kind() == ReportKind::Counting) {
+        let entry = latest.entry(report.station.as_str()).or_insert(report);
+        if (report.observed_at, std::cmp::Reverse(report.report_id))
+            > (entry.observed_at, std::cmp::Reverse(entry.report_id))
+        {
+            *entry = report;
+        }
+    }
+    for contest in &mission.contests {
+        let results = store.results(&mission.id, &contest.id).await?;
+        let protocols: Vec<_> = latest
+            .values()
+            .map(|r| match &r.content {
+                Content::Counting(body) => {
+                    body.protocols.iter().find(|p| p.contest == contest.id).expect("a protocol")
+                }
+                _ => unreachable!("counting reports only"),
+            })
+            .collect();
+        assert_eq!(results.stations_counted, 3);
+        assert_eq!(
+            results.registered_voters,
+            protocols.iter().map(|p| i64::from(p.registered_voters)).sum::<i64>()
+        );
+        assert_eq!(
+            results.ballots_in_box,
+            protocols.iter().map(|p| i64::from(p.ballots_in_box)).sum::<i64>()
+        );
+        assert_eq!(results.invalid, protocols.iter().map(|p| i64::from(p.invalid)).sum::<i64>());
+        assert_eq!(results.votes.len(), contest.choices.len());
+        for (choice, votes) in &results.votes {
+            let expected: i64 = protocols.iter().map(|p| i64::from(p.votes[choice])).sum();
+            assert_eq!(*votes, expected, "{} {choice}", contest.id);
+        }
+        assert_eq!(results.valid() + results.invalid, results.ballots_in_box);
+
+        let discrepancies = store.result_discrepancies(&mission.id, &contest.id).await?;
+        assert_eq!(discrepancies.len(), 1);
+        assert_eq!(discrepancies[0].station, bishkek[0].code);
+        assert_eq!(discrepancies[0].reports.len(), 2);
+    }
+
+    // Keyset pagination visits every current report once.
+    let mut seen = HashSet::new();
+    let mut after = None;
+    loop {
+        let page = store.list_reports(&mission.id, &ReportFilter::default(), after, 4).await?;
+        for report in &page.reports {
+            assert!(seen.insert(report.report_id.clone()), "listed twice");
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), batch.len());
+    let filter = ReportFilter {
+        kind: Some(ReportKind::Counting),
+        region: Some("bishkek".into()),
+        ..Default::default()
+    };
+    assert_eq!(store.list_reports(&mission.id, &filter, None, 100).await?.reports.len(), 4);
+    let filter = ReportFilter { quarantined: Some(true), ..Default::default() };
+    assert_eq!(store.list_reports(&mission.id, &filter, None, 100).await?.reports.len(), 1);
+    let filter = ReportFilter {
+        station: Some(bishkek[2].code.clone()),
+        observer: Some(team_a.clone()),
+        ..Default::default()
+    };
+    assert_eq!(store.list_reports(&mission.id, &filter, None, 100).await?.reports.len(), fixtures::DAY.len());
+    Ok(())
+}
+
+async fn concurrent_workers_store_each_report_once(store: &Store) -> anyhow::Result<()> {
+    const N: usize = 10_000;
+    let reports = sample(N, 11);
+    // Every fifth report also has a correction, so revisions race as well as reports.
+    let mut all: Vec<Incoming> = reports.iter().map(incoming).collect();
+    all.extend(reports.iter().step_by(5).map(|r| incoming(&corrected(r, 2))));
+    let mut reversed = all.clone();
+    reversed.reverse();
+
+    let worker = |batches: Vec<Incoming>| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for chunk in batches.chunks(500) {
+                // A retryable failure (a deadlock or serialization failure) is retried, as the worker does.
+                loop {
+                    match store.ingest_batch(chunk).await {
+                        Ok(_) => break,
+                        Err(e) if e.is_retryable() => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(())
+        })
+    };
+    let (one, two) = (worker(all.clone()), worker(reversed));
+    within(Duration::from_secs(300), "two workers ingesting", async {
+        one.await??;
+        two.await??;
+        anyhow::Ok(())
+    })
+    .await??;
+
+    let totals = store.totals().await?;
+    assert_eq!(totals.reports, N as i64, "one current row per report");
+    assert_eq!(totals.revisions, all.len() as i64, "every revision in the history exactly once");
+    assert_eq!(totals.conflicts, 0);
+    let current: Vec<_> = store.export().try_collect().await?;
+    assert_eq!(current.len(), all.len());
+    let corrected_ids: HashSet<String> = reports.iter().step_by(5).map(|r| r.report_id.to_string()).collect();
+    let mut after = None;
+    loop {
+        let page = store.list_reports(&mission().id, &ReportFilter::default(), after, 5_000).await?;
+        for report in &page.reports {
+            let expected = if corrected_ids.contains(&report.report_id) { 2 } else { 1 };
+            assert_eq!(report.revision, expected, "the highest revision is current");
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(())
+}
