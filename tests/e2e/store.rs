@@ -359,3 +359,80 @@ async fn concurrent_workers_store_each_report_once(store: &Store) -> anyhow::Res
     }
     Ok(())
 }
+
+/// A worker killed with SIGKILL in the middle of a batch leaves all of it or none of it.
+mod crash {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use pollwatch_store::Store;
+
+    const BATCH: usize = 20_000;
+
+    /// Starts the child, waits until it has begun its batch, kills it after `delay`, and returns
+    /// whether it had reported the commit.
+    fn run_child(url: &str, seed: u64, delay: Option<Duration>) -> anyhow::Result<bool> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pollwatch-ingest-child"))
+            .args([url, &BATCH.to_string(), &seed.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let first = lines.next().transpose()?;
+        anyhow::ensure!(
+            first.as_deref() == Some("ingesting"),
+            "the child failed before its batch: {first:?}"
+        );
+        if let Some(delay) = delay {
+            // Not a synchronisation: the moment of the kill is what the test varies.
+            std::thread::sleep(delay);
+            child.kill()?; // SIGKILL
+        }
+        let committed = lines.next().transpose()?.as_deref() == Some("committed");
+        child.wait()?;
+        Ok(committed)
+    }
+
+    async fn all_or_nothing(url: &str) -> anyhow::Result<()> {
+        let mut killed_mid_batch = 0;
+        for (seed, delay_ms) in [(1u64, 5u64), (2, 60), (3, 250)] {
+            let before = Store::open(url).await?.totals().await?.revisions;
+            let child_url = url.to_owned();
+            let committed = tokio::task::spawn_blocking(move || {
+                run_child(&child_url, seed, Some(Duration::from_millis(delay_ms)))
+            })
+            .await??;
+            let store = Store::open(url).await?;
+            let after = store.totals().await?.revisions;
+            store.close().await;
+            let added = after - before;
+            assert!(added == 0 || added == BATCH as i64, "a killed batch left {added} of {BATCH} revisions");
+            assert_eq!(added == BATCH as i64, committed, "the store and the child disagree on the commit");
+            if !committed {
+                killed_mid_batch += 1;
+            }
+        }
+        assert!(killed_mid_batch > 0, "every batch committed before its kill; the test proved nothing");
+        // Unkilled, the same child commits the whole batch.
+        let before = Store::open(url).await?.totals().await?.revisions;
+        let url_owned = url.to_owned();
+        assert!(tokio::task::spawn_blocking(move || run_child(&url_owned, 4, None)).await??);
+        let after = Store::open(url).await?.totals().await?.revisions;
+        assert_eq!(after - before, BATCH as i64);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn sqlite() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
+        all_or_nothing(&url).await
+    }
+
+    #[tokio::test]
+    async fn postgres() -> anyhow::Result<()> {
+        let database = pollwatch_tests::database().await?;
+        all_or_nothing(&database.url).await
+    }
+}
