@@ -68,7 +68,8 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::Permanent(format!("the store URL is not valid: {e}")))?;
-        let pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        // Long enough for a busy database, short enough that a wrong URL fails while someone waits.
+        let pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         let pool = match backend {
             // One writer at a time in SQLite; a few more connections serve queries.
             Backend::Sqlite => pool_options

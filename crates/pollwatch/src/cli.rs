@@ -78,6 +78,12 @@ pub enum MissionCommand {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Load a mission folder into the store (store.url); re-importing updates what changed
+    Import {
+        /// Folder with mission.toml, forms.toml, stations.csv and observers.csv
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

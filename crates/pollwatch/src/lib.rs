@@ -32,10 +32,44 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             print!("{}", mission_dir::summary(&mission));
             Ok(())
         }
+        Command::Mission { command: MissionCommand::Import { dir } } => {
+            let mission = mission_dir::read(dir)?;
+            runtime()?.block_on(import_mission(&loaded.settings.store.url, &mission))
+        }
         Command::Report { command: ReportCommand::Check { mission, sender, files } } => {
             check_reports(mission, sender.as_deref(), files)
         }
     }
+}
+
+/// A runtime for the subcommands that talk to the store or the broker.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+async fn import_mission(
+    url: &pollwatch_settings::SecretUrl,
+    mission: &pollwatch_model::Mission,
+) -> anyhow::Result<()> {
+    let store = pollwatch_store::Store::open(url.expose())
+        .await
+        .with_context(|| format!("opening the store at {url}"))?;
+    let summary = store.import_mission(mission).await.context("importing the mission")?;
+    store.close().await;
+    println!("imported mission {} into {url}", mission.id);
+    for (roster, changes) in [
+        ("regions", summary.regions),
+        ("contests", summary.contests),
+        ("candidates and options", summary.choices),
+        ("stations", summary.stations),
+        ("observers", summary.observers),
+    ] {
+        println!(
+            "  {roster}: {} added, {} updated, {} removed, {} unchanged",
+            changes.added, changes.updated, changes.removed, changes.unchanged
+        );
+    }
+    Ok(())
 }
 
 /// Prints one verdict per file; fails when any report would be rejected.

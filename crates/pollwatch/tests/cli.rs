@@ -162,3 +162,35 @@ fn report_check_passes_examples_and_fails_a_broken_report_naming_the_field() {
     );
     assert!(stderr(&output).contains("1 of 2 reports would be rejected"), "{}", stderr(&output));
 }
+
+#[test]
+fn mission_import_loads_the_store_and_a_second_import_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let args =
+        ["mission", "import", &repo("missions/kg-2021"), "--set", "store.url=sqlite://state/pollwatch.db"];
+    let output = pollwatch(dir.path(), &args, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("imported mission kg-2021 into sqlite://state/pollwatch.db"), "{text}");
+    assert!(text.contains("stations: 2476 added, 0 updated, 0 removed, 0 unchanged"), "{text}");
+    assert!(dir.path().join("state/pollwatch.db").exists());
+
+    let output = pollwatch(dir.path(), &args, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("stations: 0 added, 0 updated, 0 removed, 2476 unchanged"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn mission_import_to_an_unreachable_store_fails_without_showing_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "store.url=postgres://pollwatch:hunter2@127.0.0.1:1/pollwatch?connect_timeout=2";
+    let output = pollwatch(dir.path(), &["mission", "import", &repo("missions/kg-2021"), "--set", url], &[]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("opening the store at postgres://pollwatch:***@127.0.0.1:1/pollwatch"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
