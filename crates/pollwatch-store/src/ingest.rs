@@ -1,15 +1,15 @@
 //! Committing batches of accepted reports: one transaction, one outcome per report.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use pollwatch_model::{Content, Flag, Report};
+use pollwatch_model::{Content, Flag, Protocol, Report};
 use sha2::{Digest as _, Sha256};
 use sqlx::any::AnyArguments;
 use sqlx::{Any, Arguments as _, Row as _, Transaction};
 
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 
 /// How a report reached the worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,18 +76,20 @@ pub fn content_hash(report: &Report) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Builds SQL with numbered placeholders (`$1`, `$2`, …), which both backends accept.
-#[derive(Default)]
+/// Builds SQL and its arguments together, with each backend's placeholders: `$1`, `$2`, … for
+/// PostgreSQL, `?` for SQLite (whose numbered parameters cost a linear search each, which makes
+/// statements with thousands of values slow).
 pub(crate) struct Sql {
     text: String,
     args: AnyArguments,
-    /// Placeholders used so far.
-    pub(crate) count: usize,
+    backend: Backend,
+    /// Placeholders written so far.
+    count: usize,
 }
 
 impl Sql {
-    pub(crate) fn new(text: &str) -> Self {
-        Self { text: text.to_owned(), ..Self::default() }
+    pub(crate) fn new(backend: Backend, text: &str) -> Self {
+        Self { text: text.to_owned(), args: AnyArguments::default(), backend, count: 0 }
     }
 
     pub(crate) fn push(&mut self, text: &str) -> &mut Self {
@@ -100,17 +102,11 @@ impl Sql {
         T: for<'q> sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send + 'static,
     {
         self.count += 1;
-        self.text.push_str(&format!("${}", self.count));
+        match self.backend {
+            Backend::Postgres => self.text.push_str(&format!("${}", self.count)),
+            Backend::Sqlite => self.text.push('?'),
+        }
         // Binding values of the types used here cannot fail.
-        self.args.add(value).expect("binding a value");
-        self
-    }
-
-    /// Binds a value for a placeholder already written into the text (for reused `$n`).
-    pub(crate) fn bind_only<T>(&mut self, value: T) -> &mut Self
-    where
-        T: for<'q> sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send + 'static,
-    {
         self.args.add(value).expect("binding a value");
         self
     }
@@ -133,200 +129,354 @@ impl Sql {
     }
 }
 
+/// Most bound values in one statement; well under SQLite's and PostgreSQL's limits.
+const MAX_PARAMS: usize = 6_000;
+
+/// One report of a batch, with what the store derives from it.
+struct Item<'a> {
+    /// Position in the batch, for the outcome.
+    index: usize,
+    incoming: &'a Incoming,
+    id: String,
+    revision: i64,
+    hash: String,
+}
+
 impl Store {
     /// Commits `batch` in one transaction and returns one outcome per report, in batch order.
     /// Nothing is committed unless everything is; on `Err` the caller must not acknowledge any
     /// delivery of the batch.
+    ///
+    /// The batch is written with a few multi-row statements. Within a batch, reports are taken in
+    /// (report id, revision) order, so a revision and its correction in one batch come out as
+    /// stored (or revised) and then revised.
     pub async fn ingest_batch(&self, batch: &[Incoming]) -> Result<Vec<Outcome>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        // A fixed order over reports makes concurrent transactions take row locks in the same
-        // order, so two workers with overlapping batches cannot deadlock.
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (&batch[a].report, &batch[b].report);
-            (a.report_id, a.revision).cmp(&(b.report_id, b.revision))
-        });
+        let mut items: Vec<Item<'_>> = batch
+            .iter()
+            .enumerate()
+            .map(|(index, incoming)| Item {
+                index,
+                incoming,
+                id: incoming.report.report_id.to_string(),
+                revision: i64::from(incoming.report.revision),
+                hash: content_hash(&incoming.report),
+            })
+            .collect();
+        // A fixed order makes concurrent transactions take row locks in the same order, so two
+        // workers with overlapping batches cannot deadlock.
+        items.sort_by(|a, b| (&a.id, a.revision, a.index).cmp(&(&b.id, b.revision, b.index)));
 
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let mut tx = self.pool.begin().await?;
-        let mut current = current_revisions(&mut tx, batch).await?;
-        let mut outcomes = vec![Outcome::Duplicate; batch.len()];
-        for i in order {
-            outcomes[i] = ingest_one(&mut tx, &batch[i], &mut current).await?;
+
+        // The first of several copies of one (id, revision) in the batch stands for them all.
+        let mut firsts: Vec<&Item<'_>> = Vec::new();
+        let mut repeats: Vec<&Item<'_>> = Vec::new();
+        for item in &items {
+            match firsts.last() {
+                Some(first) if first.id == item.id && first.revision == item.revision => repeats.push(item),
+                _ => firsts.push(item),
+            }
         }
+
+        let new = insert_revisions(&mut tx, self.backend, &firsts).await?;
+        // What the store held for each (id, revision) before, or what this batch stored.
+        let mut known: HashMap<(String, i64), String> =
+            existing_hashes(&mut tx, self.backend, &firsts, &new).await?;
+        let mut conflicts: Vec<&Item<'_>> = Vec::new();
+        for item in firsts.iter().filter(|i| !new.contains_key(&(i.id.clone(), i.revision))) {
+            let stored = &known[&(item.id.clone(), item.revision)];
+            outcomes[item.index] = Some(if *stored == item.hash {
+                Outcome::Duplicate
+            } else {
+                conflicts.push(item);
+                Outcome::Conflict
+            });
+        }
+        for item in firsts.iter().filter(|i| new.contains_key(&(i.id.clone(), i.revision))) {
+            known.insert((item.id.clone(), item.revision), item.hash.clone());
+        }
+        for item in &repeats {
+            let stored = &known[&(item.id.clone(), item.revision)];
+            outcomes[item.index] = Some(if *stored == item.hash {
+                Outcome::Duplicate
+            } else {
+                conflicts.push(item);
+                Outcome::Conflict
+            });
+        }
+        insert_conflicts(&mut tx, self.backend, &conflicts).await?;
+
+        let fresh: Vec<&Item<'_>> =
+            firsts.iter().copied().filter(|i| new.contains_key(&(i.id.clone(), i.revision))).collect();
+        write_derived(&mut tx, self.backend, &fresh).await?;
+        label_current(&mut tx, self.backend, &fresh, &new, &mut outcomes).await?;
         tx.commit().await?;
-        Ok(outcomes)
+        Ok(outcomes.into_iter().map(|o| o.expect("every report has an outcome")).collect())
     }
 }
 
-/// The current revision of each report in the batch that the store already has. It only labels
-/// outcomes (stored or revised); which revision becomes current is decided by the upsert.
-async fn current_revisions(
+/// Inserts the revisions the store does not have yet; returns their sequence numbers.
+async fn insert_revisions(
     tx: &mut Transaction<'static, Any>,
-    batch: &[Incoming],
-) -> Result<HashMap<String, i64>, StoreError> {
-    let mut ids: Vec<String> = batch.iter().map(|i| i.report.report_id.to_string()).collect();
-    ids.sort();
+    backend: Backend,
+    items: &[&Item<'_>],
+) -> Result<HashMap<(String, i64), i64>, StoreError> {
+    let mut new = HashMap::new();
+    for chunk in items.chunks(MAX_PARAMS / 13) {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO report_revisions (report_id, revision, content_hash, mission, observer, station, kind, \
+             observed_at_us, payload, flags, sender, redelivered, received_at_us) VALUES ",
+        );
+        sql.values(chunk, |sql, item| {
+            let (report, delivery) = (&item.incoming.report, &item.incoming.delivery);
+            let flags = serde_json::to_string(&item.incoming.flags).expect("flags serialise");
+            sql.bind(item.id.clone())
+                .push(", ")
+                .bind(item.revision)
+                .push(", ")
+                .bind(item.hash.clone())
+                .push(", ");
+            sql.bind(report.mission.clone()).push(", ").bind(report.observer.clone()).push(", ");
+            sql.bind(report.station.clone()).push(", ").bind(report.kind().as_str().to_owned()).push(", ");
+            sql.bind(report.observed_at.timestamp_micros()).push(", ").bind(item.incoming.payload.clone());
+            sql.push(", ").bind(flags).push(", ").bind(delivery.sender.clone()).push(", ");
+            sql.bind(delivery.redelivered).push(", ").bind(delivery.received_at.timestamp_micros());
+        });
+        sql.push(" ON CONFLICT (report_id, revision) DO NOTHING RETURNING report_id, revision, seq");
+        for row in sql.query().fetch_all(&mut **tx).await? {
+            new.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+        }
+    }
+    Ok(new)
+}
+
+/// The content hashes already stored for the batch's revisions that were not new.
+async fn existing_hashes(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    firsts: &[&Item<'_>],
+    new: &HashMap<(String, i64), i64>,
+) -> Result<HashMap<(String, i64), String>, StoreError> {
+    let mut ids: Vec<&str> = firsts
+        .iter()
+        .filter(|i| !new.contains_key(&(i.id.clone(), i.revision)))
+        .map(|i| i.id.as_str())
+        .collect();
     ids.dedup();
-    let mut current = HashMap::new();
-    for chunk in ids.chunks(500) {
-        let mut sql = Sql::new("SELECT report_id, revision FROM reports WHERE report_id IN (");
+    let mut hashes = HashMap::new();
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let mut sql = Sql::new(
+            backend,
+            "SELECT report_id, revision, content_hash FROM report_revisions WHERE report_id IN (",
+        );
         for (i, id) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.bind(id.clone());
+            sql.push(if i == 0 { "" } else { ", " }).bind((*id).to_owned());
         }
         sql.push(")");
         for row in sql.query().fetch_all(&mut **tx).await? {
-            current.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
+            hashes.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
         }
     }
-    Ok(current)
+    Ok(hashes)
 }
 
-async fn ingest_one(
+/// Keeps every conflicting version beside the audit trail (once per distinct content).
+async fn insert_conflicts(
     tx: &mut Transaction<'static, Any>,
-    incoming: &Incoming,
-    current: &mut HashMap<String, i64>,
-) -> Result<Outcome, StoreError> {
-    let report = &incoming.report;
-    let id = report.report_id.to_string();
-    let revision = i64::from(report.revision);
-    let hash = content_hash(report);
-    let delivery = &incoming.delivery;
-    let received_at = delivery.received_at.timestamp_micros();
-    let flags = serde_json::to_string(&incoming.flags).expect("flags serialise");
+    backend: Backend,
+    items: &[&Item<'_>],
+) -> Result<(), StoreError> {
+    for item in items {
+        tracing::warn!(
+            report_id = item.id,
+            revision = item.revision,
+            "same report id and revision with different content"
+        );
+    }
+    for chunk in items.chunks(MAX_PARAMS / 6) {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO conflicts (report_id, revision, content_hash, payload, sender, received_at_us) VALUES ",
+        );
+        sql.values(chunk, |sql, item| {
+            let delivery = &item.incoming.delivery;
+            sql.bind(item.id.clone())
+                .push(", ")
+                .bind(item.revision)
+                .push(", ")
+                .bind(item.hash.clone())
+                .push(", ");
+            sql.bind(item.incoming.payload.clone()).push(", ").bind(delivery.sender.clone()).push(", ");
+            sql.bind(delivery.received_at.timestamp_micros());
+        });
+        sql.push(" ON CONFLICT (report_id, revision, content_hash) DO NOTHING");
+        sql.query().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
 
-    let mut sql = Sql::new(
-        "INSERT INTO report_revisions (report_id, revision, content_hash, mission, observer, station, kind, \
-         observed_at_us, payload, flags, sender, redelivered, received_at_us) VALUES (",
-    );
-    sql.bind(id.clone()).push(", ").bind(revision).push(", ").bind(hash.clone()).push(", ");
-    sql.bind(report.mission.clone()).push(", ").bind(report.observer.clone()).push(", ");
-    sql.bind(report.station.clone()).push(", ").bind(report.kind().as_str().to_owned()).push(", ");
-    sql.bind(report.observed_at.timestamp_micros()).push(", ").bind(incoming.payload.clone()).push(", ");
-    sql.bind(flags).push(", ").bind(delivery.sender.clone()).push(", ").bind(delivery.redelivered);
-    sql.push(", ").bind(received_at).push(") ON CONFLICT (report_id, revision) DO NOTHING RETURNING seq");
-    let Some(row) = sql.query().fetch_optional(&mut **tx).await? else {
-        return repeated_revision(tx, incoming, &id, revision, &hash).await;
-    };
-    let seq: i64 = row.try_get(0)?;
-    write_derived(tx, incoming, &id, revision).await?;
-
-    let (category, severity) = match &report.content {
-        Content::Incident(body) => {
-            (Some(body.category.as_str().to_owned()), Some(body.severity.as_str().to_owned()))
+/// Makes the highest new revision of each report current unless the store has a higher one,
+/// and labels every new revision as a sequence of single inserts would have.
+async fn label_current(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    fresh: &[&Item<'_>],
+    new: &HashMap<(String, i64), i64>,
+    outcomes: &mut [Option<Outcome>],
+) -> Result<(), StoreError> {
+    // `fresh` is sorted by (id, revision): group it by report.
+    let mut groups: Vec<&[&Item<'_>]> = Vec::new();
+    let mut start = 0;
+    for i in 1..=fresh.len() {
+        if i == fresh.len() || fresh[i].id != fresh[start].id {
+            groups.push(&fresh[start..i]);
+            start = i;
         }
-        _ => (None, None),
-    };
-    let mut sql = Sql::new(
-        "INSERT INTO reports (report_id, revision, revision_seq, mission, observer, station, kind, observed_at_us, \
-         received_at_us, assessment, incident_category, incident_severity, quarantined) VALUES (",
-    );
-    sql.bind(id.clone()).push(", ").bind(revision).push(", ").bind(seq).push(", ");
-    sql.bind(report.mission.clone()).push(", ").bind(report.observer.clone()).push(", ");
-    sql.bind(report.station.clone()).push(", ").bind(report.kind().as_str().to_owned()).push(", ");
-    sql.bind(report.observed_at.timestamp_micros()).push(", ").bind(received_at).push(", ");
-    sql.bind(report.assessment.map(|a| a.as_str().to_owned())).push(", ").bind(category).push(", ");
-    sql.bind(severity).push(", ").bind(!incoming.flags.is_empty());
-    sql.push(
-        ") ON CONFLICT (report_id) DO UPDATE SET revision = excluded.revision, revision_seq = excluded.revision_seq, \
-         mission = excluded.mission, observer = excluded.observer, station = excluded.station, kind = excluded.kind, \
-         observed_at_us = excluded.observed_at_us, received_at_us = excluded.received_at_us, \
-         assessment = excluded.assessment, incident_category = excluded.incident_category, \
-         incident_severity = excluded.incident_severity, quarantined = excluded.quarantined \
-         WHERE reports.revision < excluded.revision RETURNING revision",
-    );
-    if sql.query().fetch_optional(&mut **tx).await?.is_none() {
-        // A higher revision is current; this one stays in the history only.
-        return Ok(Outcome::Stale);
+    }
+    let mut ids: Vec<String> = groups.iter().map(|g| g[0].id.clone()).collect();
+    ids.dedup();
+    let mut current: HashMap<String, i64> = HashMap::new();
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let mut sql = Sql::new(backend, "SELECT report_id, revision FROM reports WHERE report_id IN (");
+        for (i, id) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "" } else { ", " }).bind(id.clone());
+        }
+        sql.push(")");
+        for row in sql.query().fetch_all(&mut **tx).await? {
+            current.insert(row.try_get(0)?, row.try_get(1)?);
+        }
     }
 
-    let existed = current.insert(id.clone(), revision).is_some();
-    Ok(match (incoming.flags.is_empty(), existed) {
-        (false, _) => Outcome::Quarantined,
-        (true, false) => Outcome::Stored,
-        (true, true) => Outcome::Revised,
-    })
-}
-
-/// A revision the store already has: the same content is a duplicate, other content a conflict.
-async fn repeated_revision(
-    tx: &mut Transaction<'static, Any>,
-    incoming: &Incoming,
-    id: &str,
-    revision: i64,
-    hash: &str,
-) -> Result<Outcome, StoreError> {
-    let mut sql = Sql::new("SELECT content_hash FROM report_revisions WHERE report_id = ");
-    sql.bind(id.to_owned()).push(" AND revision = ").bind(revision);
-    let existing: String = sql.query().fetch_one(&mut **tx).await?.try_get(0)?;
-    if existing == hash {
-        return Ok(Outcome::Duplicate);
+    let highest: Vec<&Item<'_>> = groups.iter().map(|g| *g.last().expect("groups are not empty")).collect();
+    let mut promoted: HashSet<String> = HashSet::new();
+    for chunk in highest.chunks(MAX_PARAMS / 13) {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO reports (report_id, revision, revision_seq, mission, observer, station, kind, \
+             observed_at_us, received_at_us, assessment, incident_category, incident_severity, quarantined) VALUES ",
+        );
+        sql.values(chunk, |sql, item| {
+            let report = &item.incoming.report;
+            let (category, severity) = match &report.content {
+                Content::Incident(body) => {
+                    (Some(body.category.as_str().to_owned()), Some(body.severity.as_str().to_owned()))
+                }
+                _ => (None, None),
+            };
+            sql.bind(item.id.clone()).push(", ").bind(item.revision).push(", ");
+            sql.bind(new[&(item.id.clone(), item.revision)]).push(", ");
+            sql.bind(report.mission.clone()).push(", ").bind(report.observer.clone()).push(", ");
+            sql.bind(report.station.clone()).push(", ").bind(report.kind().as_str().to_owned()).push(", ");
+            sql.bind(report.observed_at.timestamp_micros()).push(", ");
+            sql.bind(item.incoming.delivery.received_at.timestamp_micros()).push(", ");
+            sql.bind(report.assessment.map(|a| a.as_str().to_owned())).push(", ").bind(category).push(", ");
+            sql.bind(severity).push(", ").bind(!item.incoming.flags.is_empty());
+        });
+        sql.push(
+            " ON CONFLICT (report_id) DO UPDATE SET revision = excluded.revision, revision_seq = excluded.revision_seq, \
+             mission = excluded.mission, observer = excluded.observer, station = excluded.station, kind = excluded.kind, \
+             observed_at_us = excluded.observed_at_us, received_at_us = excluded.received_at_us, \
+             assessment = excluded.assessment, incident_category = excluded.incident_category, \
+             incident_severity = excluded.incident_severity, quarantined = excluded.quarantined \
+             WHERE reports.revision < excluded.revision RETURNING report_id",
+        );
+        for row in sql.query().fetch_all(&mut **tx).await? {
+            promoted.insert(row.try_get(0)?);
+        }
     }
-    let mut sql = Sql::new(
-        "INSERT INTO conflicts (report_id, revision, content_hash, payload, sender, received_at_us) VALUES (",
-    );
-    sql.bind(id.to_owned()).push(", ").bind(revision).push(", ").bind(hash.to_owned()).push(", ");
-    sql.bind(incoming.payload.clone()).push(", ").bind(incoming.delivery.sender.clone()).push(", ");
-    sql.bind(incoming.delivery.received_at.timestamp_micros());
-    sql.push(") ON CONFLICT (report_id, revision, content_hash) DO NOTHING");
-    sql.query().execute(&mut **tx).await?;
-    tracing::warn!(report_id = id, revision, "same report id and revision with different content");
-    Ok(Outcome::Conflict)
+
+    for group in groups {
+        let id = &group[0].id;
+        // Not promoted: the store already has a higher revision (perhaps from another worker).
+        let mut now_current = if promoted.contains(id) { current.get(id).copied() } else { Some(i64::MAX) };
+        for item in group {
+            let outcome = if now_current.is_some_and(|c| item.revision <= c) {
+                Outcome::Stale
+            } else if !item.incoming.flags.is_empty() {
+                Outcome::Quarantined
+            } else if now_current.is_some() {
+                Outcome::Revised
+            } else {
+                Outcome::Stored
+            };
+            if outcome != Outcome::Stale {
+                now_current = Some(item.revision);
+            }
+            outcomes[item.index] = Some(outcome);
+        }
+    }
+    Ok(())
 }
 
-/// Flags and counting protocols of a revision the store has just recorded.
+/// Flags and counting protocols of the revisions the store has just recorded.
 async fn write_derived(
     tx: &mut Transaction<'static, Any>,
-    incoming: &Incoming,
-    id: &str,
-    revision: i64,
+    backend: Backend,
+    items: &[&Item<'_>],
 ) -> Result<(), StoreError> {
-    if !incoming.flags.is_empty() {
-        let mut sql = Sql::new("INSERT INTO report_flags (report_id, revision, code, path, message) VALUES ");
-        sql.values(&incoming.flags, |sql, flag| {
-            sql.bind(id.to_owned()).push(", ").bind(revision).push(", ");
-            sql.bind(flag.code.as_str().to_owned()).push(", ");
-            sql.bind(flag.path.clone()).push(", ").bind(flag.message.clone());
+    let flags: Vec<(&Item<'_>, &Flag)> =
+        items.iter().flat_map(|item| item.incoming.flags.iter().map(move |flag| (*item, flag))).collect();
+    for chunk in flags.chunks(MAX_PARAMS / 5) {
+        let mut sql =
+            Sql::new(backend, "INSERT INTO report_flags (report_id, revision, code, path, message) VALUES ");
+        sql.values(chunk, |sql, (item, flag)| {
+            sql.bind(item.id.clone()).push(", ").bind(item.revision).push(", ");
+            sql.bind(flag.code.as_str().to_owned()).push(", ").bind(flag.path.clone()).push(", ");
+            sql.bind(flag.message.clone());
         });
         sql.query().execute(&mut **tx).await?;
     }
-    let Content::Counting(body) = &incoming.report.content else { return Ok(()) };
-    let mut sql = Sql::new(
-        "INSERT INTO protocols (report_id, revision, contest, registered_voters, ballots_received, ballots_issued, \
-         ballots_spoiled, ballots_unused, ballots_in_box, invalid, votes_digest) VALUES ",
-    );
-    sql.values(&body.protocols, |sql, p| {
-        let digest: Vec<String> = p.votes.iter().map(|(choice, n)| format!("{choice}={n}")).collect();
-        sql.bind(id.to_owned()).push(", ").bind(revision).push(", ").bind(p.contest.clone());
-        for n in [
-            p.registered_voters,
-            p.ballots_received,
-            p.ballots_issued,
-            p.ballots_spoiled,
-            p.ballots_unused,
-            p.ballots_in_box,
-            p.invalid,
-        ] {
-            sql.push(", ").bind(i64::from(n));
-        }
-        sql.push(", ").bind(digest.join(";"));
-    });
-    sql.query().execute(&mut **tx).await?;
-    let votes: Vec<(&str, &str, u32)> = body
-        .protocols
+    let protocols: Vec<(&Item<'_>, &Protocol)> = items
         .iter()
-        .flat_map(|p| p.votes.iter().map(move |(choice, n)| (p.contest.as_str(), choice.as_str(), *n)))
+        .filter_map(|item| match &item.incoming.report.content {
+            Content::Counting(body) => Some(body.protocols.iter().map(move |p| (*item, p))),
+            _ => None,
+        })
+        .flatten()
         .collect();
-    if !votes.is_empty() {
-        let mut sql =
-            Sql::new("INSERT INTO protocol_votes (report_id, revision, contest, choice, votes) VALUES ");
-        sql.values(votes, |sql, (contest, choice, n)| {
-            sql.bind(id.to_owned()).push(", ").bind(revision).push(", ").bind(contest.to_owned()).push(", ");
-            sql.bind(choice.to_owned()).push(", ").bind(i64::from(n));
+    for chunk in protocols.chunks(MAX_PARAMS / 11) {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO protocols (report_id, revision, contest, registered_voters, ballots_received, \
+             ballots_issued, ballots_spoiled, ballots_unused, ballots_in_box, invalid, votes_digest) VALUES ",
+        );
+        sql.values(chunk, |sql, (item, p)| {
+            let digest: Vec<String> = p.votes.iter().map(|(choice, n)| format!("{choice}={n}")).collect();
+            sql.bind(item.id.clone()).push(", ").bind(item.revision).push(", ").bind(p.contest.clone());
+            for n in [
+                p.registered_voters,
+                p.ballots_received,
+                p.ballots_issued,
+                p.ballots_spoiled,
+                p.ballots_unused,
+                p.ballots_in_box,
+                p.invalid,
+            ] {
+                sql.push(", ").bind(i64::from(n));
+            }
+            sql.push(", ").bind(digest.join(";"));
+        });
+        sql.query().execute(&mut **tx).await?;
+    }
+    let votes: Vec<(&Item<'_>, &str, &str, u32)> = protocols
+        .iter()
+        .flat_map(|(item, p)| {
+            p.votes.iter().map(move |(choice, n)| (*item, p.contest.as_str(), choice.as_str(), *n))
+        })
+        .collect();
+    for chunk in votes.chunks(MAX_PARAMS / 5) {
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO protocol_votes (report_id, revision, contest, choice, votes) VALUES ",
+        );
+        sql.values(chunk, |sql, (item, contest, choice, n)| {
+            sql.bind(item.id.clone()).push(", ").bind(item.revision).push(", ").bind((*contest).to_owned());
+            sql.push(", ").bind((*choice).to_owned()).push(", ").bind(i64::from(*n));
         });
         sql.query().execute(&mut **tx).await?;
     }

@@ -6,7 +6,7 @@ use pollwatch_model::Mission;
 use sqlx::{Any, Row as _, Transaction};
 
 use crate::ingest::Sql;
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 
 /// What an import changed, per roster.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,6 +73,7 @@ impl Store {
     pub async fn import_mission(&self, mission: &Mission) -> Result<ImportSummary, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut sql = Sql::new(
+            self.backend,
             "INSERT INTO missions (id, name, election_day, time_zone, polls_open, polls_close) VALUES (",
         );
         sql.bind(mission.id.clone()).push(", ").bind(mission.name.clone()).push(", ");
@@ -86,11 +87,11 @@ impl Store {
         sql.query().execute(&mut *tx).await?;
 
         let summary = ImportSummary {
-            regions: sync(&mut tx, &mission.id, regions(mission)).await?,
-            contests: sync(&mut tx, &mission.id, contests(mission)).await?,
-            choices: sync(&mut tx, &mission.id, choices(mission)).await?,
-            stations: sync(&mut tx, &mission.id, stations(mission)).await?,
-            observers: sync(&mut tx, &mission.id, observers(mission)).await?,
+            regions: sync(&mut tx, self.backend, &mission.id, regions(mission)).await?,
+            contests: sync(&mut tx, self.backend, &mission.id, contests(mission)).await?,
+            choices: sync(&mut tx, self.backend, &mission.id, choices(mission)).await?,
+            stations: sync(&mut tx, self.backend, &mission.id, stations(mission)).await?,
+            observers: sync(&mut tx, self.backend, &mission.id, observers(mission)).await?,
         };
         tx.commit().await?;
         Ok(summary)
@@ -197,6 +198,7 @@ fn observers(mission: &Mission) -> Roster<'_> {
 /// Makes the stored roster equal to `roster`, touching only rows that differ.
 async fn sync(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     mission_id: &str,
     roster: Roster<'_>,
 ) -> Result<Changes, StoreError> {
@@ -204,7 +206,8 @@ async fn sync(
     // Read what is stored, every column as text so that both backends compare alike.
     let cast = |c: &str| format!("CAST({c} AS TEXT)");
     let select: Vec<String> = keys.iter().chain(columns).map(|c| cast(c)).collect();
-    let mut sql = Sql::new(&format!("SELECT {} FROM {table} WHERE mission_id = ", select.join(", ")));
+    let mut sql =
+        Sql::new(backend, &format!("SELECT {} FROM {table} WHERE mission_id = ", select.join(", ")));
     sql.bind(mission_id.to_owned());
     let mut stored: HashMap<Vec<String>, Vec<Option<String>>> = HashMap::new();
     for row in sql.query().fetch_all(&mut **tx).await? {
@@ -233,7 +236,7 @@ async fn sync(
     }
     for chunk in upserts.chunks(200) {
         let names: Vec<&str> = ["mission_id"].iter().chain(keys).chain(columns).copied().collect();
-        let mut sql = Sql::new(&format!("INSERT INTO {table} ({}) VALUES ", names.join(", ")));
+        let mut sql = Sql::new(backend, &format!("INSERT INTO {table} ({}) VALUES ", names.join(", ")));
         sql.values(chunk, |sql, (key, values)| {
             sql.bind(mission_id.to_owned());
             for k in key.iter() {
@@ -253,7 +256,7 @@ async fn sync(
         sql.query().execute(&mut **tx).await?;
     }
     for key in stored.keys() {
-        let mut sql = Sql::new(&format!("DELETE FROM {table} WHERE mission_id = "));
+        let mut sql = Sql::new(backend, &format!("DELETE FROM {table} WHERE mission_id = "));
         sql.bind(mission_id.to_owned());
         for (column, value) in keys.iter().zip(key) {
             sql.push(&format!(" AND {column} = ")).bind(value.clone());

@@ -145,6 +145,7 @@ impl Store {
     /// Per region (in the mission's order), which stations have a report of `kind`.
     pub async fn coverage(&self, mission: &str, kind: ReportKind) -> Result<Vec<RegionCoverage>, StoreError> {
         let mut sql = Sql::new(
+            self.backend,
             "SELECT s.region, s.code, CAST(CASE WHEN EXISTS (SELECT 1 FROM reports r WHERE r.mission = s.mission_id \
              AND r.station = s.code AND r.kind = ",
         );
@@ -179,6 +180,7 @@ impl Store {
         since: DateTime<Utc>,
     ) -> Result<Vec<SilentObserver>, StoreError> {
         let mut sql = Sql::new(
+            self.backend,
             "SELECT o.id, o.name, o.team, CAST(MAX(v.received_at_us) AS BIGINT) FROM observers o \
              LEFT JOIN report_revisions v ON v.mission = o.mission_id AND v.observer = o.id WHERE o.mission_id = ",
         );
@@ -203,6 +205,7 @@ impl Store {
     /// Overall assessments per region and phase, quarantined reports left out.
     pub async fn assessment_counts(&self, mission: &str) -> Result<Vec<AssessmentCount>, StoreError> {
         let mut sql = Sql::new(
+            self.backend,
             "SELECT s.region, r.kind, r.assessment, CAST(COUNT(*) AS BIGINT) FROM reports r \
              JOIN stations s ON s.mission_id = r.mission AND s.code = r.station \
              WHERE NOT r.quarantined AND r.assessment IS NOT NULL AND r.mission = ",
@@ -225,6 +228,7 @@ impl Store {
     /// Incidents by category and severity, quarantined reports left out.
     pub async fn incident_counts(&self, mission: &str) -> Result<Vec<IncidentCount>, StoreError> {
         let mut sql = Sql::new(
+            self.backend,
             "SELECT incident_category, incident_severity, CAST(COUNT(*) AS BIGINT) FROM reports \
              WHERE kind = 'incident' AND NOT quarantined AND mission = ",
         );
@@ -244,45 +248,52 @@ impl Store {
     }
 
     /// Sums, over stations, each station's current counting protocol for `contest`. Where teams
-    /// filed several, the latest observation counts (see [`Store::result_discrepancies`]).
+    /// filed several, the latest observation counts (ties: the greatest report id; see
+    /// [`Store::result_discrepancies`]).
     pub async fn results(&self, mission: &str, contest: &str) -> Result<ContestResults, StoreError> {
-        const CHOSEN: &str = "WITH chosen AS (SELECT p.*, ROW_NUMBER() OVER (PARTITION BY r.station \
-             ORDER BY r.observed_at_us DESC, r.report_id) AS pick FROM protocols p \
-             JOIN reports r ON r.report_id = p.report_id AND r.revision = p.revision \
-             JOIN stations s ON s.mission_id = r.mission AND s.code = r.station \
-             WHERE NOT r.quarantined AND r.kind = 'counting' AND r.mission = $1 AND p.contest = $2) ";
-        let mut sql = Sql::new(CHOSEN);
-        sql.count = 2;
-        sql.bind_only(mission.to_owned()).bind_only(contest.to_owned());
+        // One pass over the picked protocols: a totals row (empty choice) and a row per choice.
+        let mut sql = Sql::new(self.backend, "");
+        picked(&mut sql, mission, contest);
         sql.push(
-            "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(registered_voters), 0) AS BIGINT), \
+            "SELECT '' AS choice, CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(registered_voters), 0) AS BIGINT), \
              CAST(COALESCE(SUM(ballots_in_box), 0) AS BIGINT), CAST(COALESCE(SUM(invalid), 0) AS BIGINT) \
-             FROM chosen WHERE pick = 1",
+             FROM picked UNION ALL SELECT v.choice, CAST(0 AS BIGINT), CAST(SUM(v.votes) AS BIGINT), \
+             CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM picked k JOIN protocol_votes v ON v.report_id = k.report_id \
+             AND v.revision = k.revision AND v.contest = k.contest GROUP BY v.choice",
         );
-        let totals = sql.query().fetch_one(&self.pool).await?;
-
-        let mut sql = Sql::new(CHOSEN);
-        sql.count = 2;
-        sql.bind_only(mission.to_owned()).bind_only(contest.to_owned());
-        sql.push(
-            "SELECT c.code, CAST(COALESCE(SUM(v.votes), 0) AS BIGINT) FROM choices c \
-             LEFT JOIN protocol_votes v ON v.contest = c.contest AND v.choice = c.code \
-             AND EXISTS (SELECT 1 FROM chosen k WHERE k.pick = 1 AND k.report_id = v.report_id \
-             AND k.revision = v.revision) \
-             WHERE c.mission_id = $1 AND c.contest = $2 GROUP BY c.code, c.position ORDER BY c.position",
-        );
-        let votes = sql.query().fetch_all(&self.pool).await?;
-        Ok(ContestResults {
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+        let mut results = ContestResults {
             contest: contest.to_owned(),
-            stations_counted: totals.try_get(0)?,
-            registered_voters: totals.try_get(1)?,
-            ballots_in_box: totals.try_get(2)?,
-            invalid: totals.try_get(3)?,
-            votes: votes
-                .iter()
-                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-                .collect::<Result<_, StoreError>>()?,
-        })
+            stations_counted: 0,
+            registered_voters: 0,
+            ballots_in_box: 0,
+            invalid: 0,
+            votes: Vec::new(),
+        };
+        for row in &rows {
+            let choice: String = row.try_get(0)?;
+            if choice.is_empty() {
+                results.stations_counted = row.try_get(1)?;
+                results.registered_voters = row.try_get(2)?;
+                results.ballots_in_box = row.try_get(3)?;
+                results.invalid = row.try_get(4)?;
+            } else {
+                sums.insert(choice, row.try_get(2)?);
+            }
+        }
+        // Every choice of the contest, in ballot order, with zero where nobody voted for it.
+        let mut sql = Sql::new(self.backend, "SELECT code FROM choices WHERE mission_id = ");
+        sql.bind(mission.to_owned())
+            .push(" AND contest = ")
+            .bind(contest.to_owned())
+            .push(" ORDER BY position");
+        for row in sql.query().fetch_all(&self.pool).await? {
+            let code: String = row.try_get(0)?;
+            let votes = sums.get(&code).copied().unwrap_or(0);
+            results.votes.push((code, votes));
+        }
+        Ok(results)
     }
 
     /// Stations where current, unquarantined counting reports disagree on any figure of `contest`.
@@ -292,6 +303,7 @@ impl Store {
         contest: &str,
     ) -> Result<Vec<Discrepancy>, StoreError> {
         let mut sql = Sql::new(
+            self.backend,
             "SELECT r.station, r.report_id, r.observer, CAST(p.registered_voters AS TEXT) || ',' || \
              CAST(p.ballots_received AS TEXT) || ',' || CAST(p.ballots_issued AS TEXT) || ',' || \
              CAST(p.ballots_spoiled AS TEXT) || ',' || CAST(p.ballots_unused AS TEXT) || ',' || \
@@ -329,6 +341,7 @@ impl Store {
         limit: u32,
     ) -> Result<Page, StoreError> {
         let mut sql = Sql::new(
+            self.backend,
             "SELECT r.revision_seq, r.report_id, r.revision, r.kind, r.observer, r.station, r.observed_at_us, \
              r.received_at_us, r.assessment, CAST(CASE WHEN r.quarantined THEN 1 ELSE 0 END AS BIGINT) \
              FROM reports r WHERE r.mission = ",
@@ -395,6 +408,27 @@ impl Store {
             })
         })
     }
+}
+
+/// `WITH chosen AS …, picked AS …`: for each station of the roster, the protocol for `contest`
+/// of its latest current, unquarantined counting report — one index seek per station, whatever
+/// the number of reports.
+fn picked(sql: &mut Sql, mission: &str, contest: &str) {
+    sql.push(
+        "WITH chosen AS (SELECT (SELECT r.report_id FROM reports r \
+         JOIN protocols p ON p.report_id = r.report_id AND p.revision = r.revision AND p.contest = ",
+    );
+    sql.bind(contest.to_owned());
+    sql.push(
+        " WHERE r.mission = s.mission_id AND r.station = s.code AND r.kind = 'counting' AND NOT r.quarantined \
+         ORDER BY r.observed_at_us DESC, r.report_id DESC LIMIT 1) AS report_id FROM stations s WHERE s.mission_id = ",
+    );
+    sql.bind(mission.to_owned());
+    sql.push(
+        "), picked AS (SELECT p.* FROM chosen c JOIN reports r ON r.report_id = c.report_id \
+         JOIN protocols p ON p.report_id = r.report_id AND p.revision = r.revision AND p.contest = ",
+    );
+    sql.bind(contest.to_owned()).push(") ");
 }
 
 fn summary(row: &AnyRow) -> Result<ReportSummary, StoreError> {

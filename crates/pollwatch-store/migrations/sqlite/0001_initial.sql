@@ -105,7 +105,7 @@ CREATE TABLE reports (
     incident_severity  TEXT,
     quarantined     BOOLEAN NOT NULL
 );
-CREATE INDEX reports_station_kind ON reports (mission, station, kind);
+CREATE INDEX reports_station_kind ON reports (mission, station, kind, observed_at_us, report_id);
 CREATE INDEX reports_revision_seq ON reports (revision_seq);
 CREATE INDEX reports_kind ON reports (mission, kind, quarantined);
 
