@@ -111,6 +111,15 @@ impl Sql {
         self
     }
 
+    /// Appends `(v1, v2, …)` for an `IN` list.
+    pub(crate) fn bind_list<'v>(&mut self, values: impl IntoIterator<Item = &'v str>) -> &mut Self {
+        self.push("(");
+        for (i, value) in values.into_iter().enumerate() {
+            self.push(if i == 0 { "" } else { ", " }).bind(value.to_owned());
+        }
+        self.push(")")
+    }
+
     /// Appends `(…), (…)` rows: `fields` values per row, filled by `row`.
     pub(crate) fn values<I>(&mut self, rows: I, row: impl Fn(&mut Self, I::Item)) -> &mut Self
     where
@@ -272,12 +281,9 @@ async fn existing_hashes(
     for chunk in ids.chunks(MAX_PARAMS) {
         let mut sql = Sql::new(
             backend,
-            "SELECT report_id, revision, content_hash FROM report_revisions WHERE report_id IN (",
+            "SELECT report_id, revision, content_hash FROM report_revisions WHERE report_id IN ",
         );
-        for (i, id) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "" } else { ", " }).bind((*id).to_owned());
-        }
-        sql.push(")");
+        sql.bind_list(chunk.iter().copied());
         for row in sql.query().fetch_all(&mut **tx).await? {
             hashes.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
         }
@@ -342,11 +348,8 @@ async fn label_current(
     ids.dedup();
     let mut current: HashMap<String, i64> = HashMap::new();
     for chunk in ids.chunks(MAX_PARAMS) {
-        let mut sql = Sql::new(backend, "SELECT report_id, revision FROM reports WHERE report_id IN (");
-        for (i, id) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "" } else { ", " }).bind(id.clone());
-        }
-        sql.push(")");
+        let mut sql = Sql::new(backend, "SELECT report_id, revision FROM reports WHERE report_id IN ");
+        sql.bind_list(chunk.iter().map(String::as_str));
         for row in sql.query().fetch_all(&mut **tx).await? {
             current.insert(row.try_get(0)?, row.try_get(1)?);
         }
