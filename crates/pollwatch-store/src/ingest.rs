@@ -221,7 +221,7 @@ impl Store {
 
         let fresh: Vec<&Item<'_>> =
             firsts.iter().copied().filter(|i| new.contains_key(&(i.id.clone(), i.revision))).collect();
-        write_derived(&mut tx, self.backend, &fresh).await?;
+        write_derived(&mut tx, self.backend, &fresh, &new).await?;
         label_current(&mut tx, self.backend, &fresh, &new, &mut outcomes).await?;
         tx.commit().await?;
         Ok(outcomes.into_iter().map(|o| o.expect("every report has an outcome")).collect())
@@ -421,14 +421,16 @@ async fn write_derived(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     items: &[&Item<'_>],
+    new: &HashMap<(String, i64), i64>,
 ) -> Result<(), StoreError> {
+    let seq = |item: &Item<'_>| new[&(item.id.clone(), item.revision)];
     let flags: Vec<(&Item<'_>, &Flag)> =
         items.iter().flat_map(|item| item.incoming.flags.iter().map(move |flag| (*item, flag))).collect();
     for chunk in flags.chunks(MAX_PARAMS / 5) {
         let mut sql =
-            Sql::new(backend, "INSERT INTO report_flags (report_id, revision, code, path, message) VALUES ");
+            Sql::new(backend, "INSERT INTO report_flags (revision_seq, code, path, message) VALUES ");
         sql.values(chunk, |sql, (item, flag)| {
-            sql.bind(item.id.clone()).push(", ").bind(item.revision).push(", ");
+            sql.bind(seq(item)).push(", ");
             sql.bind(flag.code.as_str().to_owned()).push(", ").bind(flag.path.clone()).push(", ");
             sql.bind(flag.message.clone());
         });
@@ -445,12 +447,12 @@ async fn write_derived(
     for chunk in protocols.chunks(MAX_PARAMS / 11) {
         let mut sql = Sql::new(
             backend,
-            "INSERT INTO protocols (report_id, revision, contest, registered_voters, ballots_received, \
+            "INSERT INTO protocols (revision_seq, contest, registered_voters, ballots_received, \
              ballots_issued, ballots_spoiled, ballots_unused, ballots_in_box, invalid, votes_digest) VALUES ",
         );
         sql.values(chunk, |sql, (item, p)| {
             let digest: Vec<String> = p.votes.iter().map(|(choice, n)| format!("{choice}={n}")).collect();
-            sql.bind(item.id.clone()).push(", ").bind(item.revision).push(", ").bind(p.contest.clone());
+            sql.bind(seq(item)).push(", ").bind(p.contest.clone());
             for n in [
                 p.registered_voters,
                 p.ballots_received,
@@ -473,12 +475,10 @@ async fn write_derived(
         })
         .collect();
     for chunk in votes.chunks(MAX_PARAMS / 5) {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO protocol_votes (report_id, revision, contest, choice, votes) VALUES ",
-        );
+        let mut sql =
+            Sql::new(backend, "INSERT INTO protocol_votes (revision_seq, contest, choice, votes) VALUES ");
         sql.values(chunk, |sql, (item, contest, choice, n)| {
-            sql.bind(item.id.clone()).push(", ").bind(item.revision).push(", ").bind((*contest).to_owned());
+            sql.bind(seq(item)).push(", ").bind((*contest).to_owned());
             sql.push(", ").bind((*choice).to_owned()).push(", ").bind(i64::from(*n));
         });
         sql.query().execute(&mut **tx).await?;

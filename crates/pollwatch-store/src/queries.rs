@@ -258,8 +258,8 @@ impl Store {
             "SELECT '' AS choice, CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(registered_voters), 0) AS BIGINT), \
              CAST(COALESCE(SUM(ballots_in_box), 0) AS BIGINT), CAST(COALESCE(SUM(invalid), 0) AS BIGINT) \
              FROM picked UNION ALL SELECT v.choice, CAST(0 AS BIGINT), CAST(SUM(v.votes) AS BIGINT), \
-             CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM picked k JOIN protocol_votes v ON v.report_id = k.report_id \
-             AND v.revision = k.revision AND v.contest = k.contest GROUP BY v.choice",
+             CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM picked k JOIN protocol_votes v ON v.revision_seq = k.revision_seq \
+             AND v.contest = k.contest GROUP BY v.choice",
         );
         let rows = sql.query().fetch_all(&self.pool).await?;
         let mut sums: BTreeMap<String, i64> = BTreeMap::new();
@@ -308,7 +308,7 @@ impl Store {
              CAST(p.ballots_received AS TEXT) || ',' || CAST(p.ballots_issued AS TEXT) || ',' || \
              CAST(p.ballots_spoiled AS TEXT) || ',' || CAST(p.ballots_unused AS TEXT) || ',' || \
              CAST(p.ballots_in_box AS TEXT) || ',' || CAST(p.invalid AS TEXT) || ',' || p.votes_digest \
-             FROM protocols p JOIN reports r ON r.report_id = p.report_id AND r.revision = p.revision \
+             FROM protocols p JOIN reports r ON r.revision_seq = p.revision_seq \
              WHERE NOT r.quarantined AND r.kind = 'counting' AND r.mission = ",
         );
         sql.bind(mission.to_owned()).push(" AND p.contest = ").bind(contest.to_owned());
@@ -362,8 +362,7 @@ impl Store {
         }
         if let Some(flag) = &filter.flag {
             sql.push(
-                " AND EXISTS (SELECT 1 FROM report_flags f WHERE f.report_id = r.report_id \
-                 AND f.revision = r.revision AND f.code = ",
+                " AND EXISTS (SELECT 1 FROM report_flags f WHERE f.revision_seq = r.revision_seq AND f.code = ",
             );
             sql.bind(flag.clone()).push(")");
         }
@@ -416,7 +415,7 @@ impl Store {
 fn picked(sql: &mut Sql, mission: &str, contest: &str) {
     sql.push(
         "WITH chosen AS (SELECT (SELECT r.report_id FROM reports r \
-         JOIN protocols p ON p.report_id = r.report_id AND p.revision = r.revision AND p.contest = ",
+         JOIN protocols p ON p.revision_seq = r.revision_seq AND p.contest = ",
     );
     sql.bind(contest.to_owned());
     sql.push(
@@ -426,7 +425,7 @@ fn picked(sql: &mut Sql, mission: &str, contest: &str) {
     sql.bind(mission.to_owned());
     sql.push(
         "), picked AS (SELECT p.* FROM chosen c JOIN reports r ON r.report_id = c.report_id \
-         JOIN protocols p ON p.report_id = r.report_id AND p.revision = r.revision AND p.contest = ",
+         JOIN protocols p ON p.revision_seq = r.revision_seq AND p.contest = ",
     );
     sql.bind(contest.to_owned()).push(") ");
 }

@@ -109,23 +109,22 @@ CREATE INDEX reports_station_kind ON reports (mission, station, kind, observed_a
 CREATE INDEX reports_revision_seq ON reports (revision_seq);
 CREATE INDEX reports_kind ON reports (mission, kind, quarantined);
 
--- Why a revision is held for review. Derived rows are kept per revision, so that a revision's
--- rows are written once, by the transaction that stored the revision, and queries join on the
--- current revision.
+-- Why a revision is held for review. Rows derived from a revision are keyed by its `seq`: they
+-- are written once, by the transaction that stored the revision, queries join them to the
+-- current revision, and an ever-growing integer key appends to the index instead of scattering
+-- writes the way random report ids do.
 CREATE TABLE report_flags (
-    report_id  TEXT NOT NULL,
-    revision   BIGINT NOT NULL,
+    revision_seq  BIGINT NOT NULL,
     code       TEXT NOT NULL,
     path       TEXT NOT NULL,
     message    TEXT NOT NULL
 );
-CREATE INDEX report_flags_report ON report_flags (report_id, revision);
+CREATE INDEX report_flags_revision ON report_flags (revision_seq);
 CREATE INDEX report_flags_code ON report_flags (code);
 
 -- The counting protocols of every revision, for tabulation.
 CREATE TABLE protocols (
-    report_id          TEXT NOT NULL,
-    revision           BIGINT NOT NULL,
+    revision_seq       BIGINT NOT NULL,
     contest            TEXT NOT NULL,
     registered_voters  BIGINT NOT NULL,
     ballots_received   BIGINT NOT NULL,
@@ -135,14 +134,13 @@ CREATE TABLE protocols (
     ballots_in_box     BIGINT NOT NULL,
     invalid            BIGINT NOT NULL,
     votes_digest       TEXT NOT NULL,
-    PRIMARY KEY (report_id, revision, contest)
+    PRIMARY KEY (revision_seq, contest)
 );
 
 CREATE TABLE protocol_votes (
-    report_id  TEXT NOT NULL,
-    revision   BIGINT NOT NULL,
-    contest    TEXT NOT NULL,
-    choice     TEXT NOT NULL,
-    votes      BIGINT NOT NULL,
-    PRIMARY KEY (report_id, revision, contest, choice)
+    revision_seq  BIGINT NOT NULL,
+    contest       TEXT NOT NULL,
+    choice        TEXT NOT NULL,
+    votes         BIGINT NOT NULL,
+    PRIMARY KEY (revision_seq, contest, choice)
 );
