@@ -107,6 +107,18 @@ async fn every_outcome(store: &Store) -> anyhow::Result<()> {
 
     assert_eq!(ingest(store, &[incoming(&unknown_station)]).await?, [Outcome::Quarantined]);
 
+    // Nobody can take over another observer's report by sending a higher revision of it, and a
+    // report cannot turn into another kind.
+    let mut hijack = corrected(a, 3);
+    hijack.observer = mission().observers[5].id.clone();
+    assert_eq!(ingest(store, &[incoming(&hijack)]).await?, [Outcome::Conflict]);
+    let mut other_kind = corrected(c, 2);
+    other_kind.content = pollwatch_model::Content::Arrival;
+    other_kind.answers.clear();
+    let mut sneaky = incoming(&other_kind);
+    sneaky.flags.clear();
+    assert_eq!(ingest(store, &[sneaky]).await?, [Outcome::Conflict]);
+
     let page = store.list_reports(&mission().id, &ReportFilter::default(), None, 100).await?;
     let current: BTreeMap<String, (i64, bool)> =
         page.reports.iter().map(|r| (r.report_id.clone(), (r.revision, r.quarantined))).collect();
@@ -116,7 +128,7 @@ async fn every_outcome(store: &Store) -> anyhow::Result<()> {
     assert_eq!(current[&unknown_station.report_id.to_string()], (1, true));
 
     let totals = store.totals().await?;
-    assert_eq!((totals.reports, totals.revisions, totals.conflicts, totals.quarantined), (4, 6, 1, 1));
+    assert_eq!((totals.reports, totals.revisions, totals.conflicts, totals.quarantined), (4, 6, 3, 1));
     let flagged = ReportFilter { flag: Some("unknown_station".into()), ..ReportFilter::default() };
     let page = store.list_reports(&mission().id, &flagged, None, 100).await?;
     assert_eq!(page.reports.len(), 1);

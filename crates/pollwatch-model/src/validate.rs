@@ -98,6 +98,9 @@ fn reject_impossible(report: &Report, context: &Context<'_>) -> Result<(), Rejec
     }
     for (code, answer) in &report.answers {
         check_identifier(&format!("answers.{code}"), code)?;
+        if let Answer::Text(text) = answer {
+            check_text(&format!("answers.{code}"), text)?;
+        }
         if let Answer::Text(text) = answer
             && text.chars().count() > MAX_ANSWER_TEXT_LEN
         {
@@ -120,8 +123,20 @@ fn check_identifier(path: &str, value: &str) -> Result<(), Rejection> {
     if value.trim().is_empty() {
         reject(RejectCode::InvalidValue, path, "must not be empty")?;
     }
+    if value.chars().any(char::is_control) {
+        reject(RejectCode::InvalidValue, path, "an identifier cannot contain control characters")?;
+    }
     if value.chars().count() > MAX_ID_LEN {
         reject(RejectCode::TextTooLong, path, format!("at most {MAX_ID_LEN} characters"))?;
+    }
+    Ok(())
+}
+
+/// Free text may hold line breaks, but not NUL, which PostgreSQL cannot store in text (one such
+/// report would otherwise fail its whole batch).
+fn check_text(path: &str, value: &str) -> Result<(), Rejection> {
+    if value.contains('\0') {
+        reject(RejectCode::InvalidValue, path, "text cannot contain the NUL character")?;
     }
     Ok(())
 }
@@ -177,7 +192,8 @@ fn check_attachments(attachments: &[Attachment]) -> Result<(), Rejection> {
             )?;
         }
         let media_type = &attachment.media_type;
-        if !(3..=100).contains(&media_type.len()) || !media_type.contains('/') {
+        let plain = !media_type.chars().any(char::is_control);
+        if !(3..=100).contains(&media_type.len()) || !media_type.contains('/') || !plain {
             reject(
                 RejectCode::InvalidValue,
                 format!("attachments[{i}].media_type"),
@@ -238,6 +254,7 @@ fn check_incident(body: &IncidentBody, now: DateTime<Utc>) -> Result<(), Rejecti
     if body.description.trim().is_empty() {
         reject(RejectCode::InvalidValue, "body.description", "describe what happened")?;
     }
+    check_text("body.description", &body.description)?;
     if body.description.chars().count() > MAX_DESCRIPTION_LEN {
         reject(
             RejectCode::TextTooLong,
@@ -632,6 +649,25 @@ mod tests {
         let mut report = voting();
         report["station"] = json!(" ");
         assert_rejected(&report, R::InvalidValue, "station");
+    }
+
+    #[test]
+    fn identifier_with_a_nul_character_is_rejected() {
+        let mut report = voting();
+        report["observer"] = json!("o1\u{0}");
+        assert_rejected(&report, R::InvalidValue, "observer");
+    }
+
+    #[test]
+    fn free_text_with_a_nul_character_is_rejected_but_line_breaks_are_fine() {
+        let mut report = incident();
+        report["body"]["description"] = json!("two\nlines");
+        assert_flags(&report, &[]);
+        report["body"]["description"] = json!("cut\u{0}off");
+        assert_rejected(&report, R::InvalidValue, "body.description");
+        let mut report = voting();
+        report["answers"]["Q3"] = json!("short\u{0}");
+        assert_rejected(&report, R::InvalidValue, "answers.Q3");
     }
 
     #[test]

@@ -191,11 +191,37 @@ impl Store {
             }
         }
 
+        // A report keeps its observer and kind across revisions: a "revision" from someone else,
+        // or of another kind, is kept aside as a conflict and never becomes current.
+        let current = current_rows(&mut tx, self.backend, &firsts).await?;
+        let mut identity: HashMap<&str, (&str, &str)> = current
+            .iter()
+            .map(|(id, row)| (id.as_str(), (row.observer.as_str(), row.kind.as_str())))
+            .collect();
+        let mut conflicts: Vec<&Item<'_>> = Vec::new();
+        let mut foreign: HashSet<(&str, i64)> = HashSet::new();
+        firsts.retain(|item| {
+            let report = &item.incoming.report;
+            let own = (report.observer.as_str(), report.kind().as_str());
+            let expected = *identity.entry(item.id.as_str()).or_insert(own);
+            if expected == own {
+                return true;
+            }
+            tracing::warn!(
+                report_id = item.id,
+                revision = item.revision,
+                "a revision with another observer or kind"
+            );
+            foreign.insert((item.id.as_str(), item.revision));
+            outcomes[item.index] = Some(Outcome::Conflict);
+            conflicts.push(item);
+            false
+        });
+
         let new = insert_revisions(&mut tx, self.backend, &firsts).await?;
         // What the store held for each (id, revision) before, or what this batch stored.
         let mut known: HashMap<(String, i64), String> =
             existing_hashes(&mut tx, self.backend, &firsts, &new).await?;
-        let mut conflicts: Vec<&Item<'_>> = Vec::new();
         for item in firsts.iter().filter(|i| !new.contains_key(&(i.id.clone(), i.revision))) {
             let stored = &known[&(item.id.clone(), item.revision)];
             outcomes[item.index] = Some(if *stored == item.hash {
@@ -209,23 +235,57 @@ impl Store {
             known.insert((item.id.clone(), item.revision), item.hash.clone());
         }
         for item in &repeats {
-            let stored = &known[&(item.id.clone(), item.revision)];
-            outcomes[item.index] = Some(if *stored == item.hash {
+            let duplicate = !foreign.contains(&(item.id.as_str(), item.revision))
+                && known[&(item.id.clone(), item.revision)] == item.hash;
+            outcomes[item.index] = Some(if duplicate {
                 Outcome::Duplicate
             } else {
                 conflicts.push(item);
                 Outcome::Conflict
             });
         }
-        insert_conflicts(&mut tx, self.backend, &conflicts).await?;
+        insert_conflicts(&mut tx, self.backend, &mut conflicts).await?;
 
         let fresh: Vec<&Item<'_>> =
             firsts.iter().copied().filter(|i| new.contains_key(&(i.id.clone(), i.revision))).collect();
         write_derived(&mut tx, self.backend, &fresh, &new).await?;
-        label_current(&mut tx, self.backend, &fresh, &new, &mut outcomes).await?;
+        label_current(&mut tx, self.backend, &fresh, &new, &current, &mut outcomes).await?;
         tx.commit().await?;
         Ok(outcomes.into_iter().map(|o| o.expect("every report has an outcome")).collect())
     }
+}
+
+/// What the store holds as current for a report.
+struct CurrentRow {
+    revision: i64,
+    observer: String,
+    kind: String,
+}
+
+/// The current rows of the batch's reports. Read before writing, they label outcomes (stored or
+/// revised) and fix each report's observer and kind; which revision becomes current is decided
+/// by the upsert itself, so a concurrent worker can make a label wrong but never the data.
+async fn current_rows(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    items: &[&Item<'_>],
+) -> Result<HashMap<String, CurrentRow>, StoreError> {
+    let mut ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    ids.dedup();
+    let mut current = HashMap::new();
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let mut sql =
+            Sql::new(backend, "SELECT report_id, revision, observer, kind FROM reports WHERE report_id IN ");
+        sql.bind_list(chunk.iter().copied());
+        for row in sql.query().fetch_all(&mut **tx).await? {
+            let id: String = row.try_get(0)?;
+            current.insert(
+                id,
+                CurrentRow { revision: row.try_get(1)?, observer: row.try_get(2)?, kind: row.try_get(3)? },
+            );
+        }
+    }
+    Ok(current)
 }
 
 /// Inserts the revisions the store does not have yet; returns their sequence numbers.
@@ -295,13 +355,15 @@ async fn existing_hashes(
 async fn insert_conflicts(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
-    items: &[&Item<'_>],
+    items: &mut [&Item<'_>],
 ) -> Result<(), StoreError> {
-    for item in items {
+    // The same global order as every other write, so that two workers cannot deadlock here.
+    items.sort_by(|a, b| (&a.id, a.revision, &a.hash).cmp(&(&b.id, b.revision, &b.hash)));
+    for item in items.iter() {
         tracing::warn!(
             report_id = item.id,
             revision = item.revision,
-            "same report id and revision with different content"
+            "a conflicting version of a report, kept aside"
         );
     }
     for chunk in items.chunks(MAX_PARAMS / 6) {
@@ -333,6 +395,7 @@ async fn label_current(
     backend: Backend,
     fresh: &[&Item<'_>],
     new: &HashMap<(String, i64), i64>,
+    current: &HashMap<String, CurrentRow>,
     outcomes: &mut [Option<Outcome>],
 ) -> Result<(), StoreError> {
     // `fresh` is sorted by (id, revision): group it by report.
@@ -342,16 +405,6 @@ async fn label_current(
         if i == fresh.len() || fresh[i].id != fresh[start].id {
             groups.push(&fresh[start..i]);
             start = i;
-        }
-    }
-    let mut ids: Vec<String> = groups.iter().map(|g| g[0].id.clone()).collect();
-    ids.dedup();
-    let mut current: HashMap<String, i64> = HashMap::new();
-    for chunk in ids.chunks(MAX_PARAMS) {
-        let mut sql = Sql::new(backend, "SELECT report_id, revision FROM reports WHERE report_id IN ");
-        sql.bind_list(chunk.iter().map(String::as_str));
-        for row in sql.query().fetch_all(&mut **tx).await? {
-            current.insert(row.try_get(0)?, row.try_get(1)?);
         }
     }
 
@@ -396,7 +449,8 @@ async fn label_current(
     for group in groups {
         let id = &group[0].id;
         // Not promoted: the store already has a higher revision (perhaps from another worker).
-        let mut now_current = if promoted.contains(id) { current.get(id).copied() } else { Some(i64::MAX) };
+        let mut now_current =
+            if promoted.contains(id) { current.get(id).map(|row| row.revision) } else { Some(i64::MAX) };
         for item in group {
             let outcome = if now_current.is_some_and(|c| item.revision <= c) {
                 Outcome::Stale

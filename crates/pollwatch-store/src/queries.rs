@@ -333,6 +333,11 @@ impl Store {
 
     /// Current reports matching `filter`, oldest change first, `limit` at a time. Pass the
     /// previous page's `next` as `after` for the following page.
+    ///
+    /// The order is the sequence number of each report's current revision, assigned when the
+    /// revision was inserted: a report revised while someone pages moves to the end, and with
+    /// several workers a transaction that commits late can land behind a page already read. Page
+    /// through for a view of the store, not to follow changes.
     pub async fn list_reports(
         &self,
         mission: &str,
