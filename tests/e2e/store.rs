@@ -113,7 +113,7 @@ async fn every_outcome(store: &Store) -> anyhow::Result<()> {
     hijack.observer = mission().observers[5].id.clone();
     assert_eq!(ingest(store, &[incoming(&hijack)]).await?, [Outcome::Conflict]);
     let mut other_kind = corrected(c, 2);
-    other_kind.content = pollwatch_model::Content::Arrival;
+    other_kind.content = Content::Arrival;
     other_kind.answers.clear();
     let mut sneaky = incoming(&other_kind);
     sneaky.flags.clear();
