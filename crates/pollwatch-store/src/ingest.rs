@@ -6,9 +6,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use pollwatch_model::{Content, Flag, Protocol, Report};
 use sha2::{Digest as _, Sha256};
-use sqlx::any::AnyArguments;
-use sqlx::{Any, Arguments as _, Row as _, Transaction};
 
+use crate::db::{Sql, Tx};
 use crate::{Backend, Store, StoreError};
 
 /// How a report reached the worker.
@@ -74,68 +73,6 @@ pub fn content_hash(report: &Report) -> String {
     let canonical = serde_json::to_vec(report).expect("a report serialises");
     let digest = Sha256::digest(&canonical);
     digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Builds SQL and its arguments together, with each backend's placeholders: `$1`, `$2`, … for
-/// PostgreSQL, `?` for SQLite (whose numbered parameters cost a linear search each, which makes
-/// statements with thousands of values slow).
-pub(crate) struct Sql {
-    text: String,
-    args: AnyArguments,
-    backend: Backend,
-    /// Placeholders written so far.
-    count: usize,
-}
-
-impl Sql {
-    pub(crate) fn new(backend: Backend, text: &str) -> Self {
-        Self { text: text.to_owned(), args: AnyArguments::default(), backend, count: 0 }
-    }
-
-    pub(crate) fn push(&mut self, text: &str) -> &mut Self {
-        self.text.push_str(text);
-        self
-    }
-
-    pub(crate) fn bind<T>(&mut self, value: T) -> &mut Self
-    where
-        T: for<'q> sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send + 'static,
-    {
-        self.count += 1;
-        match self.backend {
-            Backend::Postgres => self.text.push_str(&format!("${}", self.count)),
-            Backend::Sqlite => self.text.push('?'),
-        }
-        // Binding values of the types used here cannot fail.
-        self.args.add(value).expect("binding a value");
-        self
-    }
-
-    /// Appends `(v1, v2, …)` for an `IN` list.
-    pub(crate) fn bind_list<'v>(&mut self, values: impl IntoIterator<Item = &'v str>) -> &mut Self {
-        self.push("(");
-        for (i, value) in values.into_iter().enumerate() {
-            self.push(if i == 0 { "" } else { ", " }).bind(value.to_owned());
-        }
-        self.push(")")
-    }
-
-    /// Appends `(…), (…)` rows: `fields` values per row, filled by `row`.
-    pub(crate) fn values<I>(&mut self, rows: I, row: impl Fn(&mut Self, I::Item)) -> &mut Self
-    where
-        I: IntoIterator,
-    {
-        for (i, item) in rows.into_iter().enumerate() {
-            self.push(if i == 0 { "(" } else { ", (" });
-            row(self, item);
-            self.push(")");
-        }
-        self
-    }
-
-    pub(crate) fn query(self) -> sqlx::query::Query<'static, Any, AnyArguments> {
-        sqlx::query_with(sqlx::AssertSqlSafe(self.text), self.args)
-    }
 }
 
 /// Most bound values in one statement; well under SQLite's and PostgreSQL's limits.
@@ -266,7 +203,7 @@ struct CurrentRow {
 /// revised) and fix each report's observer and kind; which revision becomes current is decided
 /// by the upsert itself, so a concurrent worker can make a label wrong but never the data.
 async fn current_rows(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     backend: Backend,
     items: &[&Item<'_>],
 ) -> Result<HashMap<String, CurrentRow>, StoreError> {
@@ -277,7 +214,7 @@ async fn current_rows(
         let mut sql =
             Sql::new(backend, "SELECT report_id, revision, observer, kind FROM reports WHERE report_id IN ");
         sql.bind_list(chunk.iter().copied());
-        for row in sql.query().fetch_all(&mut **tx).await? {
+        for row in sql.fetch_all_in(tx).await? {
             let id: String = row.try_get(0)?;
             current.insert(
                 id,
@@ -290,7 +227,7 @@ async fn current_rows(
 
 /// Inserts the revisions the store does not have yet; returns their sequence numbers.
 async fn insert_revisions(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     backend: Backend,
     items: &[&Item<'_>],
 ) -> Result<HashMap<(String, i64), i64>, StoreError> {
@@ -317,7 +254,7 @@ async fn insert_revisions(
             sql.bind(delivery.redelivered).push(", ").bind(delivery.received_at.timestamp_micros());
         });
         sql.push(" ON CONFLICT (report_id, revision) DO NOTHING RETURNING report_id, revision, seq");
-        for row in sql.query().fetch_all(&mut **tx).await? {
+        for row in sql.fetch_all_in(tx).await? {
             new.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
         }
     }
@@ -326,7 +263,7 @@ async fn insert_revisions(
 
 /// The content hashes already stored for the batch's revisions that were not new.
 async fn existing_hashes(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     backend: Backend,
     firsts: &[&Item<'_>],
     new: &HashMap<(String, i64), i64>,
@@ -344,7 +281,7 @@ async fn existing_hashes(
             "SELECT report_id, revision, content_hash FROM report_revisions WHERE report_id IN ",
         );
         sql.bind_list(chunk.iter().copied());
-        for row in sql.query().fetch_all(&mut **tx).await? {
+        for row in sql.fetch_all_in(tx).await? {
             hashes.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
         }
     }
@@ -352,11 +289,7 @@ async fn existing_hashes(
 }
 
 /// Keeps every conflicting version beside the audit trail (once per distinct content).
-async fn insert_conflicts(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    items: &mut [&Item<'_>],
-) -> Result<(), StoreError> {
+async fn insert_conflicts(tx: &mut Tx, backend: Backend, items: &mut [&Item<'_>]) -> Result<(), StoreError> {
     // The same global order as every other write, so that two workers cannot deadlock here.
     items.sort_by(|a, b| (&a.id, a.revision, &a.hash).cmp(&(&b.id, b.revision, &b.hash)));
     for item in items.iter() {
@@ -383,7 +316,7 @@ async fn insert_conflicts(
             sql.bind(delivery.received_at.timestamp_micros());
         });
         sql.push(" ON CONFLICT (report_id, revision, content_hash) DO NOTHING");
-        sql.query().execute(&mut **tx).await?;
+        sql.execute_in(tx).await?;
     }
     Ok(())
 }
@@ -391,7 +324,7 @@ async fn insert_conflicts(
 /// Makes the highest new revision of each report current unless the store has a higher one,
 /// and labels every new revision as a sequence of single inserts would have.
 async fn label_current(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     backend: Backend,
     fresh: &[&Item<'_>],
     new: &HashMap<(String, i64), i64>,
@@ -441,7 +374,7 @@ async fn label_current(
              incident_severity = excluded.incident_severity, quarantined = excluded.quarantined \
              WHERE reports.revision < excluded.revision RETURNING report_id",
         );
-        for row in sql.query().fetch_all(&mut **tx).await? {
+        for row in sql.fetch_all_in(tx).await? {
             promoted.insert(row.try_get(0)?);
         }
     }
@@ -472,7 +405,7 @@ async fn label_current(
 
 /// Flags and counting protocols of the revisions the store has just recorded.
 async fn write_derived(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     backend: Backend,
     items: &[&Item<'_>],
     new: &HashMap<(String, i64), i64>,
@@ -488,7 +421,7 @@ async fn write_derived(
             sql.bind(flag.code.as_str().to_owned()).push(", ").bind(flag.path.clone()).push(", ");
             sql.bind(flag.message.clone());
         });
-        sql.query().execute(&mut **tx).await?;
+        sql.execute_in(tx).await?;
     }
     let protocols: Vec<(&Item<'_>, &Protocol)> = items
         .iter()
@@ -520,7 +453,7 @@ async fn write_derived(
             }
             sql.push(", ").bind(digest.join(";"));
         });
-        sql.query().execute(&mut **tx).await?;
+        sql.execute_in(tx).await?;
     }
     let votes: Vec<(&Item<'_>, &str, &str, u32)> = protocols
         .iter()
@@ -535,7 +468,7 @@ async fn write_derived(
             sql.bind(seq(item)).push(", ").bind((*contest).to_owned());
             sql.push(", ").bind((*choice).to_owned()).push(", ").bind(i64::from(*n));
         });
-        sql.query().execute(&mut **tx).await?;
+        sql.execute_in(tx).await?;
     }
     Ok(())
 }

@@ -1,14 +1,15 @@
 //! Durable, idempotent storage of observer reports, and the queries the core team runs on them.
 //!
 //! One API over two backends chosen by URL: `sqlite://PATH` (embedded, the default; the file is
-//! created on first use) and `postgres://…` (shared by several workers). Migrations are embedded
-//! and applied by [`Store::open`].
+//! created on first use) and `postgres://…` (shared by several workers), each through its native
+//! sqlx driver (`db.rs`). Migrations are embedded and applied by [`Store::open`].
 //!
 //! [`Store::ingest_batch`] commits a whole batch in one transaction and says what became of each
 //! report; the worker acknowledges deliveries only after it returns `Ok`. Idempotency rests on
 //! unique constraints and `ON CONFLICT`, never on locks held in Rust, so several workers may
 //! ingest into one PostgreSQL at once.
 
+mod db;
 mod error;
 mod ingest;
 mod mission;
@@ -18,8 +19,10 @@ use std::path::Path;
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor as _};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::db::Pool;
 
 pub use error::StoreError;
 pub use ingest::{Delivery, Incoming, Outcome, content_hash};
@@ -36,60 +39,54 @@ pub enum Backend {
 /// A connection pool to the store, with its schema migrated.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pool: Pool,
     backend: Backend,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Set on every SQLite connection. WAL lets readers work while the worker writes;
-/// `synchronous=FULL` makes a commit survive power loss, which acknowledging after commit needs.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
-
 impl Store {
     /// Connects (creating a SQLite file and its folder if needed) and applies migrations.
     /// `url` carries credentials: it is never logged.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
+        // Long enough for a busy database, short enough that a wrong URL fails while someone waits.
+        let acquire_timeout = Duration::from_secs(10);
+        let invalid = |e: sqlx::Error| StoreError::Permanent(format!("the store URL is not valid: {e}"));
+        let migration_failed =
+            |e: sqlx::migrate::MigrateError| StoreError::Permanent(format!("applying migrations: {e}"));
+        let (pool, backend) = if url.starts_with("sqlite:") {
+            // WAL lets readers work while the worker writes; `synchronous=FULL` makes a commit
+            // survive power loss, which acknowledging after commit needs.
+            let options = SqliteConnectOptions::from_str(&sqlite_url(url)?)
+                .map_err(invalid)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            // One writer at a time in SQLite; a few more connections serve queries.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(acquire_timeout)
+                .connect_with(options)
+                .await?;
+            SQLITE_MIGRATIONS.run(&pool).await.map_err(migration_failed)?;
+            (Pool::Sqlite(pool), Backend::Sqlite)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres
+            let options = sqlx::postgres::PgConnectOptions::from_str(url).map_err(invalid)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(acquire_timeout)
+                .connect_with(options)
+                .await?;
+            POSTGRES_MIGRATIONS.run(&pool).await.map_err(migration_failed)?;
+            (Pool::Postgres(pool), Backend::Postgres)
         } else {
             return Err(StoreError::Permanent(
                 "the store URL must start with sqlite:// or postgres://".into(),
             ));
         };
-        let url = match backend {
-            Backend::Sqlite => sqlite_url(url)?,
-            Backend::Postgres => url.to_owned(),
-        };
-        let options = AnyConnectOptions::from_str(&url)
-            .map_err(|e| StoreError::Permanent(format!("the store URL is not valid: {e}")))?;
-        // Long enough for a busy database, short enough that a wrong URL fails while someone waits.
-        let pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
-        let pool = match backend {
-            // One writer at a time in SQLite; a few more connections serve queries.
-            Backend::Sqlite => pool_options
-                .max_connections(4)
-                .after_connect(|connection, _| {
-                    Box::pin(async move {
-                        connection.execute(SQLITE_PRAGMAS).await?;
-                        Ok(())
-                    })
-                })
-                .connect_with(options)
-                .await
-                .map_err(StoreError::from)?,
-            Backend::Postgres => pool_options.max_connections(16).connect_with(options).await?,
-        };
-        let migrator = match backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator.run(&pool).await.map_err(|e| StoreError::Permanent(format!("applying migrations: {e}")))?;
         tracing::debug!(?backend, "store open");
         Ok(Self { pool, backend })
     }
@@ -104,8 +101,7 @@ impl Store {
     }
 }
 
-/// `sqlite://data/pollwatch.db` names a relative path; make its folder and ask for the file to be
-/// created.
+/// `sqlite://data/pollwatch.db` names a relative path; make its folder.
 fn sqlite_url(url: &str) -> Result<String, StoreError> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -122,6 +118,5 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
             ))
         })?;
     }
-    let query = if query.contains("mode=") { query.to_owned() } else { format!("mode=rwc&{query}") };
-    Ok(format!("sqlite://{path}?{}", query.trim_end_matches('&')))
+    Ok(if query.is_empty() { format!("sqlite://{path}") } else { format!("sqlite://{path}?{query}") })
 }

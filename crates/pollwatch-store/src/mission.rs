@@ -3,9 +3,8 @@
 use std::collections::HashMap;
 
 use pollwatch_model::Mission;
-use sqlx::{Any, Row as _, Transaction};
 
-use crate::ingest::Sql;
+use crate::db::{Sql, Tx};
 use crate::{Backend, Store, StoreError};
 
 /// What an import changed, per roster.
@@ -84,7 +83,7 @@ impl Store {
             ") ON CONFLICT (id) DO UPDATE SET name = excluded.name, election_day = excluded.election_day, \
              time_zone = excluded.time_zone, polls_open = excluded.polls_open, polls_close = excluded.polls_close",
         );
-        sql.query().execute(&mut *tx).await?;
+        sql.execute_in(&mut tx).await?;
 
         let summary = ImportSummary {
             regions: sync(&mut tx, self.backend, &mission.id, regions(mission)).await?,
@@ -197,7 +196,7 @@ fn observers(mission: &Mission) -> Roster<'_> {
 
 /// Makes the stored roster equal to `roster`, touching only rows that differ.
 async fn sync(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     backend: Backend,
     mission_id: &str,
     roster: Roster<'_>,
@@ -210,7 +209,7 @@ async fn sync(
         Sql::new(backend, &format!("SELECT {} FROM {table} WHERE mission_id = ", select.join(", ")));
     sql.bind(mission_id.to_owned());
     let mut stored: HashMap<Vec<String>, Vec<Option<String>>> = HashMap::new();
-    for row in sql.query().fetch_all(&mut **tx).await? {
+    for row in sql.fetch_all_in(tx).await? {
         let mut values: Vec<Option<String>> = Vec::with_capacity(keys.len() + columns.len());
         for i in 0..keys.len() + columns.len() {
             values.push(row.try_get(i)?);
@@ -253,7 +252,7 @@ async fn sync(
             keys.join(", "),
             updates.join(", ")
         ));
-        sql.query().execute(&mut **tx).await?;
+        sql.execute_in(tx).await?;
     }
     for key in stored.keys() {
         let mut sql = Sql::new(backend, &format!("DELETE FROM {table} WHERE mission_id = "));
@@ -261,7 +260,7 @@ async fn sync(
         for (column, value) in keys.iter().zip(key) {
             sql.push(&format!(" AND {column} = ")).bind(value.clone());
         }
-        sql.query().execute(&mut **tx).await?;
+        sql.execute_in(tx).await?;
         changes.removed += 1;
     }
     Ok(changes)

@@ -9,10 +9,8 @@ use chrono::{DateTime, Utc};
 use futures_core::Stream;
 use futures_util::StreamExt as _;
 use pollwatch_model::ReportKind;
-use sqlx::Row as _;
-use sqlx::any::AnyRow;
 
-use crate::ingest::Sql;
+use crate::db::{Row, Sql};
 use crate::{Store, StoreError};
 
 /// Stations expected and reported in one region, for one phase (report kind).
@@ -156,7 +154,7 @@ impl Store {
         );
         sql.bind(mission.to_owned()).push(" ORDER BY g.position, s.code");
         let mut regions: Vec<RegionCoverage> = Vec::new();
-        for row in sql.query().fetch_all(&self.pool).await? {
+        for row in sql.fetch_all(&self.pool).await? {
             let (region, code, reported): (String, String, i64) =
                 (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             if regions.last().is_none_or(|r| r.region != region) {
@@ -189,14 +187,14 @@ impl Store {
             " GROUP BY o.id, o.name, o.team HAVING MAX(v.received_at_us) IS NULL OR MAX(v.received_at_us) < ",
         );
         sql.bind(since.timestamp_micros()).push(" ORDER BY o.id");
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 Ok(SilentObserver {
                     id: row.try_get(0)?,
                     name: row.try_get(1)?,
                     team: row.try_get(2)?,
-                    last_report_at: row.try_get::<Option<i64>, _>(3)?.map(micros),
+                    last_report_at: row.try_get::<Option<i64>>(3)?.map(micros),
                 })
             })
             .collect()
@@ -212,7 +210,7 @@ impl Store {
         );
         sql.bind(mission.to_owned())
             .push(" GROUP BY s.region, r.kind, r.assessment ORDER BY s.region, r.kind, r.assessment");
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 Ok(AssessmentCount {
@@ -235,7 +233,7 @@ impl Store {
         sql.bind(mission.to_owned()).push(
             " GROUP BY incident_category, incident_severity ORDER BY incident_category, incident_severity",
         );
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 Ok(IncidentCount {
@@ -261,7 +259,7 @@ impl Store {
              CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM picked k JOIN protocol_votes v ON v.revision_seq = k.revision_seq \
              AND v.contest = k.contest GROUP BY v.choice",
         );
-        let rows = sql.query().fetch_all(&self.pool).await?;
+        let rows = sql.fetch_all(&self.pool).await?;
         let mut sums: BTreeMap<String, i64> = BTreeMap::new();
         let mut results = ContestResults {
             contest: contest.to_owned(),
@@ -288,7 +286,7 @@ impl Store {
             .push(" AND contest = ")
             .bind(contest.to_owned())
             .push(" ORDER BY position");
-        for row in sql.query().fetch_all(&self.pool).await? {
+        for row in sql.fetch_all(&self.pool).await? {
             let code: String = row.try_get(0)?;
             let votes = sums.get(&code).copied().unwrap_or(0);
             results.votes.push((code, votes));
@@ -314,7 +312,7 @@ impl Store {
         sql.bind(mission.to_owned()).push(" AND p.contest = ").bind(contest.to_owned());
         sql.push(" ORDER BY r.station, r.report_id");
         let mut stations: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
-        for row in sql.query().fetch_all(&self.pool).await? {
+        for row in sql.fetch_all(&self.pool).await? {
             stations.entry(row.try_get(0)?).or_default().push((
                 row.try_get(1)?,
                 row.try_get(2)?,
@@ -383,7 +381,7 @@ impl Store {
         let limit = limit.clamp(1, 10_000);
         sql.push(" ORDER BY r.revision_seq LIMIT ").bind(i64::from(limit));
         let reports: Vec<ReportSummary> =
-            sql.query().fetch_all(&self.pool).await?.iter().map(summary).collect::<Result<_, _>>()?;
+            sql.fetch_all(&self.pool).await?.iter().map(summary).collect::<Result<_, _>>()?;
         let next = (reports.len() == limit as usize).then(|| reports.last().map(|r| r.cursor)).flatten();
         Ok(Page { reports, next })
     }
@@ -391,7 +389,8 @@ impl Store {
     /// Every revision in the audit trail, in the order received, as a stream (the trail can be
     /// far larger than memory).
     pub fn export(&self) -> impl Stream<Item = Result<AuditRecord, StoreError>> + Send + '_ {
-        sqlx::query(
+        Sql::new(
+            self.backend,
             "SELECT seq, report_id, revision, content_hash, sender, \
              CAST(CASE WHEN redelivered THEN 1 ELSE 0 END AS BIGINT), received_at_us, flags, payload \
              FROM report_revisions ORDER BY seq",
@@ -405,9 +404,9 @@ impl Store {
                 revision: row.try_get(2)?,
                 content_hash: row.try_get(3)?,
                 sender: row.try_get(4)?,
-                redelivered: row.try_get::<i64, _>(5)? != 0,
+                redelivered: row.try_get::<i64>(5)? != 0,
                 received_at: micros(row.try_get(6)?),
-                flags: serde_json::from_str(&row.try_get::<String, _>(7)?).unwrap_or_default(),
+                flags: serde_json::from_str(&row.try_get::<String>(7)?).unwrap_or_default(),
                 payload: row.try_get(8)?,
             })
         })
@@ -435,7 +434,7 @@ fn picked(sql: &mut Sql, mission: &str, contest: &str) {
     sql.bind(contest.to_owned()).push(") ");
 }
 
-fn summary(row: &AnyRow) -> Result<ReportSummary, StoreError> {
+fn summary(row: &Row) -> Result<ReportSummary, StoreError> {
     Ok(ReportSummary {
         cursor: row.try_get(0)?,
         report_id: row.try_get(1)?,
@@ -446,7 +445,7 @@ fn summary(row: &AnyRow) -> Result<ReportSummary, StoreError> {
         observed_at: micros(row.try_get(6)?),
         received_at: micros(row.try_get(7)?),
         assessment: row.try_get(8)?,
-        quarantined: row.try_get::<i64, _>(9)? != 0,
+        quarantined: row.try_get::<i64>(9)? != 0,
     })
 }
 
@@ -465,7 +464,8 @@ pub struct Totals {
 
 impl Store {
     pub async fn totals(&self) -> Result<Totals, StoreError> {
-        let row = sqlx::query(
+        let row = Sql::new(
+            self.backend,
             "SELECT CAST((SELECT COUNT(*) FROM reports) AS BIGINT), \
              CAST((SELECT COUNT(*) FROM report_revisions) AS BIGINT), \
              CAST((SELECT COUNT(*) FROM conflicts) AS BIGINT), \

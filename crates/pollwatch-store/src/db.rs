@@ -1,0 +1,228 @@
+//! The two backends behind one small interface: a pool, a transaction, a row, and a SQL builder
+//! that writes each backend's placeholders and binds through its native driver.
+
+use futures_core::Stream;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{Arguments as _, Decode, Encode, PgPool, Postgres, Sqlite, SqlitePool, Transaction, Type};
+
+use crate::{Backend, StoreError};
+
+/// A value both backends can bind.
+pub(crate) trait Bindable:
+    for<'q> Encode<'q, Sqlite> + Type<Sqlite> + for<'q> Encode<'q, Postgres> + Type<Postgres> + Send + 'static
+{
+}
+
+impl<T> Bindable for T where
+    T: for<'q> Encode<'q, Sqlite>
+        + Type<Sqlite>
+        + for<'q> Encode<'q, Postgres>
+        + Type<Postgres>
+        + Send
+        + 'static
+{
+}
+
+/// A value both backends can read.
+pub(crate) trait Readable:
+    for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
+{
+}
+
+impl<T> Readable for T where
+    T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
+{
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+pub(crate) enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+pub(crate) enum Row {
+    Sqlite(SqliteRow),
+    Postgres(PgRow),
+}
+
+impl Pool {
+    pub(crate) async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Self::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    pub(crate) async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+impl Tx {
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(tx) => tx.commit().await?,
+            Self::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+impl Row {
+    /// Column `index` as `T`.
+    pub(crate) fn try_get<T: Readable>(&self, index: usize) -> Result<T, sqlx::Error> {
+        use sqlx::Row as _;
+        match self {
+            Self::Sqlite(row) => row.try_get(index),
+            Self::Postgres(row) => row.try_get(index),
+        }
+    }
+}
+
+enum Args {
+    Sqlite(SqliteArguments),
+    Postgres(PgArguments),
+}
+
+/// Builds SQL and its arguments together, with each backend's placeholders: `$1`, `$2`, … for
+/// PostgreSQL, `?` for SQLite (whose numbered parameters cost a linear search each, which makes
+/// statements with thousands of values slow). Values are bound in the order they appear.
+pub(crate) struct Sql {
+    text: String,
+    args: Args,
+    /// Placeholders written so far.
+    count: usize,
+}
+
+impl Sql {
+    pub(crate) fn new(backend: Backend, text: &str) -> Self {
+        let args = match backend {
+            Backend::Sqlite => Args::Sqlite(SqliteArguments::default()),
+            Backend::Postgres => Args::Postgres(PgArguments::default()),
+        };
+        Self { text: text.to_owned(), args, count: 0 }
+    }
+
+    pub(crate) fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    pub(crate) fn bind<T: Bindable>(&mut self, value: T) -> &mut Self {
+        self.count += 1;
+        // Binding values of the types used here cannot fail.
+        match &mut self.args {
+            Args::Sqlite(args) => {
+                self.text.push('?');
+                args.add(value).expect("binding a value");
+            }
+            Args::Postgres(args) => {
+                self.text.push_str(&format!("${}", self.count));
+                args.add(value).expect("binding a value");
+            }
+        }
+        self
+    }
+
+    /// Appends `(v1, v2, …)` for an `IN` list.
+    pub(crate) fn bind_list<'v>(&mut self, values: impl IntoIterator<Item = &'v str>) -> &mut Self {
+        self.push("(");
+        for (i, value) in values.into_iter().enumerate() {
+            self.push(if i == 0 { "" } else { ", " }).bind(value.to_owned());
+        }
+        self.push(")")
+    }
+
+    /// Appends `(…), (…)` rows, each filled by `row`.
+    pub(crate) fn values<I>(&mut self, rows: I, row: impl Fn(&mut Self, I::Item)) -> &mut Self
+    where
+        I: IntoIterator,
+    {
+        for (i, item) in rows.into_iter().enumerate() {
+            self.push(if i == 0 { "(" } else { ", (" });
+            row(self, item);
+            self.push(")");
+        }
+        self
+    }
+
+    pub(crate) async fn fetch_all(self, pool: &Pool) -> Result<Vec<Row>, StoreError> {
+        let text = sqlx::AssertSqlSafe(self.text);
+        Ok(match (pool, self.args) {
+            (Pool::Sqlite(pool), Args::Sqlite(args)) => {
+                sqlx::query_with(text, args).fetch_all(pool).await?.into_iter().map(Row::Sqlite).collect()
+            }
+            (Pool::Postgres(pool), Args::Postgres(args)) => {
+                sqlx::query_with(text, args).fetch_all(pool).await?.into_iter().map(Row::Postgres).collect()
+            }
+            _ => unreachable!("a statement is built for its store's backend"),
+        })
+    }
+
+    pub(crate) async fn fetch_one(self, pool: &Pool) -> Result<Row, StoreError> {
+        self.fetch_all(pool)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::from(sqlx::Error::RowNotFound))
+    }
+
+    pub(crate) async fn fetch_all_in(self, tx: &mut Tx) -> Result<Vec<Row>, StoreError> {
+        let text = sqlx::AssertSqlSafe(self.text);
+        Ok(match (tx, self.args) {
+            (Tx::Sqlite(tx), Args::Sqlite(args)) => sqlx::query_with(text, args)
+                .fetch_all(&mut **tx)
+                .await?
+                .into_iter()
+                .map(Row::Sqlite)
+                .collect(),
+            (Tx::Postgres(tx), Args::Postgres(args)) => sqlx::query_with(text, args)
+                .fetch_all(&mut **tx)
+                .await?
+                .into_iter()
+                .map(Row::Postgres)
+                .collect(),
+            _ => unreachable!("a statement is built for its store's backend"),
+        })
+    }
+
+    pub(crate) async fn execute_in(self, tx: &mut Tx) -> Result<(), StoreError> {
+        let text = sqlx::AssertSqlSafe(self.text);
+        match (tx, self.args) {
+            (Tx::Sqlite(tx), Args::Sqlite(args)) => {
+                sqlx::query_with(text, args).execute(&mut **tx).await?;
+            }
+            (Tx::Postgres(tx), Args::Postgres(args)) => {
+                sqlx::query_with(text, args).execute(&mut **tx).await?;
+            }
+            _ => unreachable!("a statement is built for its store's backend"),
+        }
+        Ok(())
+    }
+
+    /// The rows one by one, for results larger than memory.
+    pub(crate) fn fetch(self, pool: &Pool) -> impl Stream<Item = Result<Row, StoreError>> + Send + '_ {
+        let text = sqlx::AssertSqlSafe(self.text);
+        match (pool, self.args) {
+            (Pool::Sqlite(pool), Args::Sqlite(args)) => {
+                sqlx::query_with(text, args).fetch(pool).map_ok(Row::Sqlite).map_err(StoreError::from).boxed()
+            }
+            (Pool::Postgres(pool), Args::Postgres(args)) => sqlx::query_with(text, args)
+                .fetch(pool)
+                .map_ok(Row::Postgres)
+                .map_err(StoreError::from)
+                .boxed(),
+            _ => unreachable!("a statement is built for its store's backend"),
+        }
+    }
+}
