@@ -134,6 +134,23 @@ impl Sql {
         self
     }
 
+    /// Binds a whole column as one array, written `$n::TYPE[]`, for `UNNEST` (PostgreSQL only:
+    /// one parameter per column instead of one per value).
+    pub(crate) fn bind_array<T>(&mut self, values: Vec<T>, sql_type: &str) -> &mut Self
+    where
+        Vec<T>: for<'q> Encode<'q, Postgres> + Type<Postgres> + Send + 'static,
+    {
+        self.count += 1;
+        match &mut self.args {
+            Args::Postgres(args) => {
+                self.text.push_str(&format!("${}::{sql_type}[]", self.count));
+                args.add(values).expect("binding an array");
+            }
+            Args::Sqlite(_) => unreachable!("arrays are bound for PostgreSQL only"),
+        }
+        self
+    }
+
     /// Appends `(v1, v2, …)` for an `IN` list.
     pub(crate) fn bind_list<'v>(&mut self, values: impl IntoIterator<Item = &'v str>) -> &mut Self {
         self.push("(");

@@ -225,34 +225,70 @@ async fn current_rows(
     Ok(current)
 }
 
+/// The columns of `report_revisions` that a batch writes, in statement order.
+const REVISION_COLUMNS: &str = "report_id, revision, content_hash, mission, observer, station, kind, \
+     observed_at_us, payload, flags, sender, redelivered, received_at_us";
+
 /// Inserts the revisions the store does not have yet; returns their sequence numbers.
 async fn insert_revisions(
     tx: &mut Tx,
     backend: Backend,
     items: &[&Item<'_>],
 ) -> Result<HashMap<(String, i64), i64>, StoreError> {
+    let flags = |item: &Item<'_>| serde_json::to_string(&item.incoming.flags).expect("flags serialise");
+    let mut statements = Vec::new();
+    match backend {
+        // One array per column: thirteen parameters whatever the batch size.
+        Backend::Postgres => {
+            let mut sql = Sql::new(
+                backend,
+                &format!("INSERT INTO report_revisions ({REVISION_COLUMNS}) SELECT * FROM UNNEST("),
+            );
+            let column =
+                |f: &dyn Fn(&Item<'_>) -> String| items.iter().map(|i| f(i)).collect::<Vec<String>>();
+            sql.bind_array(column(&|i| i.id.clone()), "text").push(", ");
+            sql.bind_array(items.iter().map(|i| i.revision).collect::<Vec<i64>>(), "bigint").push(", ");
+            sql.bind_array(column(&|i| i.hash.clone()), "text").push(", ");
+            sql.bind_array(column(&|i| i.incoming.report.mission.clone()), "text").push(", ");
+            sql.bind_array(column(&|i| i.incoming.report.observer.clone()), "text").push(", ");
+            sql.bind_array(column(&|i| i.incoming.report.station.clone()), "text").push(", ");
+            sql.bind_array(column(&|i| i.incoming.report.kind().as_str().to_owned()), "text").push(", ");
+            let observed: Vec<i64> =
+                items.iter().map(|i| i.incoming.report.observed_at.timestamp_micros()).collect();
+            sql.bind_array(observed, "bigint").push(", ");
+            sql.bind_array(column(&|i| i.incoming.payload.clone()), "text").push(", ");
+            sql.bind_array(column(&|i| flags(i)), "text").push(", ");
+            let senders: Vec<Option<String>> =
+                items.iter().map(|i| i.incoming.delivery.sender.clone()).collect();
+            sql.bind_array(senders, "text").push(", ");
+            let redelivered: Vec<bool> = items.iter().map(|i| i.incoming.delivery.redelivered).collect();
+            sql.bind_array(redelivered, "boolean").push(", ");
+            let received: Vec<i64> =
+                items.iter().map(|i| i.incoming.delivery.received_at.timestamp_micros()).collect();
+            sql.bind_array(received, "bigint").push(")");
+            statements.push(sql);
+        }
+        Backend::Sqlite => {
+            for chunk in items.chunks(MAX_PARAMS / 13) {
+                let mut sql =
+                    Sql::new(backend, &format!("INSERT INTO report_revisions ({REVISION_COLUMNS}) VALUES "));
+                sql.values(chunk, |sql, item| {
+                    let (report, delivery) = (&item.incoming.report, &item.incoming.delivery);
+                    sql.bind(item.id.clone()).push(", ").bind(item.revision).push(", ");
+                    sql.bind(item.hash.clone()).push(", ").bind(report.mission.clone()).push(", ");
+                    sql.bind(report.observer.clone()).push(", ").bind(report.station.clone()).push(", ");
+                    sql.bind(report.kind().as_str().to_owned()).push(", ");
+                    sql.bind(report.observed_at.timestamp_micros()).push(", ");
+                    sql.bind(item.incoming.payload.clone()).push(", ").bind(flags(item)).push(", ");
+                    sql.bind(delivery.sender.clone()).push(", ").bind(delivery.redelivered).push(", ");
+                    sql.bind(delivery.received_at.timestamp_micros());
+                });
+                statements.push(sql);
+            }
+        }
+    }
     let mut new = HashMap::new();
-    for chunk in items.chunks(MAX_PARAMS / 13) {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO report_revisions (report_id, revision, content_hash, mission, observer, station, kind, \
-             observed_at_us, payload, flags, sender, redelivered, received_at_us) VALUES ",
-        );
-        sql.values(chunk, |sql, item| {
-            let (report, delivery) = (&item.incoming.report, &item.incoming.delivery);
-            let flags = serde_json::to_string(&item.incoming.flags).expect("flags serialise");
-            sql.bind(item.id.clone())
-                .push(", ")
-                .bind(item.revision)
-                .push(", ")
-                .bind(item.hash.clone())
-                .push(", ");
-            sql.bind(report.mission.clone()).push(", ").bind(report.observer.clone()).push(", ");
-            sql.bind(report.station.clone()).push(", ").bind(report.kind().as_str().to_owned()).push(", ");
-            sql.bind(report.observed_at.timestamp_micros()).push(", ").bind(item.incoming.payload.clone());
-            sql.push(", ").bind(flags).push(", ").bind(delivery.sender.clone()).push(", ");
-            sql.bind(delivery.redelivered).push(", ").bind(delivery.received_at.timestamp_micros());
-        });
+    for mut sql in statements {
         sql.push(" ON CONFLICT (report_id, revision) DO NOTHING RETURNING report_id, revision, seq");
         for row in sql.fetch_all_in(tx).await? {
             new.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
