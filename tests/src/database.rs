@@ -1,13 +1,13 @@
 //! PostgreSQL for tests: one server per test process, a fresh database per test.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 use tokio::sync::OnceCell;
 
 use crate::docker::{Container, ContainerSpec};
-use crate::{env_var, init_test_logging, unique_tag};
+use crate::{env_var, init_test_logging, retry_until, unique_tag};
 
 const IMAGE_VAR: &str = "POLLWATCH_TEST_POSTGRES_IMAGE";
 const URL_VAR: &str = "POLLWATCH_TEST_DATABASE_URL";
@@ -111,17 +111,11 @@ async fn connect(url: &str) -> anyhow::Result<PgConnection> {
 }
 
 async fn wait_until_accepting(url: &str, limit: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match connect(url).await {
-            Ok(connection) => {
-                let _ = connection.close().await;
-                return Ok(());
-            }
-            Err(error) if Instant::now() >= deadline => {
-                return Err(error.context(format!("PostgreSQL did not accept connections within {limit:?}")));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
+    let connection =
+        retry_until(limit, Duration::from_millis(200), "PostgreSQL did not accept connections", || {
+            connect(url)
+        })
+        .await?;
+    let _ = connection.close().await;
+    Ok(())
 }

@@ -31,6 +31,30 @@ pub async fn within<T>(limit: Duration, what: &str, step: impl Future<Output = T
     tokio::time::timeout(limit, step).await.with_context(|| format!("timed out after {limit:?}: {what}"))
 }
 
+/// Repeats `attempt` every `every` until it succeeds, or fails with its last error once `limit`
+/// has passed: how the harness waits for a service to accept connections.
+async fn retry_until<T, F, Fut>(
+    limit: Duration,
+    every: Duration,
+    what: &str,
+    mut attempt: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if std::time::Instant::now() >= deadline => {
+                return Err(error.context(format!("{what} within {limit:?}")));
+            }
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
+}
+
 /// A random lower-case hexadecimal tag for names that must not collide between tests.
 pub fn unique_tag() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()

@@ -1,13 +1,13 @@
 //! A RabbitMQ broker for tests: one container per test process, unique names per test.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use lapin::{Connection, ConnectionProperties};
 use tokio::sync::OnceCell;
 
 use crate::docker::{Container, ContainerSpec};
-use crate::{env_var, init_test_logging, unique_tag};
+use crate::{env_var, init_test_logging, retry_until, unique_tag};
 
 const IMAGE_VAR: &str = "POLLWATCH_TEST_RABBITMQ_IMAGE";
 const URL_VAR: &str = "POLLWATCH_TEST_AMQP_URL";
@@ -84,17 +84,11 @@ async fn connect(url: &str) -> anyhow::Result<Connection> {
 
 /// Retries a connection until the broker accepts one or `limit` passes.
 async fn wait_until_accepting(url: &str, limit: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match connect(url).await {
-            Ok(connection) => {
-                let _ = connection.close(200, "ready".into()).await;
-                return Ok(());
-            }
-            Err(error) if Instant::now() >= deadline => {
-                return Err(error.context(format!("the broker did not accept connections within {limit:?}")));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
+    let connection =
+        retry_until(limit, Duration::from_millis(250), "the broker did not accept connections", || {
+            connect(url)
+        })
+        .await?;
+    let _ = connection.close(200, "ready".into()).await;
+    Ok(())
 }
