@@ -13,6 +13,9 @@ const IMAGE_VAR: &str = "POLLWATCH_TEST_POSTGRES_IMAGE";
 const URL_VAR: &str = "POLLWATCH_TEST_DATABASE_URL";
 const DEFAULT_IMAGE: &str = "postgres:15";
 const POSTGRES_PORT: u16 = 5432;
+/// Where the test server keeps its data: a tmpfs, so that its writes go neither through the
+/// engine's storage driver (fuse-overlayfs here, which halved the ingest rate) nor to disk.
+const DATA_TMPFS: &str = "/var/lib/pollwatch-test";
 
 /// The server every test of this process shares.
 #[derive(Debug)]
@@ -87,9 +90,13 @@ async fn start() -> anyhow::Result<SharedServer> {
     let image = env_var(IMAGE_VAR).unwrap_or_else(|| DEFAULT_IMAGE.into());
     let container = Container::start(&ContainerSpec {
         image,
-        env: vec![("POSTGRES_PASSWORD".into(), "postgres".into())],
+        env: vec![
+            ("POSTGRES_PASSWORD".into(), "postgres".into()),
+            ("PGDATA".into(), format!("{DATA_TMPFS}/data")),
+        ],
         ports: vec![POSTGRES_PORT],
-        // Durability is not under test here; without fsync the tests run faster.
+        // Durability is not under test here: the data live in memory, and without fsync.
+        tmpfs: vec![DATA_TMPFS],
         args: ["-c", "fsync=off", "-c", "max_connections=300"].map(String::from).to_vec(),
         ready_log: "database system is ready to accept connections",
         ready_within: Duration::from_secs(120),

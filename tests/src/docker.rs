@@ -26,6 +26,9 @@ pub struct ContainerSpec {
     pub env: Vec<(String, String)>,
     /// Container ports to publish on a free port of 127.0.0.1.
     pub ports: Vec<u16>,
+    /// Folders to mount as tmpfs (world-writable), for data that need not outlive the container:
+    /// a container's own file system may go through a slow storage driver (fuse-overlayfs here).
+    pub tmpfs: Vec<&'static str>,
     /// Arguments after the image name.
     pub args: Vec<String>,
     /// A line the container logs once it is ready (on stdout or stderr).
@@ -57,6 +60,9 @@ impl Container {
         }
         for port in &spec.ports {
             args.extend(["--publish".into(), format!("127.0.0.1::{port}")]);
+        }
+        for path in &spec.tmpfs {
+            args.extend(["--tmpfs".into(), format!("{path}:rw,mode=1777")]);
         }
         args.push(spec.image.clone());
         args.extend(spec.args.iter().cloned());

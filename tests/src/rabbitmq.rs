@@ -63,6 +63,7 @@ async fn start() -> anyhow::Result<SharedBroker> {
         image,
         env: Vec::new(),
         ports: vec![AMQP_PORT],
+        tmpfs: Vec::new(),
         args: Vec::new(),
         ready_log: "Server startup complete",
         ready_within: Duration::from_secs(120),
