@@ -1,8 +1,8 @@
 //! Store benchmark: ingest throughput on SQLite and PostgreSQL, and query latency over a large
 //! store. A measurement, not a test: it prints figures and asserts nothing about speed.
 //!
-//!     cargo bench -p pollwatch-tests --bench store -- [--reports N] [--query-reports N] [--skip-postgres]
-//!         [--sqlite-path FILE]
+//!     cargo bench -p pollwatch-tests --bench store -- [--reports N] [--query-reports N] [--runs N]
+//!         [--skip-sqlite] [--skip-postgres] [--sqlite-path FILE]
 //!
 //! Reports are the sample mission's realistic mix (one counting report with two protocols in
 //! seven), ingested in batches of 500 as the worker does. PostgreSQL comes from the container
@@ -19,20 +19,31 @@ const BATCH: usize = 500;
 struct Options {
     reports: usize,
     query_reports: usize,
+    sqlite: bool,
     postgres: bool,
+    /// Ingest runs per backend, each into a fresh store; the median is the figure.
+    runs: usize,
     /// Where to put the SQLite file (to inspect it afterwards); a temporary folder otherwise.
     sqlite_path: Option<String>,
 }
 
 fn options() -> Options {
-    let mut options =
-        Options { reports: 100_000, query_reports: 1_000_000, postgres: true, sqlite_path: None };
+    let mut options = Options {
+        reports: 100_000,
+        query_reports: 1_000_000,
+        sqlite: true,
+        postgres: true,
+        runs: 3,
+        sqlite_path: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = || args.next().and_then(|v| v.replace('_', "").parse().ok()).expect("a number");
         match arg.as_str() {
             "--reports" => options.reports = number(),
             "--query-reports" => options.query_reports = number(),
+            "--runs" => options.runs = number().max(1),
+            "--skip-sqlite" => options.sqlite = false,
             "--skip-postgres" => options.postgres = false,
             "--sqlite-path" => options.sqlite_path = args.next(),
             "--bench" => {}
@@ -42,8 +53,12 @@ fn options() -> Options {
     options
 }
 
+/// `n` reports in the order a queue would hold them on election day: by the time the devices
+/// sent them.
 fn batch_of(mission: &Mission, n: usize, seed: u64) -> Vec<Incoming> {
-    fixtures::reports(mission, n, seed).iter().map(|r| fixtures::incoming(mission, r)).collect()
+    let mut reports = fixtures::reports(mission, n, seed);
+    reports.sort_by_key(|r| r.submitted_at);
+    reports.iter().map(|r| fixtures::incoming(mission, r)).collect()
 }
 
 /// Ingests `reports` in batches and returns reports per second.
@@ -78,28 +93,64 @@ async fn main() -> anyhow::Result<()> {
     let reports = batch_of(&mission, options.reports, 1);
 
     let dir = tempfile::tempdir()?;
-    let path =
-        options.sqlite_path.clone().unwrap_or_else(|| dir.path().join("bench.db").display().to_string());
-    let sqlite = Store::open(&format!("sqlite://{path}")).await?;
-    sqlite.import_mission(&mission).await?;
-    let rate = ingest(&sqlite, &reports).await?;
-    println!("sqlite   ingest  {:>9} reports in batches of {BATCH}: {rate:>9.0} reports/s", options.reports);
-
-    if options.postgres {
-        let database = pollwatch_tests::database().await?;
-        let postgres = Store::open(&database.url).await?;
-        postgres.import_mission(&mission).await?;
-        let rate = ingest(&postgres, &reports).await?;
+    // A fresh SQLite store for each run.
+    let sqlite_url = |run: usize| match &options.sqlite_path {
+        Some(path) => {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
+            format!("sqlite://{path}")
+        }
+        None => format!("sqlite://{}", dir.path().join(format!("bench-{run}.db")).display()),
+    };
+    let report_runs = |backend: &str, mut rates: Vec<f64>| {
+        let each: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+        rates.sort_by(f64::total_cmp);
         println!(
-            "postgres ingest  {:>9} reports in batches of {BATCH}: {rate:>9.0} reports/s",
-            options.reports
+            "{backend:<8} ingest  {:>9} reports in batches of {BATCH}: {:>9.0} reports/s (median of {}: {})",
+            options.reports,
+            rates[rates.len() / 2],
+            rates.len(),
+            each.join(", ")
         );
-        postgres.close().await;
+    };
+    if options.sqlite {
+        let mut rates = Vec::new();
+        for run in 0..options.runs {
+            let url = sqlite_url(run);
+            let sqlite = Store::open(&url).await?;
+            sqlite.import_mission(&mission).await?;
+            rates.push(ingest(&sqlite, &reports).await?);
+            sqlite.close().await;
+            // Each run starts on a quiet disk, not behind the write-back of the one before.
+            let path = url.trim_start_matches("sqlite://");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
+            std::process::Command::new("sync").status()?;
+        }
+        report_runs("sqlite", rates);
+    }
+    if options.postgres {
+        let mut rates = Vec::new();
+        for _ in 0..options.runs {
+            let database = pollwatch_tests::database().await?;
+            let postgres = Store::open(&database.url).await?;
+            postgres.import_mission(&mission).await?;
+            rates.push(ingest(&postgres, &reports).await?);
+            postgres.close().await;
+        }
+        report_runs("postgres", rates);
+    }
+    if options.query_reports == 0 {
+        return Ok(());
     }
 
-    // Queries over a large store: keep ingesting into the SQLite store up to the target size.
-    let mut stored = options.reports;
-    let mut seed = 2;
+    // Queries over a large store: a SQLite store grown to the target size.
+    let sqlite = Store::open(&sqlite_url(options.runs)).await?;
+    sqlite.import_mission(&mission).await?;
+    let mut stored = 0;
+    let mut seed = 1;
     while stored < options.query_reports {
         let n = (options.query_reports - stored).min(100_000);
         let more = batch_of(&mission, n, seed);

@@ -54,6 +54,8 @@ on_both_backends!(
     audit_trail_keeps_every_revision,
     mission_import_is_idempotent,
     queries_answer_the_core_team,
+    coverage_follows_corrections_across_stations,
+    silent_observers_go_by_the_latest_receipt,
     concurrent_workers_store_each_report_once,
 );
 
@@ -170,10 +172,10 @@ async fn audit_trail_keeps_every_revision(store: &Store) -> anyhow::Result<()> {
     let records: Vec<_> = store.export().try_collect().await?;
     assert_eq!(records.len(), 2);
     for (record, sent) in records.iter().zip([&first, &second]) {
-        assert_eq!(record.report_id, sent.report.report_id.to_string());
-        assert_eq!(record.revision, i64::from(sent.report.revision));
+        assert_eq!(record.report_id, sent.report().report_id.to_string());
+        assert_eq!(record.revision, i64::from(sent.report().revision));
         assert_eq!(record.payload, sent.payload, "the raw payload is kept byte for byte");
-        assert_eq!(record.content_hash, pollwatch_store::content_hash(&sent.report));
+        assert_eq!(record.content_hash, sent.content_hash());
         assert_eq!(record.sender, sent.delivery.sender);
         assert_eq!(record.redelivered, sent.delivery.redelivered);
         assert_eq!(record.received_at.timestamp_micros(), sent.delivery.received_at.timestamp_micros());
@@ -317,6 +319,104 @@ async fn queries_answer_the_core_team(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Corrections that move reports between stations, in and across batches, some arriving after a
+/// higher revision: coverage always equals what the current revisions say.
+async fn coverage_follows_corrections_across_stations(store: &Store) -> anyhow::Result<()> {
+    let mission = mission();
+    store.import_mission(mission).await?;
+    let mut rng = Rng::new(11);
+    // Fewer reports than stations, so that moves empty stations, and some share one.
+    let stations: Vec<_> = mission.stations.iter().take(16).collect();
+    let observer = &mission.observers[0].id;
+    let kinds = [ReportKind::Opening, ReportKind::Closing];
+    let mut sent: Vec<Report> = Vec::new();
+    for i in 0..24 {
+        let station = stations[rng.below(stations.len() as u64) as usize];
+        sent.push(fixtures::report(mission, station, observer, kinds[i % 2], &mut rng));
+    }
+    // Revisions 2 to 4 of half of them, each at a random station.
+    let mut all: Vec<Report> = sent.clone();
+    for original in &sent {
+        if rng.below(2) != 0 {
+            continue;
+        }
+        for revision in 2..=4 {
+            let mut moved = original.clone();
+            moved.revision = revision;
+            moved.station = stations[rng.below(stations.len() as u64) as usize].code.clone();
+            all.push(moved);
+        }
+    }
+    // Shuffled, so that lower revisions also arrive after higher ones; in batches of 1 to 20.
+    for i in (1..all.len()).rev() {
+        all.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut rest = all.as_slice();
+    while !rest.is_empty() {
+        let (batch, tail) = rest.split_at((1 + rng.below(20) as usize).min(rest.len()));
+        ingest(store, &batch.iter().map(incoming).collect::<Vec<_>>()).await?;
+        rest = tail;
+    }
+
+    let mut current: BTreeMap<uuid::Uuid, &Report> = BTreeMap::new();
+    for report in &all {
+        let entry = current.entry(report.report_id).or_insert(report);
+        if report.revision > entry.revision {
+            *entry = report;
+        }
+    }
+    for kind in kinds {
+        let expected: HashSet<&str> =
+            current.values().filter(|r| r.kind() == kind).map(|r| r.station.as_str()).collect();
+        let coverage = store.coverage(&mission.id, kind).await?;
+        let missing: HashSet<&str> =
+            coverage.iter().flat_map(|r| r.missing.iter().map(String::as_str)).collect();
+        for station in &stations {
+            assert_eq!(
+                !missing.contains(station.code.as_str()),
+                expected.contains(station.code.as_str()),
+                "{kind:?} at {}",
+                station.code
+            );
+        }
+        let reported: usize = coverage.iter().map(|r| r.reported).sum();
+        assert_eq!(reported, expected.len(), "{kind:?}");
+    }
+    Ok(())
+}
+
+/// An observer's last report is the latest received, whatever order the deliveries came in.
+async fn silent_observers_go_by_the_latest_receipt(store: &Store) -> anyhow::Result<()> {
+    let mission = mission();
+    store.import_mission(mission).await?;
+    let mut rng = Rng::new(12);
+    let observer = &mission.observers[3];
+    let station = &mission.stations[5];
+    let noon: chrono::DateTime<Utc> = "2021-01-10T06:00:00Z".parse()?;
+    let received = |minutes: i64| noon + chrono::Duration::minutes(minutes);
+    let at = |minutes: i64, kind: ReportKind, rng: &mut Rng| {
+        let mut report = incoming(&fixtures::report(mission, station, &observer.id, kind, rng));
+        report.delivery.received_at = received(minutes);
+        report
+    };
+    // Two batches, the second received earlier (a redelivery after an outage), then a batch
+    // whose two reports were received at different times.
+    ingest(store, &[at(30, ReportKind::Arrival, &mut rng)]).await?;
+    ingest(store, &[at(10, ReportKind::Opening, &mut rng)]).await?;
+    let last = |silent: Vec<pollwatch_store::SilentObserver>| {
+        silent.into_iter().find(|o| o.id == observer.id).map(|o| o.last_report_at)
+    };
+    assert_eq!(last(store.silent_observers(&mission.id, received(31)).await?), Some(Some(received(30))));
+    assert_eq!(last(store.silent_observers(&mission.id, received(30)).await?), None, "not silent");
+    let (later, earlier) = (at(50, ReportKind::Voting, &mut rng), at(40, ReportKind::Voting, &mut rng));
+    ingest(store, &[later, earlier]).await?;
+    assert_eq!(last(store.silent_observers(&mission.id, received(51)).await?), Some(Some(received(50))));
+    let silent = store.silent_observers(&mission.id, received(0)).await?;
+    assert_eq!(silent.len(), mission.observers.len() - 1);
+    assert!(silent.iter().all(|o| o.last_report_at.is_none()));
+    Ok(())
+}
+
 async fn concurrent_workers_store_each_report_once(store: &Store) -> anyhow::Result<()> {
     const N: usize = 10_000;
     let reports = sample(N, 11);
@@ -369,6 +469,81 @@ async fn concurrent_workers_store_each_report_once(store: &Store) -> anyhow::Res
             None => break,
         }
     }
+    Ok(())
+}
+
+/// A SQLite store written before migration 0002 gets its coverage and activity summaries filled
+/// from the reports it already holds.
+#[tokio::test]
+async fn sqlite_upgrade_fills_the_summaries() -> anyhow::Result<()> {
+    let mission = mission();
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("old.db");
+    let url = format!("sqlite://{}", path.display());
+
+    // The store as the first migration left it, written to directly.
+    let first = dir.path().join("migrations");
+    std::fs::create_dir(&first)?;
+    let migrations =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/pollwatch-store/migrations");
+    std::fs::copy(migrations.join("sqlite/0001_initial.sql"), first.join("0001_initial.sql"))?;
+    let options = std::str::FromStr::from_str(&url)
+        .map(|o: sqlx::sqlite::SqliteConnectOptions| o.create_if_missing(true))?;
+    let pool = sqlx::SqlitePool::connect_with(options).await?;
+    sqlx::migrate::Migrator::new(first.as_path()).await?.run(&pool).await?;
+    let (a, b, c) = (&mission.stations[0].code, &mission.stations[1].code, &mission.stations[2].code);
+    let (x, y) = (&mission.observers[0].id, &mission.observers[1].id);
+    let rows: [(&str, &str, &str, &str, i64); 4] = [
+        ("r1", x, a, "opening", 1_000),
+        ("r2", x, a, "opening", 3_000),
+        ("r3", y, b, "opening", 2_000),
+        ("r4", y, c, "closing", 500),
+    ];
+    for (seq, (id, observer, station, kind, received)) in rows.into_iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO report_revisions (report_id, revision, content_hash, mission, observer, station, kind, \
+             observed_at_us, payload, flags, sender, redelivered, received_at_us) \
+             VALUES (?, 1, 'h', ?, ?, ?, ?, 0, '{}', '[]', NULL, 0, ?)",
+        )
+        .bind(id)
+        .bind(&mission.id)
+        .bind(observer)
+        .bind(station)
+        .bind(kind)
+        .bind(received)
+        .execute(&pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO reports (report_id, revision, revision_seq, mission, observer, station, kind, \
+             observed_at_us, received_at_us, quarantined) VALUES (?, 1, ?, ?, ?, ?, ?, 0, ?, 0)",
+        )
+        .bind(id)
+        .bind(seq as i64 + 1)
+        .bind(&mission.id)
+        .bind(observer)
+        .bind(station)
+        .bind(kind)
+        .bind(received)
+        .execute(&pool)
+        .await?;
+    }
+    pool.close().await;
+
+    let store = Store::open(&url).await?;
+    store.import_mission(mission).await?;
+    let covered = |coverage: Vec<pollwatch_store::RegionCoverage>| -> HashSet<String> {
+        let missing: HashSet<String> = coverage.into_iter().flat_map(|r| r.missing).collect();
+        mission.stations.iter().map(|s| s.code.clone()).filter(|code| !missing.contains(code)).collect()
+    };
+    assert_eq!(
+        covered(store.coverage(&mission.id, ReportKind::Opening).await?),
+        [a.clone(), b.clone()].into()
+    );
+    assert_eq!(covered(store.coverage(&mission.id, ReportKind::Closing).await?), [c.clone()].into());
+    let micros = |us: i64| chrono::DateTime::from_timestamp_micros(us).expect("a time");
+    let silent = store.silent_observers(&mission.id, micros(3_001)).await?;
+    let last = |id: &str| silent.iter().find(|o| o.id == id).and_then(|o| o.last_report_at);
+    assert_eq!((last(x), last(y)), (Some(micros(3_000)), Some(micros(2_000))));
     Ok(())
 }
 

@@ -97,7 +97,8 @@ pub fn report(
         ReportKind::Incident => (9 + rng.below(10) as u32, rng.below(60) as u32),
         ReportKind::Departure => (23, 30),
     };
-    let observed_at = at(hour, minute);
+    // Teams do not all write at the same second.
+    let observed_at = at(hour, minute) + Duration::seconds(rng.below(60) as i64);
     let content = match kind {
         ReportKind::Arrival => Content::Arrival,
         ReportKind::Departure => Content::Departure,
@@ -142,15 +143,16 @@ pub fn report(
         }
         _ => None,
     };
+    let submitted_at = observed_at + Duration::minutes(rng.below(20) as i64);
     Report {
         schema_version: 1,
-        report_id: uuid::Uuid::from_u64_pair(rng.next_u64(), rng.next_u64()),
+        report_id: uuid_v7(submitted_at.timestamp_millis(), rng),
         revision: 1,
         mission: mission.id.clone(),
         observer: observer.to_owned(),
         station: station.code.clone(),
         observed_at,
-        submitted_at: observed_at + Duration::minutes(rng.below(20) as i64),
+        submitted_at,
         location: station.lat.zip(station.lon).map(|(lat, lon)| pollwatch_model::Location {
             lat,
             lon,
@@ -161,6 +163,15 @@ pub fn report(
         attachments: Vec::new(),
         content,
     }
+}
+
+/// A UUIDv7 (RFC 9562): the Unix time in milliseconds when the device wrote the report, then
+/// random bits. Our publisher writes these, as the wire format recommends.
+pub fn uuid_v7(unix_ms: i64, rng: &mut Rng) -> uuid::Uuid {
+    let millis = u64::try_from(unix_ms).expect("a time after 1970") & 0xffff_ffff_ffff;
+    let high = millis << 16 | 0x7000 | (rng.next_u64() & 0x0fff);
+    let low = 0x8000_0000_0000_0000 | (rng.next_u64() & 0x3fff_ffff_ffff_ffff);
+    uuid::Uuid::from_u64_pair(high, low)
 }
 
 /// A protocol that adds up, with turnout around 40 % and one candidate well ahead.
@@ -211,10 +222,10 @@ pub fn incoming(mission: &Mission, report: &Report) -> Incoming {
     let context = Context { mission, now, sender: sender.as_deref() };
     let checked =
         pollwatch_model::check(payload.as_bytes(), &context).expect("a generated report is accepted");
-    Incoming {
-        report: checked.report,
-        flags: checked.flags,
+    Incoming::new(
+        checked.report,
+        checked.flags,
         payload,
-        delivery: Delivery { sender, redelivered: false, received_at: Utc::now() },
-    }
+        Delivery { sender, redelivered: false, received_at: Utc::now() },
+    )
 }

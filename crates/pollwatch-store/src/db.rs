@@ -151,11 +151,14 @@ impl Sql {
         self
     }
 
-    /// Appends `(v1, v2, …)` for an `IN` list.
-    pub(crate) fn bind_list<'v>(&mut self, values: impl IntoIterator<Item = &'v str>) -> &mut Self {
-        self.push("(");
+    /// Appends ` IN (v1, v2, …)` on SQLite, ` = ANY($n::text[])` (one array) on PostgreSQL.
+    pub(crate) fn bind_in(&mut self, values: Vec<String>) -> &mut Self {
+        if matches!(self.args, Args::Postgres(_)) {
+            return self.push(" = ANY(").bind_array(values, "text").push(")");
+        }
+        self.push(" IN (");
         for (i, value) in values.into_iter().enumerate() {
-            self.push(if i == 0 { "" } else { ", " }).bind(value.to_owned());
+            self.push(if i == 0 { "" } else { ", " }).bind(value);
         }
         self.push(")")
     }
@@ -240,6 +243,128 @@ impl Sql {
                 .map_err(StoreError::from)
                 .boxed(),
             _ => unreachable!("a statement is built for its store's backend"),
+        }
+    }
+}
+
+/// Most values bound in one SQLite statement; well under SQLite's limit of 32,766.
+const MAX_SQLITE_PARAMS: usize = 6_000;
+
+/// One column of [`Rows`].
+pub(crate) enum Column {
+    Text(Vec<Option<String>>),
+    Int(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+impl Column {
+    fn len(&self) -> usize {
+        match self {
+            Self::Text(v) => v.len(),
+            Self::Int(v) => v.len(),
+            Self::Bool(v) => v.len(),
+        }
+    }
+
+    fn bind_value(&self, sql: &mut Sql, row: usize) {
+        match self {
+            Self::Text(v) => sql.bind(v[row].clone()),
+            Self::Int(v) => sql.bind(v[row]),
+            Self::Bool(v) => sql.bind(v[row]),
+        };
+    }
+
+    fn bind_array(self, sql: &mut Sql) {
+        match self {
+            Self::Text(v) => sql.bind_array(v, "text"),
+            Self::Int(v) => sql.bind_array(v, "bigint"),
+            Self::Bool(v) => sql.bind_array(v, "boolean"),
+        };
+    }
+}
+
+/// Rows to insert, held column by column.
+#[derive(Default)]
+pub(crate) struct Rows {
+    names: Vec<&'static str>,
+    columns: Vec<Column>,
+}
+
+impl Rows {
+    pub(crate) fn text(mut self, name: &'static str, values: impl IntoIterator<Item = String>) -> Self {
+        self.names.push(name);
+        self.columns.push(Column::Text(values.into_iter().map(Some).collect()));
+        self
+    }
+
+    pub(crate) fn optional_text(
+        mut self,
+        name: &'static str,
+        values: impl IntoIterator<Item = Option<String>>,
+    ) -> Self {
+        self.names.push(name);
+        self.columns.push(Column::Text(values.into_iter().collect()));
+        self
+    }
+
+    pub(crate) fn int(mut self, name: &'static str, values: impl IntoIterator<Item = i64>) -> Self {
+        self.names.push(name);
+        self.columns.push(Column::Int(values.into_iter().collect()));
+        self
+    }
+
+    pub(crate) fn bool(mut self, name: &'static str, values: impl IntoIterator<Item = bool>) -> Self {
+        self.names.push(name);
+        self.columns.push(Column::Bool(values.into_iter().collect()));
+        self
+    }
+
+    fn len(&self) -> usize {
+        self.columns.first().map_or(0, Column::len)
+    }
+
+    /// `INSERT INTO table (columns) … tail` as statements: on PostgreSQL one, each column bound as
+    /// one array (`SELECT * FROM UNNEST(…)`), so a batch costs a dozen parameters however many rows
+    /// it has; on SQLite `VALUES (?, …), …`, split to stay within the parameter limit. None when
+    /// there are no rows.
+    pub(crate) fn insert(self, backend: Backend, table: &str, tail: &str) -> Vec<Sql> {
+        let rows = self.len();
+        debug_assert!(self.columns.iter().all(|c| c.len() == rows), "columns of one length");
+        if rows == 0 {
+            return Vec::new();
+        }
+        let head = format!("INSERT INTO {table} ({}) ", self.names.join(", "));
+        match backend {
+            Backend::Postgres => {
+                let mut sql = Sql::new(backend, &head);
+                sql.push("SELECT * FROM UNNEST(");
+                for (i, column) in self.columns.into_iter().enumerate() {
+                    sql.push(if i == 0 { "" } else { ", " });
+                    column.bind_array(&mut sql);
+                }
+                sql.push(")").push(tail);
+                vec![sql]
+            }
+            Backend::Sqlite => {
+                let per_statement = (MAX_SQLITE_PARAMS / self.columns.len()).max(1);
+                (0..rows)
+                    .step_by(per_statement)
+                    .map(|start| {
+                        let mut sql = Sql::new(backend, &head);
+                        sql.push("VALUES ");
+                        for row in start..rows.min(start + per_statement) {
+                            sql.push(if row == start { "(" } else { ", (" });
+                            for (i, column) in self.columns.iter().enumerate() {
+                                sql.push(if i == 0 { "" } else { ", " });
+                                column.bind_value(&mut sql, row);
+                            }
+                            sql.push(")");
+                        }
+                        sql.push(tail);
+                        sql
+                    })
+                    .collect()
+            }
         }
     }
 }

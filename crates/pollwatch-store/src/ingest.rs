@@ -1,13 +1,13 @@
 //! Committing batches of accepted reports: one transaction, one outcome per report.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use pollwatch_model::{Content, Flag, Protocol, Report};
+use pollwatch_model::{Content, Flag, IncidentBody, Protocol, Report};
 use sha2::{Digest as _, Sha256};
 
-use crate::db::{Sql, Tx};
+use crate::db::{Rows, Sql, Tx};
 use crate::{Backend, Store, StoreError};
 
 /// How a report reached the worker.
@@ -23,12 +23,31 @@ pub struct Delivery {
 /// An accepted report on its way into the store.
 #[derive(Debug, Clone)]
 pub struct Incoming {
-    pub report: Report,
+    report: Report,
+    /// [`content_hash`] of `report`, computed with the report (the worker does it while decoding,
+    /// on another core than the one committing the previous batch).
+    hash: String,
     /// The model's flags; a report with any is quarantined.
     pub flags: Vec<Flag>,
     /// The payload exactly as received (valid UTF-8, since it decoded), for the audit trail.
     pub payload: String,
     pub delivery: Delivery,
+}
+
+impl Incoming {
+    pub fn new(report: Report, flags: Vec<Flag>, payload: String, delivery: Delivery) -> Self {
+        let hash = content_hash(&report);
+        Self { report, hash, flags, payload, delivery }
+    }
+
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// The report's [`content_hash`].
+    pub fn content_hash(&self) -> &str {
+        &self.hash
+    }
 }
 
 /// What became of one report in a batch.
@@ -108,7 +127,7 @@ impl Store {
                 incoming,
                 id: incoming.report.report_id.to_string(),
                 revision: i64::from(incoming.report.revision),
-                hash: content_hash(&incoming.report),
+                hash: incoming.hash.clone(),
             })
             .collect();
         // A fixed order makes concurrent transactions take row locks in the same order, so two
@@ -186,7 +205,10 @@ impl Store {
         let fresh: Vec<&Item<'_>> =
             firsts.iter().copied().filter(|i| new.contains_key(&(i.id.clone(), i.revision))).collect();
         write_derived(&mut tx, self.backend, &fresh, &new).await?;
-        label_current(&mut tx, self.backend, &fresh, &new, &current, &mut outcomes).await?;
+        let promoted = label_current(&mut tx, self.backend, &fresh, &new, &current, &mut outcomes).await?;
+        if self.backend == Backend::Sqlite {
+            update_summaries(&mut tx, &fresh, &current, &promoted).await?;
+        }
         tx.commit().await?;
         Ok(outcomes.into_iter().map(|o| o.expect("every report has an outcome")).collect())
     }
@@ -195,7 +217,9 @@ impl Store {
 /// What the store holds as current for a report.
 struct CurrentRow {
     revision: i64,
+    mission: String,
     observer: String,
+    station: String,
     kind: String,
 }
 
@@ -207,27 +231,31 @@ async fn current_rows(
     backend: Backend,
     items: &[&Item<'_>],
 ) -> Result<HashMap<String, CurrentRow>, StoreError> {
-    let mut ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    let mut ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
     ids.dedup();
     let mut current = HashMap::new();
     for chunk in ids.chunks(MAX_PARAMS) {
-        let mut sql =
-            Sql::new(backend, "SELECT report_id, revision, observer, kind FROM reports WHERE report_id IN ");
-        sql.bind_list(chunk.iter().copied());
+        let mut sql = Sql::new(
+            backend,
+            "SELECT report_id, revision, mission, observer, station, kind FROM reports WHERE report_id",
+        );
+        sql.bind_in(chunk.to_vec());
         for row in sql.fetch_all_in(tx).await? {
             let id: String = row.try_get(0)?;
             current.insert(
                 id,
-                CurrentRow { revision: row.try_get(1)?, observer: row.try_get(2)?, kind: row.try_get(3)? },
+                CurrentRow {
+                    revision: row.try_get(1)?,
+                    mission: row.try_get(2)?,
+                    observer: row.try_get(3)?,
+                    station: row.try_get(4)?,
+                    kind: row.try_get(5)?,
+                },
             );
         }
     }
     Ok(current)
 }
-
-/// The columns of `report_revisions` that a batch writes, in statement order.
-const REVISION_COLUMNS: &str = "report_id, revision, content_hash, mission, observer, station, kind, \
-     observed_at_us, payload, flags, sender, redelivered, received_at_us";
 
 /// Inserts the revisions the store does not have yet; returns their sequence numbers.
 async fn insert_revisions(
@@ -235,61 +263,26 @@ async fn insert_revisions(
     backend: Backend,
     items: &[&Item<'_>],
 ) -> Result<HashMap<(String, i64), i64>, StoreError> {
-    let flags = |item: &Item<'_>| serde_json::to_string(&item.incoming.flags).expect("flags serialise");
-    let mut statements = Vec::new();
-    match backend {
-        // One array per column: thirteen parameters whatever the batch size.
-        Backend::Postgres => {
-            let mut sql = Sql::new(
-                backend,
-                &format!("INSERT INTO report_revisions ({REVISION_COLUMNS}) SELECT * FROM UNNEST("),
-            );
-            let column =
-                |f: &dyn Fn(&Item<'_>) -> String| items.iter().map(|i| f(i)).collect::<Vec<String>>();
-            sql.bind_array(column(&|i| i.id.clone()), "text").push(", ");
-            sql.bind_array(items.iter().map(|i| i.revision).collect::<Vec<i64>>(), "bigint").push(", ");
-            sql.bind_array(column(&|i| i.hash.clone()), "text").push(", ");
-            sql.bind_array(column(&|i| i.incoming.report.mission.clone()), "text").push(", ");
-            sql.bind_array(column(&|i| i.incoming.report.observer.clone()), "text").push(", ");
-            sql.bind_array(column(&|i| i.incoming.report.station.clone()), "text").push(", ");
-            sql.bind_array(column(&|i| i.incoming.report.kind().as_str().to_owned()), "text").push(", ");
-            let observed: Vec<i64> =
-                items.iter().map(|i| i.incoming.report.observed_at.timestamp_micros()).collect();
-            sql.bind_array(observed, "bigint").push(", ");
-            sql.bind_array(column(&|i| i.incoming.payload.clone()), "text").push(", ");
-            sql.bind_array(column(&|i| flags(i)), "text").push(", ");
-            let senders: Vec<Option<String>> =
-                items.iter().map(|i| i.incoming.delivery.sender.clone()).collect();
-            sql.bind_array(senders, "text").push(", ");
-            let redelivered: Vec<bool> = items.iter().map(|i| i.incoming.delivery.redelivered).collect();
-            sql.bind_array(redelivered, "boolean").push(", ");
-            let received: Vec<i64> =
-                items.iter().map(|i| i.incoming.delivery.received_at.timestamp_micros()).collect();
-            sql.bind_array(received, "bigint").push(")");
-            statements.push(sql);
-        }
-        Backend::Sqlite => {
-            for chunk in items.chunks(MAX_PARAMS / 13) {
-                let mut sql =
-                    Sql::new(backend, &format!("INSERT INTO report_revisions ({REVISION_COLUMNS}) VALUES "));
-                sql.values(chunk, |sql, item| {
-                    let (report, delivery) = (&item.incoming.report, &item.incoming.delivery);
-                    sql.bind(item.id.clone()).push(", ").bind(item.revision).push(", ");
-                    sql.bind(item.hash.clone()).push(", ").bind(report.mission.clone()).push(", ");
-                    sql.bind(report.observer.clone()).push(", ").bind(report.station.clone()).push(", ");
-                    sql.bind(report.kind().as_str().to_owned()).push(", ");
-                    sql.bind(report.observed_at.timestamp_micros()).push(", ");
-                    sql.bind(item.incoming.payload.clone()).push(", ").bind(flags(item)).push(", ");
-                    sql.bind(delivery.sender.clone()).push(", ").bind(delivery.redelivered).push(", ");
-                    sql.bind(delivery.received_at.timestamp_micros());
-                });
-                statements.push(sql);
-            }
-        }
-    }
+    let rows = Rows::default()
+        .text("report_id", items.iter().map(|i| i.id.clone()))
+        .int("revision", items.iter().map(|i| i.revision))
+        .text("content_hash", items.iter().map(|i| i.hash.clone()))
+        .text("mission", items.iter().map(|i| i.incoming.report.mission.clone()))
+        .text("observer", items.iter().map(|i| i.incoming.report.observer.clone()))
+        .text("station", items.iter().map(|i| i.incoming.report.station.clone()))
+        .text("kind", items.iter().map(|i| i.incoming.report.kind().as_str().to_owned()))
+        .int("observed_at_us", items.iter().map(|i| i.incoming.report.observed_at.timestamp_micros()))
+        .text("payload", items.iter().map(|i| i.incoming.payload.clone()))
+        .text(
+            "flags",
+            items.iter().map(|i| serde_json::to_string(&i.incoming.flags).expect("flags serialise")),
+        )
+        .optional_text("sender", items.iter().map(|i| i.incoming.delivery.sender.clone()))
+        .bool("redelivered", items.iter().map(|i| i.incoming.delivery.redelivered))
+        .int("received_at_us", items.iter().map(|i| i.incoming.delivery.received_at.timestamp_micros()));
     let mut new = HashMap::new();
-    for mut sql in statements {
-        sql.push(" ON CONFLICT (report_id, revision) DO NOTHING RETURNING report_id, revision, seq");
+    let tail = " ON CONFLICT (report_id, revision) DO NOTHING RETURNING report_id, revision, seq";
+    for sql in rows.insert(backend, "report_revisions", tail) {
         for row in sql.fetch_all_in(tx).await? {
             new.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
         }
@@ -304,19 +297,19 @@ async fn existing_hashes(
     firsts: &[&Item<'_>],
     new: &HashMap<(String, i64), i64>,
 ) -> Result<HashMap<(String, i64), String>, StoreError> {
-    let mut ids: Vec<&str> = firsts
+    let mut ids: Vec<String> = firsts
         .iter()
         .filter(|i| !new.contains_key(&(i.id.clone(), i.revision)))
-        .map(|i| i.id.as_str())
+        .map(|i| i.id.clone())
         .collect();
     ids.dedup();
     let mut hashes = HashMap::new();
     for chunk in ids.chunks(MAX_PARAMS) {
         let mut sql = Sql::new(
             backend,
-            "SELECT report_id, revision, content_hash FROM report_revisions WHERE report_id IN ",
+            "SELECT report_id, revision, content_hash FROM report_revisions WHERE report_id",
         );
-        sql.bind_list(chunk.iter().copied());
+        sql.bind_in(chunk.to_vec());
         for row in sql.fetch_all_in(tx).await? {
             hashes.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
         }
@@ -335,23 +328,15 @@ async fn insert_conflicts(tx: &mut Tx, backend: Backend, items: &mut [&Item<'_>]
             "a conflicting version of a report, kept aside"
         );
     }
-    for chunk in items.chunks(MAX_PARAMS / 6) {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO conflicts (report_id, revision, content_hash, payload, sender, received_at_us) VALUES ",
-        );
-        sql.values(chunk, |sql, item| {
-            let delivery = &item.incoming.delivery;
-            sql.bind(item.id.clone())
-                .push(", ")
-                .bind(item.revision)
-                .push(", ")
-                .bind(item.hash.clone())
-                .push(", ");
-            sql.bind(item.incoming.payload.clone()).push(", ").bind(delivery.sender.clone()).push(", ");
-            sql.bind(delivery.received_at.timestamp_micros());
-        });
-        sql.push(" ON CONFLICT (report_id, revision, content_hash) DO NOTHING");
+    let rows = Rows::default()
+        .text("report_id", items.iter().map(|i| i.id.clone()))
+        .int("revision", items.iter().map(|i| i.revision))
+        .text("content_hash", items.iter().map(|i| i.hash.clone()))
+        .text("payload", items.iter().map(|i| i.incoming.payload.clone()))
+        .optional_text("sender", items.iter().map(|i| i.incoming.delivery.sender.clone()))
+        .int("received_at_us", items.iter().map(|i| i.incoming.delivery.received_at.timestamp_micros()));
+    let tail = " ON CONFLICT (report_id, revision, content_hash) DO NOTHING";
+    for sql in rows.insert(backend, "conflicts", tail) {
         sql.execute_in(tx).await?;
     }
     Ok(())
@@ -366,7 +351,7 @@ async fn label_current(
     new: &HashMap<(String, i64), i64>,
     current: &HashMap<String, CurrentRow>,
     outcomes: &mut [Option<Outcome>],
-) -> Result<(), StoreError> {
+) -> Result<HashSet<String>, StoreError> {
     // `fresh` is sorted by (id, revision): group it by report.
     let mut groups: Vec<&[&Item<'_>]> = Vec::new();
     let mut start = 0;
@@ -378,38 +363,37 @@ async fn label_current(
     }
 
     let highest: Vec<&Item<'_>> = groups.iter().map(|g| *g.last().expect("groups are not empty")).collect();
+    let rows = Rows::default()
+        .text("report_id", highest.iter().map(|i| i.id.clone()))
+        .int("revision", highest.iter().map(|i| i.revision))
+        .int("revision_seq", highest.iter().map(|i| new[&(i.id.clone(), i.revision)]))
+        .text("mission", highest.iter().map(|i| i.incoming.report.mission.clone()))
+        .text("observer", highest.iter().map(|i| i.incoming.report.observer.clone()))
+        .text("station", highest.iter().map(|i| i.incoming.report.station.clone()))
+        .text("kind", highest.iter().map(|i| i.incoming.report.kind().as_str().to_owned()))
+        .int("observed_at_us", highest.iter().map(|i| i.incoming.report.observed_at.timestamp_micros()))
+        .int("received_at_us", highest.iter().map(|i| i.incoming.delivery.received_at.timestamp_micros()))
+        .optional_text(
+            "assessment",
+            highest.iter().map(|i| i.incoming.report.assessment.map(|a| a.as_str().to_owned())),
+        )
+        .optional_text(
+            "incident_category",
+            highest.iter().map(|i| incident(i).map(|b| b.category.as_str().to_owned())),
+        )
+        .optional_text(
+            "incident_severity",
+            highest.iter().map(|i| incident(i).map(|b| b.severity.as_str().to_owned())),
+        )
+        .bool("quarantined", highest.iter().map(|i| !i.incoming.flags.is_empty()));
+    let tail = " ON CONFLICT (report_id) DO UPDATE SET revision = excluded.revision, \
+         revision_seq = excluded.revision_seq, mission = excluded.mission, observer = excluded.observer, \
+         station = excluded.station, kind = excluded.kind, observed_at_us = excluded.observed_at_us, \
+         received_at_us = excluded.received_at_us, assessment = excluded.assessment, \
+         incident_category = excluded.incident_category, incident_severity = excluded.incident_severity, \
+         quarantined = excluded.quarantined WHERE reports.revision < excluded.revision RETURNING report_id";
     let mut promoted: HashSet<String> = HashSet::new();
-    for chunk in highest.chunks(MAX_PARAMS / 13) {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO reports (report_id, revision, revision_seq, mission, observer, station, kind, \
-             observed_at_us, received_at_us, assessment, incident_category, incident_severity, quarantined) VALUES ",
-        );
-        sql.values(chunk, |sql, item| {
-            let report = &item.incoming.report;
-            let (category, severity) = match &report.content {
-                Content::Incident(body) => {
-                    (Some(body.category.as_str().to_owned()), Some(body.severity.as_str().to_owned()))
-                }
-                _ => (None, None),
-            };
-            sql.bind(item.id.clone()).push(", ").bind(item.revision).push(", ");
-            sql.bind(new[&(item.id.clone(), item.revision)]).push(", ");
-            sql.bind(report.mission.clone()).push(", ").bind(report.observer.clone()).push(", ");
-            sql.bind(report.station.clone()).push(", ").bind(report.kind().as_str().to_owned()).push(", ");
-            sql.bind(report.observed_at.timestamp_micros()).push(", ");
-            sql.bind(item.incoming.delivery.received_at.timestamp_micros()).push(", ");
-            sql.bind(report.assessment.map(|a| a.as_str().to_owned())).push(", ").bind(category).push(", ");
-            sql.bind(severity).push(", ").bind(!item.incoming.flags.is_empty());
-        });
-        sql.push(
-            " ON CONFLICT (report_id) DO UPDATE SET revision = excluded.revision, revision_seq = excluded.revision_seq, \
-             mission = excluded.mission, observer = excluded.observer, station = excluded.station, kind = excluded.kind, \
-             observed_at_us = excluded.observed_at_us, received_at_us = excluded.received_at_us, \
-             assessment = excluded.assessment, incident_category = excluded.incident_category, \
-             incident_severity = excluded.incident_severity, quarantined = excluded.quarantined \
-             WHERE reports.revision < excluded.revision RETURNING report_id",
-        );
+    for sql in rows.insert(backend, "reports", tail) {
         for row in sql.fetch_all_in(tx).await? {
             promoted.insert(row.try_get(0)?);
         }
@@ -436,7 +420,74 @@ async fn label_current(
             outcomes[item.index] = Some(outcome);
         }
     }
+    Ok(promoted)
+}
+
+/// SQLite only: the summary tables that stand in for scattered indexes there (migration 0002):
+/// how many current reports each station has of each kind, and when each observer last sent
+/// anything. One statement each per batch. Exact because SQLite runs one writing transaction at
+/// a time, and this one read the rows it replaces (`current`) itself: had another committed since,
+/// SQLite would have refused this transaction's first write.
+async fn update_summaries(
+    tx: &mut Tx,
+    fresh: &[&Item<'_>],
+    current: &HashMap<String, CurrentRow>,
+    promoted: &HashSet<String>,
+) -> Result<(), StoreError> {
+    // `fresh` is sorted by (id, revision): the last of each report's revisions is the one promoted.
+    let mut coverage: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
+    for (i, item) in fresh.iter().enumerate() {
+        let highest = fresh.get(i + 1).is_none_or(|next| next.id != item.id);
+        if !highest || !promoted.contains(&item.id) {
+            continue;
+        }
+        let report = &item.incoming.report;
+        if let Some(old) = current.get(&item.id) {
+            if (old.mission.as_str(), old.station.as_str())
+                == (report.mission.as_str(), report.station.as_str())
+            {
+                continue;
+            }
+            *coverage.entry((&old.mission, &old.kind, &old.station)).or_default() -= 1;
+        }
+        *coverage.entry((&report.mission, report.kind().as_str(), &report.station)).or_default() += 1;
+    }
+    coverage.retain(|_, change| *change != 0);
+    let rows = Rows::default()
+        .text("mission", coverage.keys().map(|k| k.0.to_owned()))
+        .text("kind", coverage.keys().map(|k| k.1.to_owned()))
+        .text("station", coverage.keys().map(|k| k.2.to_owned()))
+        .int("reports", coverage.values().copied());
+    let tail = " ON CONFLICT (mission, kind, station) DO UPDATE SET reports = reports + excluded.reports";
+    for sql in rows.insert(Backend::Sqlite, "station_coverage", tail) {
+        sql.execute_in(tx).await?;
+    }
+
+    let mut activity: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for item in fresh {
+        let (report, received) =
+            (&item.incoming.report, item.incoming.delivery.received_at.timestamp_micros());
+        let latest = activity.entry((&report.mission, &report.observer)).or_insert(received);
+        *latest = (*latest).max(received);
+    }
+    let rows = Rows::default()
+        .text("mission", activity.keys().map(|k| k.0.to_owned()))
+        .text("observer", activity.keys().map(|k| k.1.to_owned()))
+        .int("received_at_us", activity.values().copied());
+    let tail = " ON CONFLICT (mission, observer) DO UPDATE \
+         SET received_at_us = MAX(received_at_us, excluded.received_at_us)";
+    for sql in rows.insert(Backend::Sqlite, "observer_activity", tail) {
+        sql.execute_in(tx).await?;
+    }
     Ok(())
+}
+
+/// The incident a report describes, if it is an incident report.
+fn incident<'a>(item: &Item<'a>) -> Option<&'a IncidentBody> {
+    match &item.incoming.report.content {
+        Content::Incident(body) => Some(body),
+        _ => None,
+    }
 }
 
 /// Flags and counting protocols of the revisions the store has just recorded.
@@ -449,16 +500,15 @@ async fn write_derived(
     let seq = |item: &Item<'_>| new[&(item.id.clone(), item.revision)];
     let flags: Vec<(&Item<'_>, &Flag)> =
         items.iter().flat_map(|item| item.incoming.flags.iter().map(move |flag| (*item, flag))).collect();
-    for chunk in flags.chunks(MAX_PARAMS / 5) {
-        let mut sql =
-            Sql::new(backend, "INSERT INTO report_flags (revision_seq, code, path, message) VALUES ");
-        sql.values(chunk, |sql, (item, flag)| {
-            sql.bind(seq(item)).push(", ");
-            sql.bind(flag.code.as_str().to_owned()).push(", ").bind(flag.path.clone()).push(", ");
-            sql.bind(flag.message.clone());
-        });
+    let rows = Rows::default()
+        .int("revision_seq", flags.iter().map(|(item, _)| seq(item)))
+        .text("code", flags.iter().map(|(_, flag)| flag.code.as_str().to_owned()))
+        .text("path", flags.iter().map(|(_, flag)| flag.path.clone()))
+        .text("message", flags.iter().map(|(_, flag)| flag.message.clone()));
+    for sql in rows.insert(backend, "report_flags", "") {
         sql.execute_in(tx).await?;
     }
+
     let protocols: Vec<(&Item<'_>, &Protocol)> = items
         .iter()
         .filter_map(|item| match &item.incoming.report.content {
@@ -467,43 +517,39 @@ async fn write_derived(
         })
         .flatten()
         .collect();
-    for chunk in protocols.chunks(MAX_PARAMS / 11) {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO protocols (revision_seq, contest, registered_voters, ballots_received, \
-             ballots_issued, ballots_spoiled, ballots_unused, ballots_in_box, invalid, votes_digest) VALUES ",
+    let figure = |get: fn(&Protocol) -> u32| protocols.iter().map(move |(_, p)| i64::from(get(p)));
+    let rows = Rows::default()
+        .int("revision_seq", protocols.iter().map(|(item, _)| seq(item)))
+        .text("contest", protocols.iter().map(|(_, p)| p.contest.clone()))
+        .int("registered_voters", figure(|p| p.registered_voters))
+        .int("ballots_received", figure(|p| p.ballots_received))
+        .int("ballots_issued", figure(|p| p.ballots_issued))
+        .int("ballots_spoiled", figure(|p| p.ballots_spoiled))
+        .int("ballots_unused", figure(|p| p.ballots_unused))
+        .int("ballots_in_box", figure(|p| p.ballots_in_box))
+        .int("invalid", figure(|p| p.invalid))
+        .text(
+            "votes_digest",
+            protocols.iter().map(|(_, p)| {
+                p.votes.iter().map(|(choice, n)| format!("{choice}={n}")).collect::<Vec<_>>().join(";")
+            }),
         );
-        sql.values(chunk, |sql, (item, p)| {
-            let digest: Vec<String> = p.votes.iter().map(|(choice, n)| format!("{choice}={n}")).collect();
-            sql.bind(seq(item)).push(", ").bind(p.contest.clone());
-            for n in [
-                p.registered_voters,
-                p.ballots_received,
-                p.ballots_issued,
-                p.ballots_spoiled,
-                p.ballots_unused,
-                p.ballots_in_box,
-                p.invalid,
-            ] {
-                sql.push(", ").bind(i64::from(n));
-            }
-            sql.push(", ").bind(digest.join(";"));
-        });
+    for sql in rows.insert(backend, "protocols", "") {
         sql.execute_in(tx).await?;
     }
+
     let votes: Vec<(&Item<'_>, &str, &str, u32)> = protocols
         .iter()
         .flat_map(|(item, p)| {
             p.votes.iter().map(move |(choice, n)| (*item, p.contest.as_str(), choice.as_str(), *n))
         })
         .collect();
-    for chunk in votes.chunks(MAX_PARAMS / 5) {
-        let mut sql =
-            Sql::new(backend, "INSERT INTO protocol_votes (revision_seq, contest, choice, votes) VALUES ");
-        sql.values(chunk, |sql, (item, contest, choice, n)| {
-            sql.bind(seq(item)).push(", ").bind((*contest).to_owned());
-            sql.push(", ").bind((*choice).to_owned()).push(", ").bind(i64::from(*n));
-        });
+    let rows = Rows::default()
+        .int("revision_seq", votes.iter().map(|(item, ..)| seq(item)))
+        .text("contest", votes.iter().map(|(_, contest, ..)| (*contest).to_owned()))
+        .text("choice", votes.iter().map(|(_, _, choice, _)| (*choice).to_owned()))
+        .int("votes", votes.iter().map(|(.., n)| i64::from(*n)));
+    for sql in rows.insert(backend, "protocol_votes", "") {
         sql.execute_in(tx).await?;
     }
     Ok(())

@@ -11,7 +11,7 @@ use futures_util::StreamExt as _;
 use pollwatch_model::ReportKind;
 
 use crate::db::{Row, Sql};
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 
 /// Stations expected and reported in one region, for one phase (report kind).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,12 +142,18 @@ fn micros(us: i64) -> DateTime<Utc> {
 impl Store {
     /// Per region (in the mission's order), which stations have a report of `kind`.
     pub async fn coverage(&self, mission: &str, kind: ReportKind) -> Result<Vec<RegionCoverage>, StoreError> {
-        let mut sql = Sql::new(
-            self.backend,
-            "SELECT s.region, s.code, CAST(CASE WHEN EXISTS (SELECT 1 FROM reports r WHERE r.mission = s.mission_id \
-             AND r.station = s.code AND r.kind = ",
-        );
-        sql.bind(kind.as_str().to_owned());
+        // SQLite keeps a count per station and kind (migration 0002); PostgreSQL an index.
+        let exists = match self.backend {
+            Backend::Sqlite => {
+                "SELECT 1 FROM station_coverage c WHERE c.mission = s.mission_id AND c.station = s.code \
+                 AND c.reports > 0 AND c.kind = "
+            }
+            Backend::Postgres => {
+                "SELECT 1 FROM reports r WHERE r.mission = s.mission_id AND r.station = s.code AND r.kind = "
+            }
+        };
+        let mut sql = Sql::new(self.backend, "SELECT s.region, s.code, CAST(CASE WHEN EXISTS (");
+        sql.push(exists).bind(kind.as_str().to_owned());
         sql.push(
             ") THEN 1 ELSE 0 END AS BIGINT) FROM stations s JOIN regions g ON g.mission_id = s.mission_id \
              AND g.code = s.region WHERE s.mission_id = ",
@@ -177,10 +183,17 @@ impl Store {
         mission: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<SilentObserver>, StoreError> {
+        // SQLite keeps each observer's latest time (migration 0002); PostgreSQL an index.
+        let activity = match self.backend {
+            Backend::Sqlite => "observer_activity",
+            Backend::Postgres => "report_revisions",
+        };
         let mut sql = Sql::new(
             self.backend,
-            "SELECT o.id, o.name, o.team, CAST(MAX(v.received_at_us) AS BIGINT) FROM observers o \
-             LEFT JOIN report_revisions v ON v.mission = o.mission_id AND v.observer = o.id WHERE o.mission_id = ",
+            &format!(
+                "SELECT o.id, o.name, o.team, CAST(MAX(v.received_at_us) AS BIGINT) FROM observers o \
+                 LEFT JOIN {activity} v ON v.mission = o.mission_id AND v.observer = o.id WHERE o.mission_id = "
+            ),
         );
         sql.bind(mission.to_owned());
         sql.push(
