@@ -36,7 +36,8 @@ pub struct Report {
     /// Always 1 for this format.
     #[schemars(range(min = 1, max = 1))]
     pub schema_version: u32,
-    /// Chosen by the device when the report is first written; stable across resends.
+    /// Chosen by the device when the report is first written; stable across resends. Any UUID;
+    /// UUIDv7 (time first) keeps the store's id indexes append-only.
     pub report_id: Uuid,
     /// 1 for the first version; each correction re-sends the report with a higher revision.
     #[schemars(range(min = 1))]

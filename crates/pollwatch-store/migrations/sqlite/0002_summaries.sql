@@ -45,3 +45,33 @@ CREATE TABLE observer_activity (
 
 INSERT INTO observer_activity (mission, observer, received_at_us)
     SELECT mission, observer, MAX(received_at_us) FROM report_revisions GROUP BY mission, observer;
+
+-- Counting protocols and their votes (a counting report writes two protocols and twenty vote
+-- rows) stored in their primary key's order: one B-tree each instead of a table and its key.
+CREATE TABLE protocols_by_key (
+    revision_seq       BIGINT NOT NULL,
+    contest            TEXT NOT NULL,
+    registered_voters  BIGINT NOT NULL,
+    ballots_received   BIGINT NOT NULL,
+    ballots_issued     BIGINT NOT NULL,
+    ballots_spoiled    BIGINT NOT NULL,
+    ballots_unused     BIGINT NOT NULL,
+    ballots_in_box     BIGINT NOT NULL,
+    invalid            BIGINT NOT NULL,
+    votes_digest       TEXT NOT NULL,
+    PRIMARY KEY (revision_seq, contest)
+) WITHOUT ROWID;
+INSERT INTO protocols_by_key SELECT * FROM protocols;
+DROP TABLE protocols;
+ALTER TABLE protocols_by_key RENAME TO protocols;
+
+CREATE TABLE protocol_votes_by_key (
+    revision_seq  BIGINT NOT NULL,
+    contest       TEXT NOT NULL,
+    choice        TEXT NOT NULL,
+    votes         BIGINT NOT NULL,
+    PRIMARY KEY (revision_seq, contest, choice)
+) WITHOUT ROWID;
+INSERT INTO protocol_votes_by_key SELECT * FROM protocol_votes;
+DROP TABLE protocol_votes;
+ALTER TABLE protocol_votes_by_key RENAME TO protocol_votes;

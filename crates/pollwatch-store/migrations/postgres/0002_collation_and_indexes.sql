@@ -27,3 +27,9 @@ ALTER TABLE protocols ALTER COLUMN contest TYPE TEXT COLLATE "C";
 ALTER TABLE protocol_votes
     ALTER COLUMN contest TYPE TEXT COLLATE "C",
     ALTER COLUMN choice TYPE TEXT COLLATE "C";
+
+-- Incidents by category and severity from an index over incident reports only, as on SQLite,
+-- rather than an index on every report's kind.
+DROP INDEX reports_kind;
+CREATE INDEX reports_incidents ON reports (mission, quarantined, incident_category, incident_severity)
+    WHERE kind = 'incident';
