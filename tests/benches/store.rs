@@ -2,11 +2,13 @@
 //! store. A measurement, not a test: it prints figures and asserts nothing about speed.
 //!
 //!     cargo bench -p pollwatch-tests --bench store -- [--reports N] [--query-reports N] [--runs N]
-//!         [--skip-sqlite] [--skip-postgres] [--sqlite-path FILE]
+//!         [--skip-sqlite] [--skip-postgres] [--sqlite-path FILE] [--random-ids]
 //!
 //! Reports are the sample mission's realistic mix (one counting report with two protocols in
-//! seven), ingested in batches of 500 as the worker does. PostgreSQL comes from the container
-//! harness (or POLLWATCH_TEST_DATABASE_URL).
+//! seven), in the order devices sent them, with the UUIDv7 ids our publisher writes
+//! (`--random-ids` for version 4 ids), ingested in batches of 500 as the worker does. Each backend
+//! ingests `--runs` times into a fresh store; the median is the figure. PostgreSQL comes from the
+//! container harness (or POLLWATCH_TEST_DATABASE_URL).
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,8 @@ struct Options {
     runs: usize,
     /// Where to put the SQLite file (to inspect it afterwards); a temporary folder otherwise.
     sqlite_path: Option<String>,
+    /// Random (version 4) report ids instead of the time-ordered ones our publisher writes.
+    random_ids: bool,
 }
 
 fn options() -> Options {
@@ -35,6 +39,7 @@ fn options() -> Options {
         postgres: true,
         runs: 3,
         sqlite_path: None,
+        random_ids: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -46,6 +51,7 @@ fn options() -> Options {
             "--skip-sqlite" => options.sqlite = false,
             "--skip-postgres" => options.postgres = false,
             "--sqlite-path" => options.sqlite_path = args.next(),
+            "--random-ids" => options.random_ids = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -55,9 +61,16 @@ fn options() -> Options {
 
 /// `n` reports in the order a queue would hold them on election day: by the time the devices
 /// sent them.
-fn batch_of(mission: &Mission, n: usize, seed: u64) -> Vec<Incoming> {
+fn batch_of(mission: &Mission, n: usize, seed: u64, random_ids: bool) -> Vec<Incoming> {
     let mut reports = fixtures::reports(mission, n, seed);
     reports.sort_by_key(|r| r.submitted_at);
+    if random_ids {
+        let mut rng = fixtures::Rng::new(seed);
+        for report in &mut reports {
+            let bytes = (u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())).to_le_bytes();
+            report.report_id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        }
+    }
     reports.iter().map(|r| fixtures::incoming(mission, r)).collect()
 }
 
@@ -90,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
     let options = options();
     let mission = fixtures::kg_2021();
     println!("generating {} reports ...", options.reports);
-    let reports = batch_of(&mission, options.reports, 1);
+    let reports = batch_of(&mission, options.reports, 1, options.random_ids);
 
     let dir = tempfile::tempdir()?;
     // A fresh SQLite store for each run.
@@ -153,7 +166,7 @@ async fn main() -> anyhow::Result<()> {
     let mut seed = 1;
     while stored < options.query_reports {
         let n = (options.query_reports - stored).min(100_000);
-        let more = batch_of(&mission, n, seed);
+        let more = batch_of(&mission, n, seed, options.random_ids);
         ingest(&sqlite, &more).await?;
         stored += n;
         seed += 1;
