@@ -53,9 +53,12 @@ pub(crate) enum Row {
 }
 
 impl Pool {
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), waiting its turn behind another writer or a checkpoint, instead of
+    /// failing with "database is locked" when it first writes after reading.
     pub(crate) async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
-            Self::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Self::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
             Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }
@@ -266,9 +269,10 @@ impl Column {
         }
     }
 
-    fn bind_value(&self, sql: &mut Sql, row: usize) {
+    /// Binds the value in `row`, moving it out.
+    fn bind_value(&mut self, sql: &mut Sql, row: usize) {
         match self {
-            Self::Text(v) => sql.bind(v[row].clone()),
+            Self::Text(v) => sql.bind(v[row].take()),
             Self::Int(v) => sql.bind(v[row]),
             Self::Bool(v) => sql.bind(v[row]),
         };
@@ -327,7 +331,7 @@ impl Rows {
     /// one array (`SELECT * FROM UNNEST(…)`), so a batch costs a dozen parameters however many rows
     /// it has; on SQLite `VALUES (?, …), …`, split to stay within the parameter limit. None when
     /// there are no rows.
-    pub(crate) fn insert(self, backend: Backend, table: &str, tail: &str) -> Vec<Sql> {
+    pub(crate) fn insert(mut self, backend: Backend, table: &str, tail: &str) -> Vec<Sql> {
         let rows = self.len();
         debug_assert!(self.columns.iter().all(|c| c.len() == rows), "columns of one length");
         if rows == 0 {
@@ -354,7 +358,7 @@ impl Rows {
                         sql.push("VALUES ");
                         for row in start..rows.min(start + per_statement) {
                             sql.push(if row == start { "(" } else { ", (" });
-                            for (i, column) in self.columns.iter().enumerate() {
+                            for (i, column) in self.columns.iter_mut().enumerate() {
                                 sql.push(if i == 0 { "" } else { ", " });
                                 column.bind_value(&mut sql, row);
                             }

@@ -175,10 +175,15 @@ impl Store {
         });
 
         let new = insert_revisions(&mut tx, self.backend, &firsts).await?;
+        // The sequence number of each report of the batch that was recorded now, by position.
+        let mut seqs: Vec<Option<i64>> = vec![None; batch.len()];
+        for item in &firsts {
+            seqs[item.index] = new.get(&(item.id.clone(), item.revision)).copied();
+        }
         // What the store held for each (id, revision) before, or what this batch stored.
         let mut known: HashMap<(String, i64), String> =
-            existing_hashes(&mut tx, self.backend, &firsts, &new).await?;
-        for item in firsts.iter().filter(|i| !new.contains_key(&(i.id.clone(), i.revision))) {
+            existing_hashes(&mut tx, self.backend, &firsts, &seqs).await?;
+        for item in firsts.iter().filter(|i| seqs[i.index].is_none()) {
             let stored = &known[&(item.id.clone(), item.revision)];
             outcomes[item.index] = Some(if *stored == item.hash {
                 Outcome::Duplicate
@@ -187,7 +192,7 @@ impl Store {
                 Outcome::Conflict
             });
         }
-        for item in firsts.iter().filter(|i| new.contains_key(&(i.id.clone(), i.revision))) {
+        for item in firsts.iter().filter(|i| seqs[i.index].is_some()) {
             known.insert((item.id.clone(), item.revision), item.hash.clone());
         }
         for item in &repeats {
@@ -202,10 +207,9 @@ impl Store {
         }
         insert_conflicts(&mut tx, self.backend, &mut conflicts).await?;
 
-        let fresh: Vec<&Item<'_>> =
-            firsts.iter().copied().filter(|i| new.contains_key(&(i.id.clone(), i.revision))).collect();
-        write_derived(&mut tx, self.backend, &fresh, &new).await?;
-        let promoted = label_current(&mut tx, self.backend, &fresh, &new, &current, &mut outcomes).await?;
+        let fresh: Vec<&Item<'_>> = firsts.iter().copied().filter(|i| seqs[i.index].is_some()).collect();
+        write_derived(&mut tx, self.backend, &fresh, &seqs).await?;
+        let promoted = label_current(&mut tx, self.backend, &fresh, &seqs, &current, &mut outcomes).await?;
         if self.backend == Backend::Sqlite {
             update_summaries(&mut tx, &fresh, &current, &promoted).await?;
         }
@@ -295,13 +299,10 @@ async fn existing_hashes(
     tx: &mut Tx,
     backend: Backend,
     firsts: &[&Item<'_>],
-    new: &HashMap<(String, i64), i64>,
+    seqs: &[Option<i64>],
 ) -> Result<HashMap<(String, i64), String>, StoreError> {
-    let mut ids: Vec<String> = firsts
-        .iter()
-        .filter(|i| !new.contains_key(&(i.id.clone(), i.revision)))
-        .map(|i| i.id.clone())
-        .collect();
+    let mut ids: Vec<String> =
+        firsts.iter().filter(|i| seqs[i.index].is_none()).map(|i| i.id.clone()).collect();
     ids.dedup();
     let mut hashes = HashMap::new();
     for chunk in ids.chunks(MAX_PARAMS) {
@@ -348,7 +349,7 @@ async fn label_current(
     tx: &mut Tx,
     backend: Backend,
     fresh: &[&Item<'_>],
-    new: &HashMap<(String, i64), i64>,
+    seqs: &[Option<i64>],
     current: &HashMap<String, CurrentRow>,
     outcomes: &mut [Option<Outcome>],
 ) -> Result<HashSet<String>, StoreError> {
@@ -366,7 +367,7 @@ async fn label_current(
     let rows = Rows::default()
         .text("report_id", highest.iter().map(|i| i.id.clone()))
         .int("revision", highest.iter().map(|i| i.revision))
-        .int("revision_seq", highest.iter().map(|i| new[&(i.id.clone(), i.revision)]))
+        .int("revision_seq", highest.iter().map(|i| seqs[i.index].expect("a fresh revision has a seq")))
         .text("mission", highest.iter().map(|i| i.incoming.report.mission.clone()))
         .text("observer", highest.iter().map(|i| i.incoming.report.observer.clone()))
         .text("station", highest.iter().map(|i| i.incoming.report.station.clone()))
@@ -495,9 +496,9 @@ async fn write_derived(
     tx: &mut Tx,
     backend: Backend,
     items: &[&Item<'_>],
-    new: &HashMap<(String, i64), i64>,
+    seqs: &[Option<i64>],
 ) -> Result<(), StoreError> {
-    let seq = |item: &Item<'_>| new[&(item.id.clone(), item.revision)];
+    let seq = |item: &Item<'_>| seqs[item.index].expect("a fresh revision has a seq");
     let flags: Vec<(&Item<'_>, &Flag)> =
         items.iter().flat_map(|item| item.incoming.flags.iter().map(move |flag| (*item, flag))).collect();
     let rows = Rows::default()
