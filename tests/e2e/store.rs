@@ -472,6 +472,32 @@ async fn concurrent_workers_store_each_report_once(store: &Store) -> anyhow::Res
     Ok(())
 }
 
+/// Two writers on one SQLite store take turns: neither fails with "database is locked".
+#[tokio::test]
+async fn sqlite_writers_wait_their_turn() -> anyhow::Result<()> {
+    let (store, _keep) = sqlite().await?;
+    let reports: Vec<Incoming> = sample(8_000, 13).iter().map(incoming).collect();
+    let (first, second) = reports.split_at(4_000);
+    let writer = |batches: Vec<Incoming>| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for chunk in batches.chunks(200) {
+                store.ingest_batch(chunk).await?;
+            }
+            anyhow::Ok(())
+        })
+    };
+    let (one, two) = (writer(first.to_vec()), writer(second.to_vec()));
+    within(Duration::from_secs(120), "two writers", async {
+        one.await??;
+        two.await??;
+        anyhow::Ok(())
+    })
+    .await??;
+    assert_eq!(store.totals().await?.reports, 8_000);
+    Ok(())
+}
+
 /// A SQLite store written before migration 0002 gets its coverage and activity summaries filled
 /// from the reports it already holds.
 #[tokio::test]
