@@ -79,6 +79,24 @@ codes! {
         UnknownChoice => "unknown_choice",
         /// Two counting protocols for the same contest in one report.
         DuplicateContest => "duplicate_contest",
+        /// The message body (or what it decompresses to) is larger than the worker accepts
+        /// (`ingest.max_body_bytes`).
+        BodyTooLarge => "body_too_large",
+        /// The message's `content_type` is not `application/json`.
+        UnsupportedContentType => "unsupported_content_type",
+        /// The message's `content_encoding` is neither absent nor `gzip`, or its gzip stream is
+        /// broken.
+        UnsupportedContentEncoding => "unsupported_content_encoding",
+        /// The message lacks an AMQP property the worker requires (`content_type`).
+        MissingProperty => "missing_property",
+        /// The worker requires sender authentication and the message has no `user_id`.
+        SenderMissing => "sender_missing",
+        /// The worker requires sender authentication and the message's `user_id` is not the
+        /// device account of the report's observer in the roster.
+        SenderMismatch => "sender_mismatch",
+        /// The store refused the report for good (a constraint it can never satisfy); the detail
+        /// carries the database's message.
+        StoreRejected => "store_rejected",
     }
 }
 
@@ -193,7 +211,9 @@ mod tests {
         let flag = FlagCode::ALL.iter().map(|c| (c.as_str(), c.meaning()));
         let mut seen = HashSet::new();
         for (code, meaning) in reject.chain(flag) {
-            assert!(seen.insert(code), "code {code} is used twice");
+            // `sender_mismatch` is the one code in both sets, with one meaning: a flag, or a
+            // rejection when the worker requires sender authentication.
+            assert!(seen.insert(code) || code == "sender_mismatch", "code {code} is used twice");
             assert!(code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{code}");
             assert!(!meaning.is_empty(), "{code} has no meaning");
         }
