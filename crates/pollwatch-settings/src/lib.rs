@@ -30,6 +30,7 @@ pub const DEFAULT_ENVIRONMENT: &str = "development";
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub amqp: AmqpSettings,
+    pub ingest: IngestSettings,
     pub store: StoreSettings,
     pub http: HttpSettings,
     pub telemetry: TelemetrySettings,
@@ -51,6 +52,49 @@ pub struct AmqpSettings {
     pub dead_letter_queue: String,
     /// Unacknowledged deliveries the broker may send one consumer; bounds the worker's memory.
     pub prefetch: u16,
+}
+
+/// How the worker consumes, batches and judges deliveries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    /// The kind of ingest queue the worker declares.
+    pub queue_type: QueueType,
+    /// Deliveries of one message after which the broker dead-letters it (quorum queues only).
+    pub delivery_limit: u32,
+    /// Most reports committed in one store transaction; never more than `amqp.prefetch`, the
+    /// most deliveries the broker sends before some are acknowledged.
+    pub batch_size: u16,
+    /// How long a batch waits to fill before it is committed anyway, in milliseconds.
+    pub batch_linger_ms: u64,
+    /// Largest accepted message body, before and after gzip decompression.
+    pub max_body_bytes: u32,
+    /// Whether a report must carry the AMQP `user_id` of its observer's device account.
+    pub require_sender_auth: bool,
+    /// Seconds the worker may take to finish its batch and close after a shutdown request.
+    pub shutdown_deadline_secs: u64,
+}
+
+/// The kind of ingest queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum QueueType {
+    /// Replicated, with a delivery limit (RabbitMQ's recommendation for durable work queues).
+    Quorum,
+    /// A classic queue (a single node; no delivery limit).
+    Classic,
+}
+
+impl TryFrom<String> for QueueType {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.as_str() {
+            "quorum" => Ok(Self::Quorum),
+            "classic" => Ok(Self::Classic),
+            other => Err(format!("unknown queue type `{other}`: use `quorum` or `classic`")),
+        }
+    }
 }
 
 /// Where accepted reports are kept.
@@ -109,6 +153,12 @@ impl Settings {
                 "amqp.prefetch",
                 "must be at least 1 (0 would let the broker send unlimited deliveries)".into(),
             ));
+        }
+        if self.ingest.batch_size == 0 {
+            return Err(("ingest.batch_size", "must be at least 1".into()));
+        }
+        if self.ingest.max_body_bytes == 0 {
+            return Err(("ingest.max_body_bytes", "must be at least 1".into()));
         }
         self.amqp.url.check_scheme(&["amqp", "amqps"]).map_err(|message| ("amqp.url", message))?;
         self.store
