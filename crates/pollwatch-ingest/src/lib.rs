@@ -1,0 +1,117 @@
+//! The ingest worker: consumes observer reports from RabbitMQ, judges them, commits the accepted
+//! ones to the store in batches and only then acknowledges them.
+//!
+//! - [`message::judge`] decides, without I/O, whether a delivery is an accepted report or a
+//!   rejection with a code ([`pollwatch_model::RejectCode`]).
+//! - [`action`] maps whatever became of a delivery to what the worker does with it.
+//! - [`run`] is the service: it declares the topology ([`topology`]), consumes with manual acks
+//!   and a prefetch, gathers batches, commits them, dead-letters rejections with their reasons
+//!   (confirmed by the broker before the original is acked), reconnects with backoff when the
+//!   broker goes away, and stops cleanly when its `shutdown` future completes.
+
+pub mod message;
+mod topology;
+mod worker;
+
+use std::time::Duration;
+
+use pollwatch_model::Rejection;
+use pollwatch_store::{Outcome, StoreError};
+
+pub use message::{Envelope, Rules, judge};
+pub use worker::{Summary, WorkerError, run};
+
+/// Headers a dead letter carries, besides the original message's own.
+pub const ERROR_HEADER: &str = "x-pollwatch-error";
+pub const DETAIL_HEADER: &str = "x-pollwatch-detail";
+/// The routing key the report was published with.
+pub const ROUTING_KEY_HEADER: &str = "x-pollwatch-routing-key";
+/// The original `user_id` property, kept as a header: RabbitMQ refuses a message whose `user_id`
+/// is not the publishing connection's user, so the worker cannot republish it as a property.
+pub const USER_ID_HEADER: &str = "x-pollwatch-user-id";
+
+/// The kind of ingest queue to declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    Quorum,
+    Classic,
+}
+
+/// Everything the worker is told (from the `[amqp]` and `[ingest]` settings).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub amqp_url: String,
+    pub exchange: String,
+    pub queue: String,
+    pub dead_letter_exchange: String,
+    pub dead_letter_queue: String,
+    pub prefetch: u16,
+    pub queue_kind: QueueKind,
+    pub delivery_limit: u32,
+    /// Most reports per store transaction; capped at `prefetch`.
+    pub batch_size: usize,
+    pub batch_linger: Duration,
+    pub rules: Rules,
+    pub shutdown_deadline: Duration,
+}
+
+/// What became of one delivery.
+#[derive(Debug)]
+pub enum Disposition<'a> {
+    /// The store committed it (whatever the outcome: stored, duplicate, stale, …).
+    Committed(Outcome),
+    /// It can never be accepted.
+    Rejected(&'a Rejection),
+    /// The store failed on it.
+    StoreFailed(&'a StoreError),
+}
+
+/// What the worker does with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Acknowledge it: its batch is committed.
+    Ack,
+    /// Publish a copy with the reason to the dead-letter exchange, wait for the broker's
+    /// confirm, then acknowledge the original.
+    DeadLetterThenAck,
+    /// Leave it unacknowledged and retry its batch later; take nothing new meanwhile.
+    RetryLater,
+}
+
+/// The one place that decides ack, dead letter or retry.
+pub fn action(disposition: &Disposition<'_>) -> Action {
+    match disposition {
+        Disposition::Committed(_) => Action::Ack,
+        Disposition::Rejected(_) => Action::DeadLetterThenAck,
+        Disposition::StoreFailed(error) if error.is_retryable() => Action::RetryLater,
+        // Refused for good even on its own: keeping it would block the queue forever.
+        Disposition::StoreFailed(_) => Action::DeadLetterThenAck,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pollwatch_model::RejectCode;
+
+    use super::*;
+
+    #[test]
+    fn every_disposition_has_its_action() {
+        for outcome in [
+            Outcome::Stored,
+            Outcome::Revised,
+            Outcome::Duplicate,
+            Outcome::Stale,
+            Outcome::Conflict,
+            Outcome::Quarantined,
+        ] {
+            assert_eq!(action(&Disposition::Committed(outcome)), Action::Ack, "{outcome}");
+        }
+        let rejection = Rejection::new(RejectCode::MalformedJson, "$", "no");
+        assert_eq!(action(&Disposition::Rejected(&rejection)), Action::DeadLetterThenAck);
+        let busy = StoreError::Retryable("busy".into());
+        assert_eq!(action(&Disposition::StoreFailed(&busy)), Action::RetryLater);
+        let refused = StoreError::Permanent("check constraint".into());
+        assert_eq!(action(&Disposition::StoreFailed(&refused)), Action::DeadLetterThenAck);
+    }
+}
