@@ -63,6 +63,13 @@ pub enum Command {
         #[command(subcommand)]
         command: MissionCommand,
     },
+    /// Run the ingest worker: consume reports, store them, then acknowledge them (until SIGTERM or Ctrl-C)
+    Worker {
+        /// Mission folder whose roster and forms the reports are checked against; it is also
+        /// imported into the store at start (idempotently)
+        #[arg(long, value_name = "DIR")]
+        mission: PathBuf,
+    },
     /// Check report files against the wire format and a mission, as the worker would
     Report {
         #[command(subcommand)]

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod mission_dir;
 pub mod telemetry;
+pub mod worker;
 
 use std::io::Write as _;
 
@@ -35,6 +36,10 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Mission { command: MissionCommand::Import { dir } } => {
             let mission = mission_dir::read(dir)?;
             runtime()?.block_on(import_mission(&loaded.settings.store.url, &mission))
+        }
+        Command::Worker { mission } => {
+            let mission = mission_dir::read(mission)?;
+            runtime()?.block_on(worker::run(&loaded.settings, &mission))
         }
         Command::Report { command: ReportCommand::Check { mission, sender, files } } => {
             check_reports(mission, sender.as_deref(), files)

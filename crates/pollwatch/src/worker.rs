@@ -1,0 +1,74 @@
+//! `pollwatch worker`: the ingest service, configured from settings, stopped by a signal.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use pollwatch_ingest::{Config, QueueKind, Rules};
+use pollwatch_model::Mission;
+use pollwatch_settings::{QueueType, Settings};
+use pollwatch_store::Store;
+
+/// The worker's configuration from the `[amqp]` and `[ingest]` settings.
+pub fn config(settings: &Settings) -> Config {
+    let (amqp, ingest) = (&settings.amqp, &settings.ingest);
+    Config {
+        amqp_url: amqp.url.expose().to_owned(),
+        exchange: amqp.exchange.clone(),
+        queue: amqp.queue.clone(),
+        dead_letter_exchange: amqp.dead_letter_exchange.clone(),
+        dead_letter_queue: amqp.dead_letter_queue.clone(),
+        prefetch: amqp.prefetch,
+        queue_kind: match ingest.queue_type {
+            QueueType::Quorum => QueueKind::Quorum,
+            QueueType::Classic => QueueKind::Classic,
+        },
+        delivery_limit: ingest.delivery_limit,
+        batch_size: usize::from(ingest.batch_size),
+        batch_linger: Duration::from_millis(ingest.batch_linger_ms),
+        rules: Rules {
+            max_body_bytes: usize::try_from(ingest.max_body_bytes).unwrap_or(usize::MAX),
+            require_sender_auth: ingest.require_sender_auth,
+        },
+        shutdown_deadline: Duration::from_secs(ingest.shutdown_deadline_secs),
+    }
+}
+
+/// Opens the store, imports the mission, and runs the worker until SIGTERM or SIGINT.
+pub async fn run(settings: &Settings, mission: &Mission) -> anyhow::Result<()> {
+    let url = &settings.store.url;
+    let store = Store::open(url.expose()).await.with_context(|| format!("opening the store at {url}"))?;
+    store.import_mission(mission).await.context("importing the mission into the store")?;
+    let summary = pollwatch_ingest::run(&config(settings), &store, mission, signal()).await?;
+    store.close().await;
+    tracing::info!(
+        committed = summary.committed,
+        dead_lettered = summary.dead_lettered,
+        reconnects = summary.reconnects,
+        "worker exited"
+    );
+    Ok(())
+}
+
+/// Completes on SIGTERM (what service managers send) or SIGINT (Ctrl-C).
+async fn signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the worker");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

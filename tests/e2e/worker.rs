@@ -1,0 +1,296 @@
+//! The ingest worker against a real broker: every kind stored once, bad messages dead-lettered
+//! with their reasons, sender authentication, and a clean stop.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, ShortString};
+use lapin::{BasicProperties, Channel};
+use pollwatch_ingest::{Config, QueueKind, Rules, Summary};
+use pollwatch_model::Mission;
+use pollwatch_store::Store;
+use pollwatch_tests::{TestBroker, fixtures, within};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const STEP: Duration = Duration::from_secs(30);
+
+fn config(broker: &TestBroker, rules: Rules) -> Config {
+    Config {
+        amqp_url: broker.url.clone(),
+        exchange: broker.name("reports"),
+        queue: broker.name("ingest"),
+        dead_letter_exchange: broker.name("dead-letter"),
+        dead_letter_queue: broker.name("dead-letters"),
+        prefetch: 200,
+        queue_kind: QueueKind::Quorum,
+        delivery_limit: 20,
+        batch_size: 50,
+        batch_linger: Duration::from_millis(20),
+        rules,
+        shutdown_deadline: Duration::from_secs(10),
+    }
+}
+
+const RULES: Rules = Rules { max_body_bytes: 16 * 1024, require_sender_auth: false };
+
+/// A worker running in the background, with a SQLite store of its own.
+struct Running {
+    store: Store,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<Summary, pollwatch_ingest::WorkerError>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    async fn start(config: &Config, mission: &Mission) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("pollwatch.db").display())).await?;
+        store.import_mission(mission).await?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn({
+            let (config, store, mission) = (config.clone(), store.clone(), mission.clone());
+            async move {
+                pollwatch_ingest::run(&config, &store, &mission, async {
+                    let _ = stopped.await;
+                })
+                .await
+            }
+        });
+        Ok(Self { store, stop: Some(stop), task, _dir: dir })
+    }
+
+    async fn stop(mut self) -> anyhow::Result<(Summary, Store)> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let summary = within(STEP, "the worker stopping", self.task).await???;
+        Ok((summary, self.store))
+    }
+}
+
+/// Waits until the store holds `n` revisions.
+async fn until_stored(store: &Store, n: i64) -> anyhow::Result<()> {
+    within(STEP, "reports reaching the store", async {
+        loop {
+            if store.totals().await?.revisions >= n {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await?
+}
+
+async fn publisher(broker: &TestBroker) -> anyhow::Result<Channel> {
+    let connection = broker.connect().await?;
+    let channel = connection.create_channel().await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok(channel)
+}
+
+fn json() -> BasicProperties {
+    BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into())
+}
+
+/// Publishes and waits for the broker's confirm; `mandatory`, so an unroutable message fails.
+async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> anyhow::Result<()> {
+    let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+    let confirm = channel.basic_publish(exchange.into(), key.into(), options, body, properties).await?;
+    let confirmation = within(STEP, "the broker's confirm", confirm).await??;
+    anyhow::ensure!(confirmation.is_ack() && confirmation.take_message().is_none(), "not routed: {key}");
+    Ok(())
+}
+
+/// Waits until the worker has declared its topology: the exchange exists (asked on throwaway
+/// channels, since a publish to a missing exchange closes the channel) and `probe` routes to
+/// the ingest queue.
+async fn until_ready(
+    broker: &TestBroker,
+    channel: &Channel,
+    config: &Config,
+    key: &str,
+    probe: &[u8],
+    properties: BasicProperties,
+) -> anyhow::Result<()> {
+    within(STEP, "the worker declaring its topology", async {
+        let connection = broker.connect().await?;
+        let passive = lapin::options::ExchangeDeclareOptions { passive: true, ..Default::default() };
+        loop {
+            let throwaway = connection.create_channel().await?;
+            let declared = throwaway
+                .exchange_declare(
+                    config.exchange.as_str().into(),
+                    lapin::ExchangeKind::Topic,
+                    passive,
+                    lapin::types::FieldTable::default(),
+                )
+                .await;
+            if declared.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        while publish(channel, &config.exchange, key, probe, properties.clone()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::Ok(())
+    })
+    .await?
+}
+
+/// The committed example of each report kind, by kind.
+fn examples() -> BTreeMap<String, Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/examples");
+    ["arrival", "opening", "voting", "closing", "counting", "incident", "departure"]
+        .into_iter()
+        .map(|kind| {
+            let body = std::fs::read(dir.join(format!("{kind}.json"))).expect("an example");
+            (kind.to_owned(), body)
+        })
+        .collect()
+}
+
+/// Empties the dead-letter queue: (error code, routing key, body) of each dead letter.
+async fn dead_letters(channel: &Channel, queue: &str) -> anyhow::Result<Vec<(String, String, Vec<u8>)>> {
+    let mut letters = Vec::new();
+    while let Some(message) = channel.basic_get(queue.into(), BasicGetOptions::default()).await? {
+        let headers = message.delivery.properties.headers().clone().unwrap_or_default();
+        let header = |name: &str| match headers.inner().get(&ShortString::from(name)) {
+            Some(AMQPValue::LongString(value)) => value.to_string(),
+            other => panic!("header {name}: {other:?}"),
+        };
+        assert!(!header(pollwatch_ingest::DETAIL_HEADER).is_empty());
+        letters.push((
+            header(pollwatch_ingest::ERROR_HEADER),
+            header(pollwatch_ingest::ROUTING_KEY_HEADER),
+            message.delivery.data.clone(),
+        ));
+        message.delivery.ack(BasicAckOptions::default()).await?;
+    }
+    Ok(letters)
+}
+
+#[tokio::test]
+async fn every_kind_is_stored_once_however_often_it_is_sent() -> anyhow::Result<()> {
+    let broker = pollwatch_tests::broker().await?;
+    let mission = fixtures::kg_2021();
+    let config = config(&broker, RULES);
+    let worker = Running::start(&config, &mission).await?;
+    let channel = publisher(&broker).await?;
+    // The worker declares the topology; publish once it exists.
+    until_ready(&broker, &channel, &config, "report.probe", b"{}", json()).await?;
+    let examples = examples();
+    for (kind, body) in &examples {
+        publish(&channel, &config.exchange, &format!("report.{kind}"), body, json()).await?;
+    }
+    // A resend of two of them, one compressed this time.
+    publish(&channel, &config.exchange, "report.voting", &examples["voting"], json()).await?;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gzip, &examples["counting"])?;
+    let gzipped = json().with_content_encoding("gzip".into());
+    publish(&channel, &config.exchange, "report.counting", &gzip.finish()?, gzipped).await?;
+
+    until_stored(&worker.store, examples.len() as i64).await?;
+    let (summary, store) = worker.stop().await?;
+    let totals = store.totals().await?;
+    assert_eq!((totals.reports, totals.revisions), (examples.len() as i64, examples.len() as i64));
+    // The probe was rejected; every report, resends included, committed.
+    assert_eq!(summary.committed, examples.len() as u64 + 2);
+    let letters = dead_letters(&channel, &config.dead_letter_queue).await?;
+    assert_eq!(letters.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_messages_are_dead_lettered_with_reasons_and_the_rest_stored() -> anyhow::Result<()> {
+    let broker = pollwatch_tests::broker().await?;
+    let mission = fixtures::kg_2021();
+    let config = config(&broker, RULES);
+    let worker = Running::start(&config, &mission).await?;
+    let channel = publisher(&broker).await?;
+    let examples = examples();
+    until_ready(&broker, &channel, &config, "report.arrival", &examples["arrival"], json()).await?;
+    let too_large = vec![b' '; RULES.max_body_bytes + 1];
+    let bad: Vec<(&str, Vec<u8>, BasicProperties)> = vec![
+        ("malformed_json", b"{\"report_id\": ".to_vec(), json()),
+        ("invalid_utf8", b"{\"a\": \"\xff\"}".to_vec(), json()),
+        ("body_too_large", too_large, json()),
+        (
+            "unsupported_content_type",
+            examples["voting"].clone(),
+            json().with_content_type("text/plain".into()),
+        ),
+        ("missing_property", examples["voting"].clone(), BasicProperties::default().with_delivery_mode(2)),
+        (
+            "unsupported_content_encoding",
+            examples["voting"].clone(),
+            json().with_content_encoding("br".into()),
+        ),
+        ("missing_field", b"{\"schema_version\": 1}".to_vec(), json()),
+    ];
+    for (i, (code, body, properties)) in bad.iter().enumerate() {
+        publish(&channel, &config.exchange, &format!("report.bad{i}"), body, properties.clone()).await?;
+        // A valid report between each two bad ones.
+        let kind = ["opening", "voting", "closing", "counting", "incident", "departure", "voting"][i];
+        publish(&channel, &config.exchange, &format!("report.{kind}"), &examples[kind], json()).await?;
+        tracing::debug!(code, "published");
+    }
+    until_stored(&worker.store, examples.len() as i64).await?;
+    // Dead letters are published before their batch is acked: wait for all of them.
+    let mut letters = Vec::new();
+    within(STEP, "dead letters", async {
+        while letters.len() < bad.len() {
+            letters.extend(dead_letters(&channel, &config.dead_letter_queue).await?);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::Ok(())
+    })
+    .await??;
+    let (summary, store) = worker.stop().await?;
+    assert_eq!(letters.len(), bad.len());
+    for (i, ((code, body, _), (got, key, data))) in bad.iter().zip(&letters).enumerate() {
+        assert_eq!((got.as_str(), key.as_str()), (*code, format!("report.bad{i}").as_str()));
+        assert_eq!(data, body, "the dead letter carries the original body");
+    }
+    assert_eq!(store.totals().await?.reports, examples.len() as i64);
+    assert_eq!(summary.dead_lettered, bad.len() as u64);
+    Ok(())
+}
+
+#[tokio::test]
+async fn reports_without_the_observers_device_account_are_dead_lettered() -> anyhow::Result<()> {
+    let broker = pollwatch_tests::broker().await?;
+    let mission = fixtures::kg_2021();
+    let config = config(&broker, Rules { require_sender_auth: true, ..RULES });
+    let worker = Running::start(&config, &mission).await?;
+    let channel = publisher(&broker).await?;
+    let examples = examples();
+    // The test broker's only user is `guest`, which is no observer's device account: RabbitMQ
+    // accepts `user_id = guest` from it, and the worker must not.
+    until_ready(&broker, &channel, &config, "report.voting", &examples["voting"], json()).await?;
+    let as_guest = json().with_user_id("guest".into());
+    publish(&channel, &config.exchange, "report.opening", &examples["opening"], as_guest).await?;
+    let mut letters = Vec::new();
+    within(STEP, "dead letters", async {
+        while letters.len() < 2 {
+            letters.extend(dead_letters(&channel, &config.dead_letter_queue).await?);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::Ok(())
+    })
+    .await??;
+    let (_, store) = worker.stop().await?;
+    let codes: Vec<&str> = letters.iter().map(|(code, ..)| code.as_str()).collect();
+    assert!(codes.iter().filter(|c| **c == "sender_missing").count() >= 1, "{codes:?}");
+    assert!(codes.contains(&"sender_mismatch"), "{codes:?}");
+    assert_eq!(store.totals().await?.reports, 0);
+    Ok(())
+}
