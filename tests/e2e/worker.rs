@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, ShortString};
 use lapin::{BasicProperties, Channel};
@@ -40,7 +41,7 @@ struct Running {
     store: Store,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<Summary, pollwatch_ingest::WorkerError>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Running {
@@ -58,15 +59,16 @@ impl Running {
                 .await
             }
         });
-        Ok(Self { store, stop: Some(stop), task, _dir: dir })
+        Ok(Self { store, stop: Some(stop), task, dir })
     }
 
-    async fn stop(mut self) -> anyhow::Result<(Summary, Store)> {
+    /// Requests shutdown and waits for the worker; the store (and its folder) stay open.
+    async fn stop(mut self) -> anyhow::Result<(Summary, Store, tempfile::TempDir)> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         let summary = within(STEP, "the worker stopping", self.task).await???;
-        Ok((summary, self.store))
+        Ok((summary, self.store, self.dir))
     }
 }
 
@@ -199,7 +201,7 @@ async fn every_kind_is_stored_once_however_often_it_is_sent() -> anyhow::Result<
     publish(&channel, &config.exchange, "report.counting", &gzip.finish()?, gzipped).await?;
 
     until_stored(&worker.store, examples.len() as i64).await?;
-    let (summary, store) = worker.stop().await?;
+    let (summary, store, _dir) = worker.stop().await?;
     let totals = store.totals().await?;
     assert_eq!((totals.reports, totals.revisions), (examples.len() as i64, examples.len() as i64));
     // The probe was rejected; every report, resends included, committed.
@@ -254,7 +256,7 @@ async fn bad_messages_are_dead_lettered_with_reasons_and_the_rest_stored() -> an
         anyhow::Ok(())
     })
     .await??;
-    let (summary, store) = worker.stop().await?;
+    let (summary, store, _dir) = worker.stop().await?;
     assert_eq!(letters.len(), bad.len());
     for (i, ((code, body, _), (got, key, data))) in bad.iter().zip(&letters).enumerate() {
         assert_eq!((got.as_str(), key.as_str()), (*code, format!("report.bad{i}").as_str()));
@@ -287,10 +289,70 @@ async fn reports_without_the_observers_device_account_are_dead_lettered() -> any
         anyhow::Ok(())
     })
     .await??;
-    let (_, store) = worker.stop().await?;
+    let (_, store, _dir) = worker.stop().await?;
     let codes: Vec<&str> = letters.iter().map(|(code, ..)| code.as_str()).collect();
     assert!(codes.iter().filter(|c| **c == "sender_missing").count() >= 1, "{codes:?}");
     assert!(codes.contains(&"sender_mismatch"), "{codes:?}");
     assert_eq!(store.totals().await?.reports, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_worker_stopped_mid_stream_finishes_its_batch_and_the_next_stores_the_rest_once()
+-> anyhow::Result<()> {
+    const N: usize = 3_000;
+    let broker = pollwatch_tests::broker().await?;
+    let mission = fixtures::kg_2021();
+    let config = Config { batch_size: 100, ..config(&broker, RULES) };
+    let first = Running::start(&config, &mission).await?;
+    let channel = publisher(&broker).await?;
+    let reports = fixtures::reports(&mission, N, 21);
+    let body = |i: usize| serde_json::to_vec(&reports[i]).expect("a report serialises");
+    until_ready(&broker, &channel, &config, "report.arrival", &body(0), json()).await?;
+    let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+    let mut confirms = Vec::new();
+    for i in 1..N {
+        let key = format!("report.{}", reports[i].kind().as_str());
+        confirms.push(
+            channel
+                .basic_publish(config.exchange.as_str().into(), key.into(), options, &body(i), json())
+                .await?,
+        );
+    }
+    for confirm in confirms {
+        anyhow::ensure!(within(STEP, "a confirm", confirm).await??.is_ack());
+    }
+
+    // Stop the first worker while reports are still flowing.
+    until_stored(&first.store, 500).await?;
+    let started = std::time::Instant::now();
+    let (summary, store, _dir) = first.stop().await?;
+    assert!(started.elapsed() < config.shutdown_deadline, "stopped in {:?}", started.elapsed());
+    let stored = store.totals().await?.revisions;
+    assert!(stored < N as i64, "the first worker finished everything before it was stopped");
+    assert_eq!(summary.committed as i64, stored, "everything committed was acked, nothing more");
+
+    // A second worker on the same store takes the rest.
+    let second = tokio::spawn({
+        let (config, store, mission) = (config.clone(), store.clone(), mission.clone());
+        async move {
+            let (stop, stopped) = oneshot::channel::<()>();
+            let run = pollwatch_ingest::run(&config, &store, &mission, async {
+                let _ = stopped.await;
+            });
+            tokio::pin!(run);
+            tokio::select! {
+                done = &mut run => done.map(|s| (s, Some(stop))),
+                () = until_stored(&store, N as i64).map(|r| r.expect("all stored")) => {
+                    let _ = stop.send(());
+                    run.await.map(|s| (s, None))
+                }
+            }
+        }
+    });
+    let (rest, _) = within(STEP * 2, "the second worker", second).await???;
+    let totals = store.totals().await?;
+    assert_eq!((totals.reports, totals.revisions), (N as i64, N as i64), "each report stored once");
+    assert_eq!(summary.committed + rest.committed, N as u64, "no delivery acked twice or lost");
     Ok(())
 }
