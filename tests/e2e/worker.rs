@@ -356,3 +356,40 @@ async fn a_worker_stopped_mid_stream_finishes_its_batch_and_the_next_stores_the_
     assert_eq!(summary.committed + rest.committed, N as u64, "no delivery acked twice or lost");
     Ok(())
 }
+
+/// `pollwatch worker` as an operator runs it: settings from the environment, stopped by SIGTERM.
+#[tokio::test]
+async fn the_worker_command_stores_reports_and_exits_cleanly_on_sigterm() -> anyhow::Result<()> {
+    let broker = pollwatch_tests::broker().await?;
+    let dir = tempfile::tempdir()?;
+    let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = config(&broker, RULES);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollwatch-as-installed"))
+        .current_dir(&repo)
+        .args(["--env", "test", "worker", "--mission", "missions/kg-2021"])
+        .env("POLLWATCH__AMQP__URL", &broker.url)
+        .env("POLLWATCH__AMQP__EXCHANGE", &config.exchange)
+        .env("POLLWATCH__AMQP__QUEUE", &config.queue)
+        .env("POLLWATCH__AMQP__DEAD_LETTER_EXCHANGE", &config.dead_letter_exchange)
+        .env("POLLWATCH__AMQP__DEAD_LETTER_QUEUE", &config.dead_letter_queue)
+        .env("POLLWATCH__STORE__URL", &store_url)
+        .env("POLLWATCH__INGEST__SHUTDOWN_DEADLINE_SECS", "10")
+        .kill_on_drop(true)
+        .spawn()?;
+    let channel = publisher(&broker).await?;
+    let examples = examples();
+    until_ready(&broker, &channel, &config, "report.voting", &examples["voting"], json()).await?;
+    publish(&channel, &config.exchange, "report.counting", &examples["counting"], json()).await?;
+
+    let store = Store::open(&store_url).await?;
+    until_stored(&store, 2).await?;
+    let pid = child.id().expect("running").to_string();
+    // What a service manager does to stop it.
+    let sent = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await?;
+    anyhow::ensure!(sent.success(), "sending SIGTERM");
+    let status = within(STEP, "the worker exiting", child.wait()).await??;
+    assert!(status.success(), "{status}");
+    assert_eq!(store.totals().await?.reports, 2);
+    Ok(())
+}
