@@ -311,8 +311,8 @@ async fn a_worker_stopped_mid_stream_finishes_its_batch_and_the_next_stores_the_
     until_ready(&broker, &channel, &config, "report.arrival", &body(0), json()).await?;
     let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
     let mut confirms = Vec::new();
-    for i in 1..N {
-        let key = format!("report.{}", reports[i].kind().as_str());
+    for (i, report) in reports.iter().enumerate().skip(1) {
+        let key = format!("report.{}", report.kind().as_str());
         confirms.push(
             channel
                 .basic_publish(config.exchange.as_str().into(), key.into(), options, &body(i), json())
