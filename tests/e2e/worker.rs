@@ -49,6 +49,12 @@ impl Running {
         let dir = tempfile::tempdir()?;
         let store = Store::open(&format!("sqlite://{}", dir.path().join("pollwatch.db").display())).await?;
         store.import_mission(mission).await?;
+        Ok(Self { dir, ..Self::start_on(config, mission, store).await? })
+    }
+
+    /// A worker on an existing store (in a scratch folder of its own, unused).
+    async fn start_on(config: &Config, mission: &Mission, store: Store) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn({
             let (config, store, mission) = (config.clone(), store.clone(), mission.clone());
@@ -391,5 +397,71 @@ async fn the_worker_command_stores_reports_and_exits_cleanly_on_sigterm() -> any
     let status = within(STEP, "the worker exiting", child.wait()).await??;
     assert!(status.success(), "{status}");
     assert_eq!(store.totals().await?.reports, 2);
+    Ok(())
+}
+
+/// The store locked by someone else mid-stream: the worker commits nothing, acks nothing, stops
+/// within its deadline leaving every unstored report in the queue, and the next worker stores
+/// each of them once.
+#[tokio::test]
+async fn nothing_is_acked_while_the_store_is_unavailable() -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+
+    const N: usize = 1_500;
+    let broker = pollwatch_tests::broker().await?;
+    let mission = fixtures::kg_2021();
+    let config = Config { shutdown_deadline: Duration::from_secs(2), ..config(&broker, RULES) };
+    let first = Running::start(&config, &mission).await?;
+    let db = first.dir.path().join("pollwatch.db");
+    let channel = publisher(&broker).await?;
+    let reports = fixtures::reports(&mission, N, 31);
+    let body = |report: &pollwatch_model::Report| serde_json::to_vec(report).expect("a report serialises");
+    until_ready(&broker, &channel, &config, "report.arrival", &body(&reports[0]), json()).await?;
+    let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+    let mut confirms = Vec::new();
+    for report in &reports[1..] {
+        let (key, bytes) = (format!("report.{}", report.kind().as_str()), body(report));
+        let exchange = config.exchange.as_str().into();
+        confirms.push(channel.basic_publish(exchange, key.into(), options, &bytes, json()).await?);
+    }
+    for confirm in confirms {
+        anyhow::ensure!(within(STEP, "a confirm", confirm).await??.is_ack());
+    }
+    until_stored(&first.store, 200).await?;
+
+    // Another process takes the write lock and keeps it.
+    let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await?;
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut lock).await?;
+    let stored = first.store.totals().await?.revisions;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(first.store.totals().await?.revisions, stored, "committed while the store was locked");
+
+    let started = std::time::Instant::now();
+    let (summary, store, dir) = first.stop().await?;
+    assert!(started.elapsed() < config.shutdown_deadline + Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(summary.committed as i64, stored, "acked only what was committed");
+    // Every report not stored is back in the queue, ready for the next worker.
+    let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+    within(STEP, "the unacked deliveries returning to the queue", async {
+        loop {
+            let queue = channel
+                .queue_declare(config.queue.as_str().into(), passive, lapin::types::FieldTable::default())
+                .await?;
+            if i64::from(queue.message_count()) == N as i64 - stored {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await??;
+
+    sqlx::query("ROLLBACK").execute(&mut lock).await?;
+    lock.close().await?;
+    let second = Running { dir, ..Running::start_on(&config, &mission, store).await? };
+    until_stored(&second.store, N as i64).await?;
+    let (rest, store, _dir) = second.stop().await?;
+    let totals = store.totals().await?;
+    assert_eq!((totals.reports, totals.revisions), (N as i64, N as i64));
+    assert_eq!(summary.committed + rest.committed, N as u64);
     Ok(())
 }

@@ -80,6 +80,12 @@ impl Stop<'_> {
         self.since.is_some_and(|since| since.elapsed() >= self.deadline)
     }
 
+    /// Completes once shutdown was requested and its deadline has passed.
+    async fn expired(&mut self) {
+        self.requested().await;
+        tokio::time::sleep(self.time_left()).await;
+    }
+
     fn time_left(&self) -> Duration {
         self.since.map_or(Duration::MAX, |since| self.deadline.saturating_sub(since.elapsed()))
     }
@@ -347,7 +353,13 @@ async fn commit_with_retries(
     let mut backoff = FIRST_BACKOFF;
     let mut failing = false;
     loop {
-        let Err(error) = store.ingest_batch(reports).await else {
+        // A store that hangs (a lock held elsewhere, say) must not hold a shutdown past its
+        // deadline: the attempt is dropped, which rolls its transaction back.
+        let attempt = tokio::select! {
+            result = store.ingest_batch(reports) => result,
+            () = stop.expired() => return Err(Unfinished::OutOfTime),
+        };
+        let Err(error) = attempt else {
             if failing {
                 tracing::info!("the store is back");
             }
