@@ -80,7 +80,11 @@ impl Running {
 
 /// Waits until the store holds `n` revisions.
 async fn until_stored(store: &Store, n: i64) -> anyhow::Result<()> {
-    within(STEP, "reports reaching the store", async {
+    until_stored_within(store, n, STEP).await
+}
+
+async fn until_stored_within(store: &Store, n: i64, limit: Duration) -> anyhow::Result<()> {
+    within(limit, "reports reaching the store", async {
         loop {
             if store.totals().await?.revisions >= n {
                 return anyhow::Ok(());
@@ -463,5 +467,44 @@ async fn nothing_is_acked_while_the_store_is_unavailable() -> anyhow::Result<()>
     let totals = store.totals().await?;
     assert_eq!((totals.reports, totals.revisions), (N as i64, N as i64));
     assert_eq!(summary.committed + rest.committed, N as u64);
+    Ok(())
+}
+
+/// The broker stopped and started again while 10,000 reports are being ingested: the same worker
+/// reconnects and stores every report exactly once.
+#[tokio::test]
+async fn a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice() -> anyhow::Result<()> {
+    const N: usize = 10_000;
+    let dedicated = pollwatch_tests::DedicatedBroker::start().await?;
+    let broker = &dedicated.broker;
+    let mission = fixtures::kg_2021();
+    let config = config(broker, RULES);
+    let worker = Running::start(&config, &mission).await?;
+    let reports = fixtures::reports(&mission, N, 41);
+    {
+        let channel = publisher(broker).await?;
+        let body =
+            |report: &pollwatch_model::Report| serde_json::to_vec(report).expect("a report serialises");
+        until_ready(broker, &channel, &config, "report.arrival", &body(&reports[0]), json()).await?;
+        let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+        let mut confirms = Vec::new();
+        for report in &reports[1..] {
+            let (key, bytes) = (format!("report.{}", report.kind().as_str()), body(report));
+            let exchange = config.exchange.as_str().into();
+            confirms.push(channel.basic_publish(exchange, key.into(), options, &bytes, json()).await?);
+        }
+        for confirm in confirms {
+            anyhow::ensure!(within(STEP, "a confirm", confirm).await??.is_ack());
+        }
+    }
+    until_stored(&worker.store, 1_000).await?;
+    dedicated.restart(Duration::from_secs(2)).await?;
+    assert!(!worker.task.is_finished(), "the worker exited when the broker went away");
+    until_stored_within(&worker.store, N as i64, Duration::from_secs(180)).await?;
+    let (summary, store, _dir) = worker.stop().await?;
+    let totals = store.totals().await?;
+    assert_eq!((totals.reports, totals.revisions), (N as i64, N as i64), "each report stored once");
+    assert!(summary.reconnects >= 1, "{summary:?}");
+    assert!(summary.committed >= N as u64, "{summary:?}");
     Ok(())
 }

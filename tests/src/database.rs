@@ -95,6 +95,7 @@ async fn start() -> anyhow::Result<SharedServer> {
             ("PGDATA".into(), format!("{DATA_TMPFS}/data")),
         ],
         ports: vec![POSTGRES_PORT],
+        stable_ports: false,
         // Durability is not under test here: the data live in memory, and without fsync.
         tmpfs: vec![DATA_TMPFS],
         args: ["-c", "fsync=off", "-c", "max_connections=300"].map(String::from).to_vec(),

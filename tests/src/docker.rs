@@ -26,6 +26,9 @@ pub struct ContainerSpec {
     pub env: Vec<(String, String)>,
     /// Container ports to publish on a free port of 127.0.0.1.
     pub ports: Vec<u16>,
+    /// Whether the host ports must stay the same when the container is stopped and started
+    /// again (Docker gives ports it chose itself new numbers on every start).
+    pub stable_ports: bool,
     /// Folders to mount as tmpfs (world-writable), for data that need not outlive the container:
     /// a container's own file system may go through a slow storage driver (fuse-overlayfs here).
     pub tmpfs: Vec<&'static str>,
@@ -59,7 +62,8 @@ impl Container {
             args.extend(["--env".into(), format!("{key}={value}")]);
         }
         for port in &spec.ports {
-            args.extend(["--publish".into(), format!("127.0.0.1::{port}")]);
+            let host = if spec.stable_ports { free_port()?.to_string() } else { String::new() };
+            args.extend(["--publish".into(), format!("127.0.0.1:{host}:{port}")]);
         }
         for path in &spec.tmpfs {
             args.extend(["--tmpfs".into(), format!("{path}:rw,mode=1777")]);
@@ -152,6 +156,28 @@ impl Container {
             ),
         }
     }
+}
+
+impl Container {
+    /// Stops the container as `docker stop` does (SIGTERM, then SIGKILL after 10 s).
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        docker(&["stop".into(), "--time".into(), "10".into(), self.id.clone()]).await?;
+        tracing::info!(id = %self.short_id(), "container stopped");
+        Ok(())
+    }
+
+    /// Starts a stopped container again; the caller waits for its service.
+    pub async fn start_again(&self) -> anyhow::Result<()> {
+        docker(&["start".into(), self.id.clone()]).await?;
+        tracing::info!(id = %self.short_id(), "container started again");
+        Ok(())
+    }
+}
+
+/// A port of 127.0.0.1 that nothing listens on right now.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
 }
 
 impl Drop for Container {

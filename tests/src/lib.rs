@@ -24,7 +24,7 @@ use anyhow::Context as _;
 
 pub use database::{TestDatabase, database};
 pub use docker::{Container, ContainerSpec, LABEL};
-pub use rabbitmq::{TestBroker, broker};
+pub use rabbitmq::{DedicatedBroker, TestBroker, broker};
 
 /// A deadline for one step of a test: fails with `what` instead of hanging.
 pub async fn within<T>(limit: Duration, what: &str, step: impl Future<Output = T>) -> anyhow::Result<T> {

@@ -52,23 +52,55 @@ pub async fn broker() -> anyhow::Result<TestBroker> {
     Ok(TestBroker { url: shared.url.clone(), prefix: format!("t-{}", unique_tag()) })
 }
 
+/// A broker of the calling test's own, in a container it may stop and start again (the shared
+/// one serves every other test of the process). Needs Docker, whatever POLLWATCH_TEST_AMQP_URL
+/// says.
+#[derive(Debug)]
+pub struct DedicatedBroker {
+    pub broker: TestBroker,
+    container: Container,
+}
+
+impl DedicatedBroker {
+    pub async fn start() -> anyhow::Result<Self> {
+        init_test_logging();
+        let container = Container::start(&spec(true)).await?;
+        let port = container.host_port(AMQP_PORT).await?;
+        let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+        wait_until_accepting(&url, Duration::from_secs(30)).await?;
+        Ok(Self { broker: TestBroker { url, prefix: format!("t-{}", unique_tag()) }, container })
+    }
+
+    /// Stops the broker, keeps it down for `down`, starts it again on the same port and waits
+    /// until it accepts connections.
+    pub async fn restart(&self, down: Duration) -> anyhow::Result<()> {
+        self.container.stop().await?;
+        tokio::time::sleep(down).await;
+        self.container.start_again().await?;
+        wait_until_accepting(&self.broker.url, Duration::from_secs(120)).await
+    }
+}
+
+fn spec(stable_ports: bool) -> ContainerSpec {
+    ContainerSpec {
+        image: env_var(IMAGE_VAR).unwrap_or_else(|| DEFAULT_IMAGE.into()),
+        env: Vec::new(),
+        ports: vec![AMQP_PORT],
+        stable_ports,
+        tmpfs: Vec::new(),
+        args: Vec::new(),
+        ready_log: "Server startup complete",
+        ready_within: Duration::from_secs(120),
+    }
+}
+
 async fn start() -> anyhow::Result<SharedBroker> {
     if let Some(url) = env_var(URL_VAR) {
         tracing::info!("using the broker named by {URL_VAR}");
         wait_until_accepting(&url, Duration::from_secs(30)).await?;
         return Ok(SharedBroker { url, _container: None });
     }
-    let image = env_var(IMAGE_VAR).unwrap_or_else(|| DEFAULT_IMAGE.into());
-    let container = Container::start(&ContainerSpec {
-        image,
-        env: Vec::new(),
-        ports: vec![AMQP_PORT],
-        tmpfs: Vec::new(),
-        args: Vec::new(),
-        ready_log: "Server startup complete",
-        ready_within: Duration::from_secs(120),
-    })
-    .await?;
+    let container = Container::start(&spec(false)).await?;
     let port = container.host_port(AMQP_PORT).await?;
     let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
     wait_until_accepting(&url, Duration::from_secs(30)).await?;
