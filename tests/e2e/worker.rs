@@ -2,13 +2,15 @@
 //! with their reasons, sender authentication, and a clean stop.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use futures_util::FutureExt as _;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, ShortString};
 use lapin::{BasicProperties, Channel};
-use pollwatch_ingest::{Config, QueueKind, Rules, Summary};
+use pollwatch_ingest::{Config, Metrics, QueueKind, Rules, Summary};
 use pollwatch_model::Mission;
 use pollwatch_store::Store;
 use pollwatch_tests::{TestBroker, fixtures, within};
@@ -39,6 +41,7 @@ const RULES: Rules = Rules { max_body_bytes: 16 * 1024, require_sender_auth: fal
 /// A worker running in the background, with a SQLite store of its own.
 struct Running {
     store: Store,
+    metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<Summary, pollwatch_ingest::WorkerError>>,
     dir: tempfile::TempDir,
@@ -56,16 +59,18 @@ impl Running {
     async fn start_on(config: &Config, mission: &Mission, store: Store) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let (stop, stopped) = oneshot::channel::<()>();
+        let metrics = Arc::new(Metrics::default());
         let task = tokio::spawn({
-            let (config, store, mission) = (config.clone(), store.clone(), mission.clone());
+            let (config, store, mission, metrics) =
+                (config.clone(), store.clone(), mission.clone(), metrics.clone());
             async move {
-                pollwatch_ingest::run(&config, &store, &mission, async {
+                pollwatch_ingest::run(&config, &store, &mission, &metrics, async {
                     let _ = stopped.await;
                 })
                 .await
             }
         });
-        Ok(Self { store, stop: Some(stop), task, dir })
+        Ok(Self { store, metrics, stop: Some(stop), task, dir })
     }
 
     /// Requests shutdown and waits for the worker; the store (and its folder) stay open.
@@ -156,6 +161,24 @@ async fn until_ready(
         anyhow::Ok(())
     })
     .await?
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+async fn http_get(address: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).context("an HTTP status line")?;
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A free port of 127.0.0.1 for a server the test starts.
+fn free_address() -> anyhow::Result<std::net::SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 /// The committed example of each report kind, by kind.
@@ -347,7 +370,8 @@ async fn a_worker_stopped_mid_stream_finishes_its_batch_and_the_next_stores_the_
         let (config, store, mission) = (config.clone(), store.clone(), mission.clone());
         async move {
             let (stop, stopped) = oneshot::channel::<()>();
-            let run = pollwatch_ingest::run(&config, &store, &mission, async {
+            let metrics = Metrics::default();
+            let run = pollwatch_ingest::run(&config, &store, &mission, &metrics, async {
                 let _ = stopped.await;
             });
             tokio::pin!(run);
@@ -373,6 +397,7 @@ async fn the_worker_command_stores_reports_and_exits_cleanly_on_sigterm() -> any
     let broker = pollwatch_tests::broker().await?;
     let dir = tempfile::tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
+    let http = free_address()?;
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let config = config(&broker, RULES);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollwatch-as-installed"))
@@ -385,6 +410,7 @@ async fn the_worker_command_stores_reports_and_exits_cleanly_on_sigterm() -> any
         .env("POLLWATCH__AMQP__DEAD_LETTER_QUEUE", &config.dead_letter_queue)
         .env("POLLWATCH__STORE__URL", &store_url)
         .env("POLLWATCH__INGEST__SHUTDOWN_DEADLINE_SECS", "10")
+        .env("POLLWATCH__HTTP__BIND", http.to_string())
         .kill_on_drop(true)
         .spawn()?;
     let channel = publisher(&broker).await?;
@@ -394,6 +420,12 @@ async fn the_worker_command_stores_reports_and_exits_cleanly_on_sigterm() -> any
 
     let store = Store::open(&store_url).await?;
     until_stored(&store, 2).await?;
+    assert_eq!(http_get(http, "/healthz").await?.0, 200);
+    assert_eq!(http_get(http, "/readyz").await?, (200, "ready\n".to_owned()));
+    let (status, metrics) = http_get(http, "/metrics").await?;
+    assert_eq!(status, 200);
+    assert!(metrics.lines().any(|l| l == "pollwatch_reports_total{outcome=\"stored\"} 2"), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "pollwatch_broker_connected 1"), "{metrics}");
     let pid = child.id().expect("running").to_string();
     // What a service manager does to stop it.
     let sent = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await?;
@@ -498,9 +530,35 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice() ->
         }
     }
     until_stored(&worker.store, 1_000).await?;
+    // /readyz, polled through the restart: what it answered, each change once.
+    let address = free_address()?;
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let health = pollwatch::http::Health { metrics: worker.metrics.clone(), store: worker.store.clone() };
+    let (http_stop, http_stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(pollwatch::http::serve(listener, health, async {
+        let _ = http_stopped.await;
+    }));
+    let (poll_stop, mut poll_stopped) = oneshot::channel::<()>();
+    let poller = tokio::spawn(async move {
+        let mut seen: Vec<u16> = Vec::new();
+        while poll_stopped.try_recv().is_err() {
+            let (status, _) = http_get(address, "/readyz").await?;
+            if seen.last() != Some(&status) {
+                seen.push(status);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::Ok(seen)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     dedicated.restart(Duration::from_secs(2)).await?;
     assert!(!worker.task.is_finished(), "the worker exited when the broker went away");
     until_stored_within(&worker.store, N as i64, Duration::from_secs(180)).await?;
+    let _ = poll_stop.send(());
+    let seen = within(STEP, "the readiness poller", poller).await???;
+    let _ = http_stop.send(());
+    within(STEP, "the HTTP server", server).await???;
+    assert_eq!(seen, [200, 503, 200], "/readyz through the restart");
     let (summary, store, _dir) = worker.stop().await?;
     let totals = store.totals().await?;
     assert_eq!((totals.reports, totals.revisions), (N as i64, N as i64), "each report stored once");

@@ -10,6 +10,7 @@
 //!   broker goes away, and stops cleanly when its `shutdown` future completes.
 
 pub mod message;
+mod metrics;
 mod topology;
 mod worker;
 
@@ -19,6 +20,7 @@ use pollwatch_model::Rejection;
 use pollwatch_store::{Outcome, StoreError};
 
 pub use message::{Envelope, Rules, judge};
+pub use metrics::Metrics;
 pub use worker::{Summary, WorkerError, run};
 
 /// Headers a dead letter carries, besides the original message's own.

@@ -14,9 +14,10 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use pollwatch_model::{Mission, RejectCode, Rejection};
-use pollwatch_store::{Incoming, Store, StoreError};
+use pollwatch_store::{Incoming, Outcome, Store, StoreError};
 
 use crate::message::{Envelope, judge};
+use crate::metrics::Metrics;
 use crate::{
     Action, Config, DETAIL_HEADER, Disposition, ERROR_HEADER, ROUTING_KEY_HEADER, USER_ID_HEADER, action,
     topology,
@@ -99,6 +100,7 @@ pub async fn run(
     config: &Config,
     store: &Store,
     mission: &Mission,
+    metrics: &Metrics,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Summary, WorkerError> {
     let shutdown = std::pin::pin!(shutdown);
@@ -107,7 +109,10 @@ pub async fn run(
     let mut backoff = FIRST_BACKOFF;
     let mut connected_before = false;
     loop {
-        let ended = session(config, store, mission, &mut stop, &mut summary, &mut connected_before).await?;
+        let context = Context { config, store, mission, metrics };
+        let ended = session(&context, &mut stop, &mut summary, &mut connected_before).await;
+        metrics.set_broker_connected(false);
+        let ended = ended?;
         match ended {
             SessionEnd::Stopped => {
                 tracing::info!(?summary, "worker stopped");
@@ -125,21 +130,30 @@ pub async fn run(
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 if connected_before {
                     summary.reconnects += 1;
+                    metrics.reconnected();
                 }
             }
         }
     }
 }
 
+/// What every step of the worker reads.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    config: &'a Config,
+    store: &'a Store,
+    mission: &'a Mission,
+    metrics: &'a Metrics,
+}
+
 /// One connection: set up, then batches until shutdown or a broker failure.
 async fn session(
-    config: &Config,
-    store: &Store,
-    mission: &Mission,
+    context: &Context<'_>,
     stop: &mut Stop<'_>,
     summary: &mut Summary,
     connected_before: &mut bool,
 ) -> Result<SessionEnd, WorkerError> {
+    let config = context.config;
     let connecting = Connection::connect(&config.amqp_url, ConnectionProperties::default());
     let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(connection)) => connection,
@@ -157,8 +171,9 @@ async fn session(
     };
     tracing::info!(queue = %config.queue, prefetch = config.prefetch, "consuming");
     *connected_before = true;
+    context.metrics.set_broker_connected(true);
 
-    let end = batches(config, store, mission, stop, summary, &consume, &publish, consumer).await;
+    let end = batches(context, stop, summary, &consume, &publish, consumer).await;
     if matches!(end, SessionEnd::Stopped) {
         // Unacknowledged deliveries (none, unless time ran out) go back to the queue on close.
         let _ = consume.close(200, "worker stopping".into()).await;
@@ -191,17 +206,15 @@ async fn open(connection: &Connection, config: &Config) -> lapin::Result<(Channe
     Ok((consume, publish, consumer))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn batches(
-    config: &Config,
-    store: &Store,
-    mission: &Mission,
+    context: &Context<'_>,
     stop: &mut Stop<'_>,
     summary: &mut Summary,
     consume: &Channel,
     publish: &Channel,
     mut consumer: Consumer,
 ) -> SessionEnd {
+    let config = context.config;
     let batch_size = config.batch_size.clamp(1, usize::from(config.prefetch.max(1)));
     loop {
         let first = tokio::select! {
@@ -237,7 +250,8 @@ async fn batches(
             // the queue when the channel closes.
             let _ = consume.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
         }
-        match handle(config, store, mission, stop, publish, consume, &batch).await {
+        context.metrics.received(batch.len());
+        match handle(context, stop, publish, consume, &batch).await {
             Ok((committed, dead_lettered)) => {
                 summary.committed += committed;
                 summary.dead_lettered += dead_lettered;
@@ -273,14 +287,13 @@ enum Unfinished {
 
 /// Judges, commits, dead-letters and acknowledges one batch; returns (committed, dead-lettered).
 async fn handle(
-    config: &Config,
-    store: &Store,
-    mission: &Mission,
+    context: &Context<'_>,
     stop: &mut Stop<'_>,
     publish: &Channel,
     consume: &Channel,
     batch: &[Delivery],
 ) -> Result<(u64, u64), Unfinished> {
+    let Context { config, store, mission, metrics } = *context;
     let now = Utc::now();
     let mut accepted: Vec<Incoming> = Vec::new();
     let mut rejected: Vec<(&Delivery, Rejection)> = Vec::new();
@@ -301,7 +314,11 @@ async fn handle(
     let accepted_deliveries: Vec<&Delivery> =
         batch.iter().filter(|d| !rejected.iter().any(|(r, _)| r.delivery_tag == d.delivery_tag)).collect();
 
-    let refused = commit(store, stop, &accepted).await?;
+    let started = Instant::now();
+    let (outcomes, refused) = commit(store, stop, &accepted).await?;
+    for outcome in outcomes {
+        metrics.outcome(outcome);
+    }
     for (index, error) in refused {
         rejected.push((
             accepted_deliveries[index],
@@ -310,10 +327,14 @@ async fn handle(
     }
     let dead_lettered = rejected.len() as u64;
     dead_letter(config, publish, &rejected).await.map_err(Unfinished::Broker)?;
+    for (_, rejection) in &rejected {
+        metrics.dead_letter(rejection.code);
+    }
 
     let last = batch.iter().map(|d| d.delivery_tag).max().expect("a batch is not empty");
     // Every delivery this channel has received so far is in this batch: one frame acks them all.
     consume.basic_ack(last, BasicAckOptions { multiple: true }).await.map_err(Unfinished::Broker)?;
+    metrics.batch_done(batch.len(), started.elapsed());
     Ok((batch.len() as u64 - dead_lettered, dead_lettered))
 }
 
@@ -325,31 +346,32 @@ async fn commit(
     store: &Store,
     stop: &mut Stop<'_>,
     reports: &[Incoming],
-) -> Result<Vec<(usize, StoreError)>, Unfinished> {
+) -> Result<(Vec<Outcome>, Vec<(usize, StoreError)>), Unfinished> {
     if reports.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     match commit_with_retries(store, stop, reports).await? {
-        Ok(()) => Ok(Vec::new()),
+        Ok(outcomes) => Ok((outcomes, Vec::new())),
         Err(error) => {
             tracing::warn!(%error, reports = reports.len(), "the store refused a batch; trying its reports one by one");
-            let mut refused = Vec::new();
+            let (mut outcomes, mut refused) = (Vec::new(), Vec::new());
             for (index, report) in reports.iter().enumerate() {
-                if let Err(error) = commit_with_retries(store, stop, std::slice::from_ref(report)).await? {
-                    refused.push((index, error));
+                match commit_with_retries(store, stop, std::slice::from_ref(report)).await? {
+                    Ok(outcome) => outcomes.extend(outcome),
+                    Err(error) => refused.push((index, error)),
                 }
             }
-            Ok(refused)
+            Ok((outcomes, refused))
         }
     }
 }
 
-/// `Ok(Ok(()))` committed; `Ok(Err(_))` refused for good; `Err` out of time while retrying.
+/// `Ok(Ok(outcomes))` committed; `Ok(Err(_))` refused for good; `Err` out of time while retrying.
 async fn commit_with_retries(
     store: &Store,
     stop: &mut Stop<'_>,
     reports: &[Incoming],
-) -> Result<Result<(), StoreError>, Unfinished> {
+) -> Result<Result<Vec<Outcome>, StoreError>, Unfinished> {
     let mut backoff = FIRST_BACKOFF;
     let mut failing = false;
     loop {
@@ -359,11 +381,14 @@ async fn commit_with_retries(
             result = store.ingest_batch(reports) => result,
             () = stop.expired() => return Err(Unfinished::OutOfTime),
         };
-        let Err(error) = attempt else {
-            if failing {
-                tracing::info!("the store is back");
+        let error = match attempt {
+            Ok(outcomes) => {
+                if failing {
+                    tracing::info!("the store is back");
+                }
+                return Ok(Ok(outcomes));
             }
-            return Ok(Ok(()));
+            Err(error) => error,
         };
         match action(&Disposition::StoreFailed(&error)) {
             Action::RetryLater => {

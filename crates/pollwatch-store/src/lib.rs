@@ -22,7 +22,7 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::db::Pool;
+use crate::db::{Pool, Sql};
 
 pub use error::StoreError;
 pub use ingest::{Delivery, Incoming, Outcome, content_hash};
@@ -102,6 +102,11 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether the database answers a trivial query (for readiness checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        Sql::new(self.backend, "SELECT 1").fetch_all(&self.pool).await.map(drop)
     }
 
     /// Closes every connection; pending work finishes first.

@@ -4,6 +4,7 @@
 //! here.
 
 pub mod cli;
+pub mod http;
 pub mod mission_dir;
 pub mod telemetry;
 pub mod worker;

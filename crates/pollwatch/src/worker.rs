@@ -1,12 +1,15 @@
 //! `pollwatch worker`: the ingest service, configured from settings, stopped by a signal.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use pollwatch_ingest::{Config, QueueKind, Rules};
+use pollwatch_ingest::{Config, Metrics, QueueKind, Rules};
 use pollwatch_model::Mission;
 use pollwatch_settings::{QueueType, Settings};
 use pollwatch_store::Store;
+
+use crate::http::Health;
 
 /// The worker's configuration from the `[amqp]` and `[ingest]` settings.
 pub fn config(settings: &Settings) -> Config {
@@ -33,12 +36,29 @@ pub fn config(settings: &Settings) -> Config {
     }
 }
 
-/// Opens the store, imports the mission, and runs the worker until SIGTERM or SIGINT.
+/// Opens the store, imports the mission, starts the HTTP endpoint and runs the worker until
+/// SIGTERM or SIGINT.
 pub async fn run(settings: &Settings, mission: &Mission) -> anyhow::Result<()> {
     let url = &settings.store.url;
     let store = Store::open(url.expose()).await.with_context(|| format!("opening the store at {url}"))?;
     store.import_mission(mission).await.context("importing the mission into the store")?;
-    let summary = pollwatch_ingest::run(&config(settings), &store, mission, signal()).await?;
+    let bind = settings.http.bind;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("listening on {bind} (http.bind)"))?;
+    tracing::info!(%bind, "HTTP endpoint: /healthz, /readyz, /metrics");
+    let metrics = Arc::new(Metrics::default());
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let health = Health { metrics: Arc::clone(&metrics), store: store.clone() };
+    let http = tokio::spawn(crate::http::serve(listener, health, async {
+        let _ = http_stopped.await;
+    }));
+    let summary = pollwatch_ingest::run(&config(settings), &store, mission, &metrics, signal()).await;
+    let _ = http_stop.send(());
+    if let Ok(Err(error)) = http.await {
+        tracing::warn!(%error, "the HTTP endpoint failed");
+    }
+    let summary = summary?;
     store.close().await;
     tracing::info!(
         committed = summary.committed,

@@ -1,0 +1,187 @@
+//! What the worker counts, shared with the HTTP endpoint, rendered in Prometheus' text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use pollwatch_model::RejectCode;
+use pollwatch_store::Outcome;
+
+/// Upper bounds of the batch-size histogram's buckets.
+const BATCH_BUCKETS: [u64; 8] = [1, 5, 10, 25, 50, 100, 250, 500];
+/// Upper bounds of the commit-latency histogram's buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 9] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
+
+/// Counters and gauges of one worker; cheap to update from the batch loop.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    broker_connected: AtomicBool,
+    received: AtomicU64,
+    in_flight: AtomicU64,
+    reconnects: AtomicU64,
+    outcomes: Mutex<BTreeMap<&'static str, u64>>,
+    dead_letters: Mutex<BTreeMap<&'static str, u64>>,
+    batch_sizes: Mutex<Histogram>,
+    commit_seconds: Mutex<Histogram>,
+}
+
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Count per bucket (not cumulative), then the overflow.
+    buckets: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], value: f64) {
+        if self.buckets.is_empty() {
+            self.buckets = vec![0; bounds.len() + 1];
+        }
+        let index = bounds.iter().position(|bound| value <= *bound).unwrap_or(bounds.len());
+        self.buckets[index] += 1;
+        self.sum += value;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str, bounds: &[f64]) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bound) in bounds.iter().enumerate() {
+            cumulative += self.buckets.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", self.sum, self.count);
+    }
+}
+
+impl Metrics {
+    pub fn broker_connected(&self) -> bool {
+        self.broker_connected.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_broker_connected(&self, connected: bool) {
+        self.broker_connected.store(connected, Ordering::Relaxed);
+    }
+
+    pub(crate) fn received(&self, deliveries: usize) {
+        self.received.fetch_add(deliveries as u64, Ordering::Relaxed);
+        self.in_flight.store(deliveries as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn batch_done(&self, size: usize, commit: Duration) {
+        self.in_flight.store(0, Ordering::Relaxed);
+        let bounds = BATCH_BUCKETS.map(|b| b as f64);
+        self.batch_sizes.lock().expect("metrics lock").observe(&bounds, size as f64);
+        self.commit_seconds.lock().expect("metrics lock").observe(&LATENCY_BUCKETS, commit.as_secs_f64());
+    }
+
+    pub(crate) fn outcome(&self, outcome: Outcome) {
+        *self.outcomes.lock().expect("metrics lock").entry(outcome.as_str()).or_default() += 1;
+    }
+
+    pub(crate) fn dead_letter(&self, code: RejectCode) {
+        *self.dead_letters.lock().expect("metrics lock").entry(code.as_str()).or_default() += 1;
+    }
+
+    pub(crate) fn reconnected(&self) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut simple = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        };
+        simple(
+            "pollwatch_broker_connected",
+            "gauge",
+            "1 while the worker is connected to the broker and consuming.",
+            u64::from(self.broker_connected()),
+        );
+        simple(
+            "pollwatch_deliveries_received_total",
+            "counter",
+            "Deliveries taken from the ingest queue.",
+            self.received.load(Ordering::Relaxed),
+        );
+        simple(
+            "pollwatch_deliveries_in_flight",
+            "gauge",
+            "Deliveries of the batch being handled, not yet acknowledged.",
+            self.in_flight.load(Ordering::Relaxed),
+        );
+        simple(
+            "pollwatch_broker_reconnects_total",
+            "counter",
+            "Connections to the broker after the first.",
+            self.reconnects.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP pollwatch_reports_total Reports committed, by outcome.\n# TYPE pollwatch_reports_total counter"
+        );
+        for (outcome, count) in self.outcomes.lock().expect("metrics lock").iter() {
+            let _ = writeln!(out, "pollwatch_reports_total{{outcome=\"{outcome}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP pollwatch_dead_letters_total Messages dead-lettered, by code.\n# TYPE pollwatch_dead_letters_total counter"
+        );
+        for (code, count) in self.dead_letters.lock().expect("metrics lock").iter() {
+            let _ = writeln!(out, "pollwatch_dead_letters_total{{code=\"{code}\"}} {count}");
+        }
+        let bounds = BATCH_BUCKETS.map(|b| b as f64);
+        self.batch_sizes.lock().expect("metrics lock").render(
+            &mut out,
+            "pollwatch_batch_size",
+            "Deliveries per batch.",
+            &bounds,
+        );
+        self.commit_seconds.lock().expect("metrics lock").render(
+            &mut out,
+            "pollwatch_commit_seconds",
+            "Time to commit a batch to the store, retries included.",
+            &LATENCY_BUCKETS,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let metrics = Metrics::default();
+        metrics.set_broker_connected(true);
+        metrics.received(3);
+        metrics.outcome(Outcome::Stored);
+        metrics.outcome(Outcome::Stored);
+        metrics.outcome(Outcome::Duplicate);
+        metrics.dead_letter(RejectCode::MalformedJson);
+        metrics.batch_done(3, Duration::from_millis(3));
+        metrics.batch_done(60, Duration::from_millis(30));
+        let text = metrics.render();
+        for line in [
+            "pollwatch_broker_connected 1",
+            "pollwatch_deliveries_received_total 3",
+            "pollwatch_deliveries_in_flight 0",
+            "pollwatch_reports_total{outcome=\"stored\"} 2",
+            "pollwatch_reports_total{outcome=\"duplicate\"} 1",
+            "pollwatch_dead_letters_total{code=\"malformed_json\"} 1",
+            "pollwatch_batch_size_bucket{le=\"5\"} 1",
+            "pollwatch_batch_size_bucket{le=\"100\"} 2",
+            "pollwatch_batch_size_count 2",
+            "pollwatch_commit_seconds_bucket{le=\"0.005\"} 1",
+            "pollwatch_commit_seconds_bucket{le=\"+Inf\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+}
