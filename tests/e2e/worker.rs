@@ -417,9 +417,18 @@ async fn the_worker_command_stores_reports_and_exits_cleanly_on_sigterm() -> any
     let examples = examples();
     until_ready(&broker, &channel, &config, "report.voting", &examples["voting"], json()).await?;
     publish(&channel, &config.exchange, "report.counting", &examples["counting"], json()).await?;
+    publish(&channel, &config.exchange, "report.counting", b"{", json()).await?;
 
     let store = Store::open(&store_url).await?;
     until_stored(&store, 2).await?;
+    let connection = broker.connect().await?;
+    within(STEP, "the malformed report dead-lettered", async {
+        while pollwatch_ingest::dlq::list(&connection, &config.dead_letter_queue).await?.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::Ok(())
+    })
+    .await??;
     assert_eq!(http_get(http, "/healthz").await?.0, 200);
     assert_eq!(http_get(http, "/readyz").await?, (200, "ready\n".to_owned()));
     let (status, metrics) = http_get(http, "/metrics").await?;
@@ -433,6 +442,18 @@ async fn the_worker_command_stores_reports_and_exits_cleanly_on_sigterm() -> any
     let status = within(STEP, "the worker exiting", child.wait()).await??;
     assert!(status.success(), "{status}");
     assert_eq!(store.totals().await?.reports, 2);
+
+    // The operator's view of the dead letters: the probe's malformed twin.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollwatch-as-installed"))
+        .current_dir(&repo)
+        .args(["--env", "test", "dlq", "stats"])
+        .env("POLLWATCH__AMQP__URL", &broker.url)
+        .env("POLLWATCH__AMQP__DEAD_LETTER_QUEUE", &config.dead_letter_queue)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("1 dead letters") && stdout.contains("1  malformed_json"), "{stdout}");
     Ok(())
 }
 
@@ -564,5 +585,55 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice() ->
     assert_eq!((totals.reports, totals.revisions), (N as i64, N as i64), "each report stored once");
     assert!(summary.reconnects >= 1, "{summary:?}");
     assert!(summary.committed >= N as u64, "{summary:?}");
+    Ok(())
+}
+
+/// Dead letters counted by code, then those of one code replayed (after the setting that
+/// rejected them is changed) and stored, each once; the others stay.
+#[tokio::test]
+async fn dead_letters_are_counted_and_replayed_once() -> anyhow::Result<()> {
+    use pollwatch_ingest::dlq;
+
+    let broker = pollwatch_tests::broker().await?;
+    let mission = fixtures::kg_2021();
+    let strict = config(&broker, Rules { require_sender_auth: true, ..RULES });
+    let worker = Running::start(&strict, &mission).await?;
+    let channel = publisher(&broker).await?;
+    let examples = examples();
+    until_ready(&broker, &channel, &strict, "report.opening", &examples["opening"], json()).await?;
+    for kind in ["voting", "closing"] {
+        publish(&channel, &strict.exchange, &format!("report.{kind}"), &examples[kind], json()).await?;
+    }
+    // With a sender, so that it fails on its JSON rather than on the missing sender.
+    let as_guest = json().with_user_id("guest".into());
+    publish(&channel, &strict.exchange, "report.voting", b"not json", as_guest).await?;
+    let connection = broker.connect().await?;
+    let letters = within(STEP, "four dead letters", async {
+        loop {
+            let letters = dlq::list(&connection, &strict.dead_letter_queue).await?;
+            if letters.len() >= 4 {
+                return anyhow::Ok(letters);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await??;
+    let (_, store, dir) = worker.stop().await?;
+    let counts: Vec<(&str, u64)> = dlq::stats(&letters).into_iter().collect();
+    assert_eq!(counts, [("malformed_json", 1), ("sender_missing", 3)]);
+    assert_eq!(dlq::list(&connection, &strict.dead_letter_queue).await?.len(), 4, "listing removed letters");
+
+    // Sender authentication switched off; the sender_missing letters go back and are stored.
+    let lenient = config(&broker, RULES);
+    let worker = Running { dir, ..Running::start_on(&lenient, &mission, store).await? };
+    let replayed =
+        dlq::replay(&connection, &strict.dead_letter_queue, &strict.exchange, Some("sender_missing")).await?;
+    assert_eq!(replayed, dlq::Replayed { moved: 3, kept: 1 });
+    until_stored(&worker.store, 3).await?;
+    let (_, store, _dir) = worker.stop().await?;
+    assert_eq!(store.totals().await?.revisions, 3);
+    let left = dlq::list(&connection, &strict.dead_letter_queue).await?;
+    assert_eq!(left.iter().map(|l| l.code.as_str()).collect::<Vec<_>>(), ["malformed_json"]);
+    assert_eq!(left[0].body, b"not json");
     Ok(())
 }

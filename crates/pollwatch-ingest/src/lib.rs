@@ -9,6 +9,7 @@
 //!   (confirmed by the broker before the original is acked), reconnects with backoff when the
 //!   broker goes away, and stops cleanly when its `shutdown` future completes.
 
+pub mod dlq;
 pub mod message;
 mod metrics;
 mod topology;

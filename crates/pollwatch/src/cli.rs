@@ -70,6 +70,11 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         mission: PathBuf,
     },
+    /// Inspect the dead-letter queue (amqp.dead_letter_queue) and replay letters once fixed
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Check report files against the wire format and a mission, as the worker would
     Report {
         #[command(subcommand)]
@@ -90,6 +95,27 @@ pub enum MissionCommand {
         /// Folder with mission.toml, forms.toml, stations.csv and observers.csv
         #[arg(value_name = "DIR")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Count the dead letters per code
+    Stats,
+    /// Print the dead letters (code, reason, routing key, message id, sender, body)
+    Show {
+        /// Only letters with this code (see docs/report-codes.md)
+        #[arg(long, value_name = "CODE")]
+        code: Option<String>,
+        /// Print at most this many
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: usize,
+    },
+    /// Move dead letters back to the reports exchange (each once, confirmed by the broker)
+    Replay {
+        /// Only letters with this code; all of them otherwise
+        #[arg(long, value_name = "CODE")]
+        code: Option<String>,
     },
 }
 

@@ -14,7 +14,7 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use pollwatch_settings::Settings;
 
-use crate::cli::{Cli, Command, ConfigCommand, MissionCommand, ReportCommand};
+use crate::cli::{Cli, Command, ConfigCommand, DlqCommand, MissionCommand, ReportCommand};
 
 /// Loads settings, starts telemetry and runs the chosen subcommand.
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -42,10 +42,61 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             let mission = mission_dir::read(mission)?;
             runtime()?.block_on(worker::run(&loaded.settings, &mission))
         }
+        Command::Dlq { command } => runtime()?.block_on(dlq(&loaded.settings, command)),
         Command::Report { command: ReportCommand::Check { mission, sender, files } } => {
             check_reports(mission, sender.as_deref(), files)
         }
     }
+}
+
+/// `pollwatch dlq …`.
+async fn dlq(settings: &Settings, command: &DlqCommand) -> anyhow::Result<()> {
+    use pollwatch_ingest::dlq;
+
+    let amqp = &settings.amqp;
+    let connecting = lapin::Connection::connect(amqp.url.expose(), lapin::ConnectionProperties::default());
+    let connection = tokio::time::timeout(std::time::Duration::from_secs(10), connecting)
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out connecting to the broker at {}", amqp.url))?
+        .with_context(|| format!("connecting to the broker at {}", amqp.url))?;
+    let queue = amqp.dead_letter_queue.as_str();
+    let in_queue = || format!("reading the dead-letter queue `{queue}`");
+    match command {
+        DlqCommand::Stats => {
+            let letters = dlq::list(&connection, queue).await.with_context(in_queue)?;
+            println!("{} dead letters in {queue}", letters.len());
+            for (code, count) in dlq::stats(&letters) {
+                println!("{count:>8}  {code}");
+            }
+        }
+        DlqCommand::Show { code, limit } => {
+            let letters = dlq::list(&connection, queue).await.with_context(in_queue)?;
+            let shown = letters.iter().filter(|l| code.as_ref().is_none_or(|c| *c == l.code));
+            for letter in shown.take(*limit) {
+                let body = String::from_utf8_lossy(&letter.body);
+                let body: String = body.chars().take(300).collect();
+                println!("{}  {}", letter.code, letter.detail);
+                println!(
+                    "  routing key {}  message id {}  sender {}",
+                    letter.routing_key,
+                    letter.message_id.as_deref().unwrap_or("-"),
+                    letter.sender.as_deref().unwrap_or("-")
+                );
+                println!("  {body}");
+            }
+        }
+        DlqCommand::Replay { code } => {
+            let replayed = dlq::replay(&connection, queue, &amqp.exchange, code.as_deref())
+                .await
+                .with_context(|| format!("replaying from `{queue}` to `{}`", amqp.exchange))?;
+            println!(
+                "replayed {} dead letters to {}; {} left in {queue}",
+                replayed.moved, amqp.exchange, replayed.kept
+            );
+        }
+    }
+    let _ = connection.close(200, "done".into()).await;
+    Ok(())
 }
 
 /// A runtime for the subcommands that talk to the store or the broker.
