@@ -108,9 +108,10 @@ pub async fn run(
     let mut summary = Summary::default();
     let mut backoff = FIRST_BACKOFF;
     let mut connected_before = false;
+    let lost = &mut false;
     loop {
         let context = Context { config, store, mission, metrics };
-        let ended = session(&context, &mut stop, &mut summary, &mut connected_before).await;
+        let ended = session(&context, &mut stop, &mut summary, &mut connected_before, lost).await;
         metrics.set_broker_connected(false);
         let ended = ended?;
         match ended {
@@ -119,7 +120,15 @@ pub async fn run(
                 return Ok(summary);
             }
             SessionEnd::Broker(error) => {
-                tracing::warn!(%error, retry_in = ?backoff, "lost the broker; reconnecting");
+                // Once per outage, not once per attempt.
+                if !*lost && connected_before {
+                    tracing::warn!(%error, "lost the broker; reconnecting with backoff");
+                } else if !*lost {
+                    tracing::warn!(%error, "cannot reach the broker; retrying with backoff");
+                } else {
+                    tracing::debug!(%error, retry_in = ?backoff, "the broker is still unreachable");
+                }
+                *lost = true;
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = stop.requested() => {
@@ -152,6 +161,7 @@ async fn session(
     stop: &mut Stop<'_>,
     summary: &mut Summary,
     connected_before: &mut bool,
+    lost: &mut bool,
 ) -> Result<SessionEnd, WorkerError> {
     let config = context.config;
     let connecting = Connection::connect(&config.amqp_url, ConnectionProperties::default());
@@ -171,6 +181,7 @@ async fn session(
     };
     tracing::info!(queue = %config.queue, prefetch = config.prefetch, "consuming");
     *connected_before = true;
+    *lost = false;
     context.metrics.set_broker_connected(true);
 
     let end = batches(context, stop, summary, &consume, &publish, consumer).await;
