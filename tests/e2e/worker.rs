@@ -306,27 +306,37 @@ async fn reports_without_the_observers_device_account_are_dead_lettered() -> any
     let mission = fixtures::kg_2021();
     let config = config(&broker, Rules { require_sender_auth: true, ..RULES });
     let worker = Running::start(&config, &mission).await?;
-    let channel = publisher(&broker).await?;
     let examples = examples();
-    // The test broker's only user is `guest`, which is no observer's device account: RabbitMQ
-    // accepts `user_id = guest` from it, and the worker must not.
-    until_ready(&broker, &channel, &config, "report.voting", &examples["voting"], json()).await?;
-    let as_guest = json().with_user_id("guest".into());
-    publish(&channel, &config.exchange, "report.opening", &examples["opening"], as_guest).await?;
+    // The examples are obs-001's reports; obs-002's device account is dev-obs-002. RabbitMQ
+    // checks that `user_id` is the publishing connection's user, so these are real senders.
+    let as_user = |name: &str| json().with_user_id(name.into());
+    let own_device = broker.add_user("dev-obs-001", "device-one").await?;
+    let other_device = broker.add_user("dev-obs-002", "device-two").await?;
+    let own = publisher(&TestBroker { url: own_device, ..broker.clone() }).await?;
+    let other = publisher(&TestBroker { url: other_device, ..broker.clone() }).await?;
+    until_ready(&broker, &own, &config, "report.voting", &examples["voting"], as_user("dev-obs-001")).await?;
+    publish(&other, &config.exchange, "report.opening", &examples["opening"], as_user("dev-obs-002")).await?;
+    let guest = publisher(&broker).await?;
+    publish(&guest, &config.exchange, "report.closing", &examples["closing"], json()).await?;
+    until_stored(&worker.store, 1).await?;
     let mut letters = Vec::new();
     within(STEP, "dead letters", async {
         while letters.len() < 2 {
-            letters.extend(dead_letters(&channel, &config.dead_letter_queue).await?);
+            letters.extend(dead_letters(&guest, &config.dead_letter_queue).await?);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         anyhow::Ok(())
     })
     .await??;
     let (_, store, _dir) = worker.stop().await?;
-    let codes: Vec<&str> = letters.iter().map(|(code, ..)| code.as_str()).collect();
-    assert!(codes.iter().filter(|c| **c == "sender_missing").count() >= 1, "{codes:?}");
-    assert!(codes.contains(&"sender_mismatch"), "{codes:?}");
-    assert_eq!(store.totals().await?.reports, 0);
+    let codes: Vec<(&str, &str)> =
+        letters.iter().map(|(code, key, _)| (code.as_str(), key.as_str())).collect();
+    assert_eq!(codes.len(), 2, "{codes:?}");
+    assert!(codes.contains(&("sender_mismatch", "report.opening")), "{codes:?}");
+    assert!(codes.contains(&("sender_missing", "report.closing")), "{codes:?}");
+    // Only the report its own observer's device sent.
+    let totals = store.totals().await?;
+    assert_eq!((totals.reports, totals.revisions), (1, 1));
     Ok(())
 }
 

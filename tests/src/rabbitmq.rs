@@ -13,11 +13,17 @@ const IMAGE_VAR: &str = "POLLWATCH_TEST_RABBITMQ_IMAGE";
 const URL_VAR: &str = "POLLWATCH_TEST_AMQP_URL";
 const DEFAULT_IMAGE: &str = "rabbitmq:3-management";
 const AMQP_PORT: u16 = 5672;
+const MANAGEMENT_PORT: u16 = 15672;
+/// The management API of a broker named by `URL_VAR` (e.g. `http://localhost:15672`), for the
+/// tests that create broker users.
+const MANAGEMENT_VAR: &str = "POLLWATCH_TEST_AMQP_MANAGEMENT_URL";
 
 /// The broker every test of this process shares.
 #[derive(Debug)]
 struct SharedBroker {
     url: String,
+    /// `host:port` of the management API, when known.
+    management: Option<String>,
     /// Keeps the container's handle for the life of the process (the reaper removes it).
     _container: Option<Container>,
 }
@@ -29,6 +35,8 @@ static SHARED: OnceCell<SharedBroker> = OnceCell::const_new();
 pub struct TestBroker {
     /// AMQP URL with credentials (test credentials, so printing it is harmless).
     pub url: String,
+    /// `host:port` of the management API, when known.
+    pub management: Option<String>,
     /// Prefix for this test's exchanges and queues, e.g. `t-3f2a9c1b0d4e`.
     pub prefix: String,
 }
@@ -43,13 +51,50 @@ impl TestBroker {
     pub async fn connect(&self) -> anyhow::Result<Connection> {
         connect(&self.url).await
     }
+
+    /// Creates a broker user with full rights on the default virtual host (through the
+    /// management API, as `guest`) and returns the AMQP URL that logs in as it.
+    pub async fn add_user(&self, name: &str, password: &str) -> anyhow::Result<String> {
+        let management = self.management.as_deref().with_context(|| {
+            format!("creating broker users needs the management API: set {MANAGEMENT_VAR}")
+        })?;
+        let user = format!(r#"{{"password": "{password}", "tags": ""}}"#);
+        management_put(management, &format!("/api/users/{name}"), &user).await?;
+        let rights = r#"{"configure": ".*", "write": ".*", "read": ".*"}"#;
+        management_put(management, &format!("/api/permissions/%2F/{name}"), rights).await?;
+        Ok(self.url.replacen("guest:guest", &format!("{name}:{password}"), 1))
+    }
+}
+
+/// A PUT to RabbitMQ's management API as `guest`; fails unless it answers 2xx.
+async fn management_put(address: &str, path: &str, body: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .with_context(|| format!("connecting to the management API at {address}"))?;
+    // "guest:guest" in base64.
+    let request = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response.split(' ').nth(1).unwrap_or_default();
+    anyhow::ensure!(status.starts_with('2'), "PUT {path}: {}", response.lines().next().unwrap_or_default());
+    Ok(())
 }
 
 /// The shared broker (started on first use) with a fresh name prefix for the calling test.
 pub async fn broker() -> anyhow::Result<TestBroker> {
     init_test_logging();
     let shared = SHARED.get_or_try_init(start).await?;
-    Ok(TestBroker { url: shared.url.clone(), prefix: format!("t-{}", unique_tag()) })
+    Ok(TestBroker {
+        url: shared.url.clone(),
+        management: shared.management.clone(),
+        prefix: format!("t-{}", unique_tag()),
+    })
 }
 
 /// A broker of the calling test's own, in a container it may stop and start again (the shared
@@ -68,7 +113,9 @@ impl DedicatedBroker {
         let port = container.host_port(AMQP_PORT).await?;
         let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
         wait_until_accepting(&url, Duration::from_secs(30)).await?;
-        Ok(Self { broker: TestBroker { url, prefix: format!("t-{}", unique_tag()) }, container })
+        let management = Some(format!("127.0.0.1:{}", container.host_port(MANAGEMENT_PORT).await?));
+        let broker = TestBroker { url, management, prefix: format!("t-{}", unique_tag()) };
+        Ok(Self { broker, container })
     }
 
     /// Stops the broker, keeps it down for `down`, starts it again on the same port and waits
@@ -85,7 +132,7 @@ fn spec(stable_ports: bool) -> ContainerSpec {
     ContainerSpec {
         image: env_var(IMAGE_VAR).unwrap_or_else(|| DEFAULT_IMAGE.into()),
         env: Vec::new(),
-        ports: vec![AMQP_PORT],
+        ports: vec![AMQP_PORT, MANAGEMENT_PORT],
         stable_ports,
         tmpfs: Vec::new(),
         args: Vec::new(),
@@ -98,13 +145,16 @@ async fn start() -> anyhow::Result<SharedBroker> {
     if let Some(url) = env_var(URL_VAR) {
         tracing::info!("using the broker named by {URL_VAR}");
         wait_until_accepting(&url, Duration::from_secs(30)).await?;
-        return Ok(SharedBroker { url, _container: None });
+        let management =
+            env_var(MANAGEMENT_VAR).map(|u| u.trim_start_matches("http://").trim_end_matches('/').to_owned());
+        return Ok(SharedBroker { url, management, _container: None });
     }
     let container = Container::start(&spec(false)).await?;
     let port = container.host_port(AMQP_PORT).await?;
     let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
     wait_until_accepting(&url, Duration::from_secs(30)).await?;
-    Ok(SharedBroker { url, _container: Some(container) })
+    let management = Some(format!("127.0.0.1:{}", container.host_port(MANAGEMENT_PORT).await?));
+    Ok(SharedBroker { url, management, _container: Some(container) })
 }
 
 async fn connect(url: &str) -> anyhow::Result<Connection> {
