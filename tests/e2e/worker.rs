@@ -647,3 +647,90 @@ async fn dead_letters_are_counted_and_replayed_once() -> anyhow::Result<()> {
     assert_eq!(left[0].body, b"not json");
     Ok(())
 }
+
+/// A report committed by a worker that died before acknowledging it comes back redelivered: it
+/// is acknowledged as a duplicate and stored once.
+#[tokio::test]
+async fn a_redelivered_report_that_was_committed_is_stored_once() -> anyhow::Result<()> {
+    let broker = pollwatch_tests::broker().await?;
+    let mission = fixtures::kg_2021();
+    let config = config(&broker, RULES);
+    let examples = examples();
+    // A first worker declares the topology, stores one report and stops.
+    let first = Running::start(&config, &mission).await?;
+    let channel = publisher(&broker).await?;
+    until_ready(&broker, &channel, &config, "report.arrival", &examples["arrival"], json()).await?;
+    until_stored(&first.store, 1).await?;
+    let (_, store, dir) = first.stop().await?;
+
+    // Stands in for a worker that committed the voting report, then died before its ack: the
+    // store has the report, and the broker redelivers it.
+    publish(&channel, &config.exchange, "report.voting", &examples["voting"], json()).await?;
+    let taker = broker.connect().await?.create_channel().await?;
+    let taken = within(STEP, "taking the report", async {
+        loop {
+            let got = taker.basic_get(config.queue.as_str().into(), BasicGetOptions::default()).await?;
+            if let Some(message) = got {
+                return anyhow::Ok(message);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await??;
+    let checked = pollwatch_model::check(
+        &taken.delivery.data,
+        &pollwatch_model::Context { mission: &mission, now: chrono::Utc::now(), sender: None },
+    )
+    .map_err(|r| anyhow::anyhow!("{r}"))?;
+    let payload = String::from_utf8(taken.delivery.data.clone())?;
+    let delivery =
+        pollwatch_store::Delivery { sender: None, redelivered: false, received_at: chrono::Utc::now() };
+    store
+        .ingest_batch(&[pollwatch_store::Incoming::new(checked.report, checked.flags, payload, delivery)])
+        .await?;
+    taker.close(200, "died before its ack".into()).await?;
+
+    let second = Running { dir, ..Running::start_on(&config, &mission, store).await? };
+    within(STEP, "the redelivery acknowledged as a duplicate", async {
+        while !second
+            .metrics
+            .render()
+            .lines()
+            .any(|l| l == "pollwatch_reports_total{outcome=\"duplicate\"} 1")
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await?;
+    let (summary, store, _dir) = second.stop().await?;
+    assert_eq!(summary.committed, 1);
+    let totals = store.totals().await?;
+    assert_eq!((totals.reports, totals.revisions), (2, 2));
+    let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+    let queue = channel
+        .queue_declare(config.queue.as_str().into(), passive, lapin::types::FieldTable::default())
+        .await?;
+    assert_eq!(queue.message_count(), 0, "the redelivery was acknowledged");
+    Ok(())
+}
+
+/// The ingest queue deleted under a running worker (the broker cancels its consumer): the worker
+/// declares it again, subscribes again, and stores what arrives next.
+#[tokio::test]
+async fn a_consumer_cancelled_by_the_broker_subscribes_again() -> anyhow::Result<()> {
+    let broker = pollwatch_tests::broker().await?;
+    let mission = fixtures::kg_2021();
+    let config = config(&broker, RULES);
+    let worker = Running::start(&config, &mission).await?;
+    let channel = publisher(&broker).await?;
+    let examples = examples();
+    until_ready(&broker, &channel, &config, "report.arrival", &examples["arrival"], json()).await?;
+    until_stored(&worker.store, 1).await?;
+    channel.queue_delete(config.queue.as_str().into(), lapin::options::QueueDeleteOptions::default()).await?;
+    // Routed again once the worker has declared and bound the queue anew.
+    until_ready(&broker, &channel, &config, "report.opening", &examples["opening"], json()).await?;
+    until_stored(&worker.store, 2).await?;
+    let (summary, _store, _dir) = worker.stop().await?;
+    assert!(summary.reconnects >= 1, "{summary:?}");
+    Ok(())
+}
