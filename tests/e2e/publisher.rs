@@ -1,0 +1,93 @@
+//! The device side against a real broker: the outbox published with confirms, and what the
+//! broker cannot route kept for later.
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, ExchangeKind};
+use pollwatch_publish::{Flushed, Outbox, PublisherConfig, flush};
+use pollwatch_tests::{TestBroker, fixtures, within};
+
+const STEP: Duration = Duration::from_secs(60);
+
+/// The reports exchange with a queue bound to `key`; returns the queue's name.
+async fn topology(channel: &Channel, broker: &TestBroker, key: &str) -> anyhow::Result<String> {
+    let (exchange, queue) = (broker.name("reports"), broker.name("ingest"));
+    let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+    channel
+        .exchange_declare(exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .await?;
+    channel
+        .queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), FieldTable::default())
+        .await?;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            exchange.as_str().into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(queue)
+}
+
+async fn queued(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
+    let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+    Ok(channel.queue_declare(queue.into(), passive, FieldTable::default()).await?.message_count())
+}
+
+fn config(broker: &TestBroker) -> PublisherConfig {
+    PublisherConfig { url: broker.url.clone(), exchange: broker.name("reports"), user_id: None, window: 200 }
+}
+
+#[tokio::test]
+async fn the_outbox_reaches_the_queue_with_confirms_and_empties() -> anyhow::Result<()> {
+    const N: usize = 1_000;
+    let broker = pollwatch_tests::broker().await?;
+    let channel = broker.connect().await?.create_channel().await?;
+    let queue = topology(&channel, &broker, "report.*").await?;
+    let mission = fixtures::kg_2021();
+    let dir = tempfile::tempdir()?;
+    let outbox = Outbox::open(&dir.path().join("outbox.db")).await?;
+    for report in fixtures::reports(&mission, N, 51) {
+        let body = serde_json::to_vec(&report)?;
+        outbox.enqueue(&body, &mission, None).await?.map_err(|r| anyhow::anyhow!("{r}"))?;
+    }
+    let flushed = within(STEP, "flushing the outbox", flush(&config(&broker), &outbox)).await??;
+    assert_eq!(flushed, Flushed { confirmed: N as u64, unroutable: 0, refused: 0 });
+    assert_eq!(outbox.waiting().await?, 0);
+    assert_eq!(queued(&channel, &queue).await?, N as u32);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unroutable_report_is_reported_and_kept() -> anyhow::Result<()> {
+    let broker = pollwatch_tests::broker().await?;
+    let channel = broker.connect().await?.create_channel().await?;
+    // Only arrivals have a queue.
+    let queue = topology(&channel, &broker, "report.arrival").await?;
+    let mission = fixtures::kg_2021();
+    let dir = tempfile::tempdir()?;
+    let outbox = Outbox::open(&dir.path().join("outbox.db")).await?;
+    let reports = fixtures::reports(&mission, 2, 52);
+    assert_eq!(
+        reports.iter().map(|r| r.kind().as_str()).collect::<Vec<_>>(),
+        ["arrival", "opening"],
+        "the fixtures' first two kinds"
+    );
+    for report in &reports {
+        outbox
+            .enqueue(&serde_json::to_vec(report)?, &mission, None)
+            .await?
+            .map_err(|r| anyhow::anyhow!("{r}"))?;
+    }
+    let flushed = within(STEP, "flushing the outbox", flush(&config(&broker), &outbox)).await??;
+    assert_eq!(flushed, Flushed { confirmed: 1, unroutable: 1, refused: 0 });
+    let left = outbox.pending(0, 10).await?;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].routing_key, "report.opening");
+    assert_eq!(queued(&channel, &queue).await?, 1);
+    Ok(())
+}
