@@ -91,3 +91,38 @@ async fn an_unroutable_report_is_reported_and_kept() -> anyhow::Result<()> {
     assert_eq!(queued(&channel, &queue).await?, 1);
     Ok(())
 }
+
+/// `pollwatch publish` as an integrator runs it: JSON lines in, a refused line named, the rest
+/// confirmed by the broker, a summary, and a failing exit status because of the refused one.
+#[tokio::test]
+async fn the_publish_command_sends_what_is_valid_and_fails_on_the_rest() -> anyhow::Result<()> {
+    let broker = pollwatch_tests::broker().await?;
+    let channel = broker.connect().await?.create_channel().await?;
+    let queue = topology(&channel, &broker, "report.*").await?;
+    let mission = fixtures::kg_2021();
+    let dir = tempfile::tempdir()?;
+    let mut lines: Vec<String> =
+        fixtures::reports(&mission, 2, 53).iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
+    lines.insert(1, r#"{"schema_version": 1}"#.to_owned());
+    let input = dir.path().join("reports.jsonl");
+    std::fs::write(&input, lines.join("\n"))?;
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollwatch-as-installed"))
+        .current_dir(&repo)
+        .args(["--env", "test", "publish", "--mission", "missions/kg-2021", "--outbox"])
+        .arg(dir.path().join("outbox.db"))
+        .arg(&input)
+        .env("POLLWATCH__AMQP__URL", &broker.url)
+        .env("POLLWATCH__AMQP__EXCHANGE", broker.name("reports"))
+        .output()
+        .await?;
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success(), "a refused report must fail the command");
+    assert!(
+        stdout.contains("published 2, rejected here 1, unroutable 0, refused by the broker 0; 0 waiting"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("report 2: rejected") && stderr.contains("missing_field"), "{stderr}");
+    assert_eq!(queued(&channel, &queue).await?, 2);
+    Ok(())
+}

@@ -10,4 +10,4 @@ pub mod outbox;
 pub mod publisher;
 
 pub use outbox::{Outbox, OutboxError, Pending};
-pub use publisher::{Flushed, PublishError, PublisherConfig, flush};
+pub use publisher::{Flushed, PublishError, PublisherConfig, flush, flush_with_progress};

@@ -48,6 +48,16 @@ pub enum PublishError {
 /// Reports it could not deliver stay queued for the next flush; a broker failure ends the flush
 /// with an error, and what was confirmed before it is already removed.
 pub async fn flush(config: &PublisherConfig, outbox: &Outbox) -> Result<Flushed, PublishError> {
+    flush_with_progress(config, outbox, &|_| {}).await
+}
+
+/// [`flush`], calling `progress` with the number of reports settled so far (confirmed, returned
+/// or refused) after each.
+pub async fn flush_with_progress(
+    config: &PublisherConfig,
+    outbox: &Outbox,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Flushed, PublishError> {
     let connecting = Connection::connect(&config.url, ConnectionProperties::default());
     let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
         .await
@@ -67,6 +77,7 @@ pub async fn flush(config: &PublisherConfig, outbox: &Outbox) -> Result<Flushed,
             if in_flight.len() == window {
                 let (seq, confirm) = in_flight.pop_front().expect("the window is full");
                 settle(seq, confirm, &mut flushed, &mut confirmed).await?;
+                progress(flushed.confirmed + flushed.unroutable + flushed.refused);
             }
             let confirm = publish(&channel, config, &pending).await?;
             in_flight.push_back((pending.seq, confirm));
@@ -75,6 +86,7 @@ pub async fn flush(config: &PublisherConfig, outbox: &Outbox) -> Result<Flushed,
     }
     while let Some((seq, confirm)) = in_flight.pop_front() {
         settle(seq, confirm, &mut flushed, &mut confirmed).await?;
+        progress(flushed.confirmed + flushed.unroutable + flushed.refused);
     }
     outbox.remove(&confirmed).await?;
     let _ = channel.close(200, "flushed".into()).await;

@@ -70,6 +70,22 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         mission: PathBuf,
     },
+    /// Publish report files to the broker as a field device does: checked first, kept in an
+    /// outbox until the broker confirms them
+    Publish {
+        /// Mission folder the reports are checked against
+        #[arg(long, value_name = "DIR")]
+        mission: PathBuf,
+        /// The outbox file; reports not confirmed stay in it and go out on the next run
+        #[arg(long, value_name = "FILE", default_value = "data/outbox.db")]
+        outbox: PathBuf,
+        /// The broker user to send as AMQP user_id (it must be the user in amqp.url)
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// Reports: one JSON report, a JSON array of them, or JSON lines; `-` for standard input
+        #[arg(value_name = "FILE")]
+        input: PathBuf,
+    },
     /// Inspect the dead-letter queue (amqp.dead_letter_queue) and replay letters once fixed
     Dlq {
         #[command(subcommand)]

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod http;
 pub mod mission_dir;
+pub mod publish;
 pub mod telemetry;
 pub mod worker;
 
@@ -41,6 +42,19 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Worker { mission } => {
             let mission = mission_dir::read(mission)?;
             runtime()?.block_on(worker::run(&loaded.settings, &mission))
+        }
+        Command::Publish { mission, outbox, user, input } => {
+            let mission = mission_dir::read(mission)?;
+            let reports = publish::read_input(input)?;
+            let failed = runtime()?.block_on(publish::run(
+                &loaded.settings,
+                &mission,
+                outbox,
+                user.as_deref(),
+                &reports,
+            ))?;
+            anyhow::ensure!(failed == 0, "{failed} reports were not published");
+            Ok(())
         }
         Command::Dlq { command } => runtime()?.block_on(dlq(&loaded.settings, command)),
         Command::Report { command: ReportCommand::Check { mission, sender, files } } => {
