@@ -126,3 +126,72 @@ async fn the_publish_command_sends_what_is_valid_and_fails_on_the_rest() -> anyh
     assert_eq!(queued(&channel, &queue).await?, 2);
     Ok(())
 }
+
+/// The broker down while a device publishes 1,000 reports, the publishing process killed, the
+/// broker back, the publisher started again: every report reaches the queue.
+#[tokio::test]
+async fn reports_published_while_the_broker_is_down_arrive_after_it_returns() -> anyhow::Result<()> {
+    const N: usize = 1_000;
+    let dedicated = pollwatch_tests::DedicatedBroker::start().await?;
+    let broker = &dedicated.broker;
+    let queue = {
+        let connection = broker.connect().await?;
+        let channel = connection.create_channel().await?;
+        let queue = topology(&channel, broker, "report.*").await?;
+        connection.close(200, "set up".into()).await?;
+        queue
+    };
+    let mission = fixtures::kg_2021();
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("reports.jsonl");
+    let lines: Vec<String> =
+        fixtures::reports(&mission, N, 54).iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
+    std::fs::write(&input, lines.join("\n"))?;
+    let outbox = dir.path().join("outbox.db");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let publish = |with_input: bool| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollwatch-as-installed"));
+        command
+            .current_dir(&repo)
+            .args(["--env", "test", "publish", "--mission", "missions/kg-2021", "--outbox"])
+            .arg(&outbox)
+            .env("POLLWATCH__AMQP__URL", &broker.url)
+            .env("POLLWATCH__AMQP__EXCHANGE", broker.name("reports"))
+            .kill_on_drop(true);
+        if with_input {
+            command.arg(&input);
+        }
+        command
+    };
+
+    dedicated.stop().await?;
+    let mut first =
+        publish(true).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn()?;
+    // Once every report is in the outbox (the broker cannot have any of them), the publishing
+    // process is killed, unless it already gave up by itself.
+    within(STEP, "every report in the outbox", async {
+        loop {
+            if outbox.exists() {
+                let kept = Outbox::open(&outbox).await?;
+                let waiting = kept.waiting().await?;
+                kept.close().await;
+                if waiting == N as u64 {
+                    return anyhow::Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await??;
+    let _ = first.start_kill();
+    let _ = first.wait().await;
+
+    dedicated.start_again().await?;
+    let output = within(STEP, "the publisher's second run", publish(false).output()).await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains(&format!("published {N},")), "{stdout}");
+    let channel = broker.connect().await?.create_channel().await?;
+    assert_eq!(queued(&channel, &queue).await?, N as u32);
+    Ok(())
+}

@@ -121,8 +121,17 @@ impl DedicatedBroker {
     /// Stops the broker, keeps it down for `down`, starts it again on the same port and waits
     /// until it accepts connections.
     pub async fn restart(&self, down: Duration) -> anyhow::Result<()> {
-        self.container.stop().await?;
+        self.stop().await?;
         tokio::time::sleep(down).await;
+        self.start_again().await
+    }
+
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        self.container.stop().await
+    }
+
+    /// Starts the stopped broker on the same port and waits until it accepts connections.
+    pub async fn start_again(&self) -> anyhow::Result<()> {
         self.container.start_again().await?;
         wait_until_accepting(&self.broker.url, Duration::from_secs(120)).await
     }

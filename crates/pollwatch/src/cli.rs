@@ -82,9 +82,10 @@ pub enum Command {
         /// The broker user to send as AMQP user_id (it must be the user in amqp.url)
         #[arg(long, value_name = "USER")]
         user: Option<String>,
-        /// Reports: one JSON report, a JSON array of them, or JSON lines; `-` for standard input
+        /// Reports: one JSON report, a JSON array of them, or JSON lines; `-` for standard input.
+        /// Without it, only what the outbox still holds is sent
         #[arg(value_name = "FILE")]
-        input: PathBuf,
+        input: Option<PathBuf>,
     },
     /// Inspect the dead-letter queue (amqp.dead_letter_queue) and replay letters once fixed
     Dlq {

@@ -45,7 +45,10 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Publish { mission, outbox, user, input } => {
             let mission = mission_dir::read(mission)?;
-            let reports = publish::read_input(input)?;
+            let reports = match input {
+                Some(input) => publish::read_input(input)?,
+                None => Vec::new(),
+            };
             let failed = runtime()?.block_on(publish::run(
                 &loaded.settings,
                 &mission,
