@@ -195,3 +195,28 @@ async fn reports_published_while_the_broker_is_down_arrive_after_it_returns() ->
     assert_eq!(queued(&channel, &queue).await?, N as u32);
     Ok(())
 }
+
+/// `pollwatch simulate --burst N` publishes N generated reports with confirms and prints the rate.
+#[tokio::test]
+async fn a_burst_reaches_the_queue_and_prints_its_rate() -> anyhow::Result<()> {
+    const N: u32 = 2_000;
+    let broker = pollwatch_tests::broker().await?;
+    let channel = broker.connect().await?.create_channel().await?;
+    let queue = topology(&channel, &broker, "report.*").await?;
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollwatch-as-installed"))
+        .current_dir(&repo)
+        .args(["--env", "test", "simulate", "--mission", "missions/kg-2021", "--burst", &N.to_string()])
+        .env("POLLWATCH__AMQP__URL", &broker.url)
+        .env("POLLWATCH__AMQP__EXCHANGE", broker.name("reports"))
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        stdout.starts_with(&format!("published {N} reports in ")) && stdout.contains(" reports/s"),
+        "{stdout}"
+    );
+    assert_eq!(queued(&channel, &queue).await?, N);
+    Ok(())
+}

@@ -6,8 +6,9 @@
 //! the field's path, why a report would be refused. Resending is always safe: the worker stores a
 //! report id and revision once.
 
+pub mod generate;
 pub mod outbox;
 pub mod publisher;
 
 pub use outbox::{Outbox, OutboxError, Pending};
-pub use publisher::{Flushed, PublishError, PublisherConfig, flush, flush_with_progress};
+pub use publisher::{Flushed, PublishError, PublisherConfig, flush, flush_with_progress, publish_all};

@@ -138,3 +138,47 @@ async fn settle(
     }
     Ok(())
 }
+
+/// Publishes `reports` (not through an outbox: a burst of generated reports, to measure) with
+/// confirms over the configured window, and says what the broker did with them.
+pub async fn publish_all(
+    config: &PublisherConfig,
+    reports: &[pollwatch_model::Report],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Flushed, PublishError> {
+    let connecting = Connection::connect(&config.url, ConnectionProperties::default());
+    let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
+        .await
+        .map_err(|_| PublishError::ConnectTimeout)??;
+    let channel = connection.create_channel().await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    let window = config.window.max(1);
+    let mut flushed = Flushed::default();
+    let mut in_flight: VecDeque<(i64, PublisherConfirm)> = VecDeque::with_capacity(window);
+    let mut confirmed = Vec::new();
+    let now = chrono::Utc::now();
+    for (i, report) in reports.iter().enumerate() {
+        if in_flight.len() == window {
+            let (seq, confirm) = in_flight.pop_front().expect("the window is full");
+            settle(seq, confirm, &mut flushed, &mut confirmed).await?;
+            progress(flushed.confirmed + flushed.unroutable + flushed.refused);
+            confirmed.clear();
+        }
+        let pending = Pending {
+            seq: i64::try_from(i).unwrap_or(i64::MAX),
+            report_id: report.report_id.to_string(),
+            revision: i64::from(report.revision),
+            routing_key: format!("report.{}", report.kind().as_str()),
+            body: serde_json::to_vec(report).expect("a report serialises"),
+            queued_at: now,
+        };
+        in_flight.push_back((pending.seq, publish(&channel, config, &pending).await?));
+    }
+    while let Some((seq, confirm)) = in_flight.pop_front() {
+        settle(seq, confirm, &mut flushed, &mut confirmed).await?;
+        progress(flushed.confirmed + flushed.unroutable + flushed.refused);
+    }
+    let _ = channel.close(200, "published".into()).await;
+    let _ = connection.close(200, "published".into()).await;
+    Ok(flushed)
+}

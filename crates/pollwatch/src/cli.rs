@@ -87,6 +87,22 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         input: Option<PathBuf>,
     },
+    /// Simulate field devices. So far: `--burst N`, N generated reports published as fast as
+    /// publisher confirms allow, and the rate
+    Simulate {
+        /// Mission folder whose stations and observers file the reports
+        #[arg(long, value_name = "DIR")]
+        mission: PathBuf,
+        /// Publish this many generated reports at once and print the rate
+        #[arg(long, value_name = "N", required = true)]
+        burst: usize,
+        /// Seed of the generated reports (the same seed gives the same reports)
+        #[arg(long, value_name = "SEED", default_value_t = 1)]
+        seed: u64,
+        /// Messages published but not yet confirmed, at most
+        #[arg(long, value_name = "N", default_value_t = 1_000)]
+        window: usize,
+    },
     /// Inspect the dead-letter queue (amqp.dead_letter_queue) and replay letters once fixed
     Dlq {
         #[command(subcommand)]

@@ -59,6 +59,10 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             anyhow::ensure!(failed == 0, "{failed} reports were not published");
             Ok(())
         }
+        Command::Simulate { mission, burst, seed, window } => {
+            let mission = mission_dir::read(mission)?;
+            runtime()?.block_on(publish::burst(&loaded.settings, &mission, *burst, *seed, *window))
+        }
         Command::Dlq { command } => runtime()?.block_on(dlq(&loaded.settings, command)),
         Command::Report { command: ReportCommand::Check { mission, sender, files } } => {
             check_reports(mission, sender.as_deref(), files)

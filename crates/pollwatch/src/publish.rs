@@ -85,3 +85,43 @@ pub async fn run(
     );
     Ok(rejected + flushed.unroutable + flushed.refused)
 }
+
+/// `pollwatch simulate --burst N`: N generated reports published as fast as confirms allow.
+pub async fn burst(
+    settings: &Settings,
+    mission: &Mission,
+    n: usize,
+    seed: u64,
+    window: usize,
+) -> anyhow::Result<()> {
+    let mut reports = pollwatch_publish::generate::reports(mission, n, seed);
+    // In the order devices would send them.
+    reports.sort_by_key(|r| r.submitted_at);
+    let config = PublisherConfig {
+        url: settings.amqp.url.expose().to_owned(),
+        exchange: settings.amqp.exchange.clone(),
+        user_id: None,
+        window,
+    };
+    let bar = ProgressBar::new(n as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} reports {per_sec} {eta} left")
+            .expect("a valid template"),
+    );
+    let started = std::time::Instant::now();
+    let flushed = pollwatch_publish::publish_all(&config, &reports, &|done| bar.set_position(done))
+        .await
+        .with_context(|| format!("publishing to {}", settings.amqp.url))?;
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    println!(
+        "published {} reports in {:.2} s: {:.0} reports/s confirmed (window {window}); unroutable {}, refused {}",
+        flushed.confirmed,
+        elapsed.as_secs_f64(),
+        flushed.confirmed as f64 / elapsed.as_secs_f64(),
+        flushed.unroutable,
+        flushed.refused
+    );
+    anyhow::ensure!(flushed.unroutable + flushed.refused == 0, "not every report was taken by the broker");
+    Ok(())
+}
