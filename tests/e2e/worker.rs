@@ -181,6 +181,31 @@ fn free_address() -> anyhow::Result<std::net::SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
+/// Sends `reports` as devices would once the worker is ready: the first as the readiness probe,
+/// the rest with confirms over a window as wide as the batch.
+async fn send_stream(
+    broker: &TestBroker,
+    channel: &Channel,
+    config: &Config,
+    reports: &[pollwatch_model::Report],
+) -> anyhow::Result<()> {
+    let body = |report: &pollwatch_model::Report| serde_json::to_vec(report).expect("a report serialises");
+    let (first, rest) = reports.split_first().context("no reports")?;
+    until_ready(broker, channel, config, &format!("report.{}", first.kind().as_str()), &body(first), json())
+        .await?;
+    let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+    let mut confirms = Vec::new();
+    for report in rest {
+        let (key, bytes) = (format!("report.{}", report.kind().as_str()), body(report));
+        let exchange = config.exchange.as_str().into();
+        confirms.push(channel.basic_publish(exchange, key.into(), options, &bytes, json()).await?);
+    }
+    for confirm in confirms {
+        anyhow::ensure!(within(STEP, "a confirm", confirm).await??.is_ack());
+    }
+    Ok(())
+}
+
 /// The committed example of each report kind, by kind.
 fn examples() -> BTreeMap<String, Vec<u8>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/examples");
@@ -350,21 +375,7 @@ async fn a_worker_stopped_mid_stream_finishes_its_batch_and_the_next_stores_the_
     let first = Running::start(&config, &mission).await?;
     let channel = publisher(&broker).await?;
     let reports = fixtures::reports(&mission, N, 21);
-    let body = |i: usize| serde_json::to_vec(&reports[i]).expect("a report serialises");
-    until_ready(&broker, &channel, &config, "report.arrival", &body(0), json()).await?;
-    let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
-    let mut confirms = Vec::new();
-    for (i, report) in reports.iter().enumerate().skip(1) {
-        let key = format!("report.{}", report.kind().as_str());
-        confirms.push(
-            channel
-                .basic_publish(config.exchange.as_str().into(), key.into(), options, &body(i), json())
-                .await?,
-        );
-    }
-    for confirm in confirms {
-        anyhow::ensure!(within(STEP, "a confirm", confirm).await??.is_ack());
-    }
+    send_stream(&broker, &channel, &config, &reports).await?;
 
     // Stop the first worker while reports are still flowing.
     until_stored(&first.store, 500).await?;
@@ -482,18 +493,7 @@ async fn nothing_is_acked_while_the_store_is_unavailable() -> anyhow::Result<()>
     let db = first.dir.path().join("pollwatch.db");
     let channel = publisher(&broker).await?;
     let reports = fixtures::reports(&mission, N, 31);
-    let body = |report: &pollwatch_model::Report| serde_json::to_vec(report).expect("a report serialises");
-    until_ready(&broker, &channel, &config, "report.arrival", &body(&reports[0]), json()).await?;
-    let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
-    let mut confirms = Vec::new();
-    for report in &reports[1..] {
-        let (key, bytes) = (format!("report.{}", report.kind().as_str()), body(report));
-        let exchange = config.exchange.as_str().into();
-        confirms.push(channel.basic_publish(exchange, key.into(), options, &bytes, json()).await?);
-    }
-    for confirm in confirms {
-        anyhow::ensure!(within(STEP, "a confirm", confirm).await??.is_ack());
-    }
+    send_stream(&broker, &channel, &config, &reports).await?;
     until_stored(&first.store, 200).await?;
 
     // Another process takes the write lock and keeps it.
@@ -544,22 +544,7 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice() ->
     let config = config(broker, RULES);
     let worker = Running::start(&config, &mission).await?;
     let reports = fixtures::reports(&mission, N, 41);
-    {
-        let channel = publisher(broker).await?;
-        let body =
-            |report: &pollwatch_model::Report| serde_json::to_vec(report).expect("a report serialises");
-        until_ready(broker, &channel, &config, "report.arrival", &body(&reports[0]), json()).await?;
-        let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
-        let mut confirms = Vec::new();
-        for report in &reports[1..] {
-            let (key, bytes) = (format!("report.{}", report.kind().as_str()), body(report));
-            let exchange = config.exchange.as_str().into();
-            confirms.push(channel.basic_publish(exchange, key.into(), options, &bytes, json()).await?);
-        }
-        for confirm in confirms {
-            anyhow::ensure!(within(STEP, "a confirm", confirm).await??.is_ack());
-        }
-    }
+    send_stream(broker, &publisher(broker).await?, &config, &reports).await?;
     until_stored(&worker.store, 1_000).await?;
     // /readyz, polled through the restart: what it answered, each change once.
     let address = free_address()?;

@@ -307,6 +307,8 @@ async fn handle(
     let Context { config, store, mission, metrics } = *context;
     let now = Utc::now();
     let mut accepted: Vec<Incoming> = Vec::new();
+    // The delivery each accepted report came in, by position.
+    let mut accepted_deliveries: Vec<&Delivery> = Vec::new();
     let mut rejected: Vec<(&Delivery, Rejection)> = Vec::new();
     for delivery in batch {
         let properties = &delivery.properties;
@@ -318,12 +320,13 @@ async fn handle(
             redelivered: delivery.redelivered,
         };
         match judge(&envelope, mission, config.rules, now) {
-            Ok(incoming) => accepted.push(incoming),
+            Ok(incoming) => {
+                accepted.push(incoming);
+                accepted_deliveries.push(delivery);
+            }
             Err(rejection) => rejected.push((delivery, rejection)),
         }
     }
-    let accepted_deliveries: Vec<&Delivery> =
-        batch.iter().filter(|d| !rejected.iter().any(|(r, _)| r.delivery_tag == d.delivery_tag)).collect();
 
     let started = Instant::now();
     let (outcomes, refused) = commit(store, stop, &accepted).await?;

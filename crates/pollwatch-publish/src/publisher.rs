@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 
-use lapin::{BasicProperties, Connection, ConnectionProperties, PublisherConfirm};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 
 use crate::outbox::{Outbox, OutboxError, Pending};
 
@@ -58,44 +58,130 @@ pub async fn flush_with_progress(
     outbox: &Outbox,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Flushed, PublishError> {
-    let connecting = Connection::connect(&config.url, ConnectionProperties::default());
-    let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
-        .await
-        .map_err(|_| PublishError::ConnectTimeout)??;
-    let channel = connection.create_channel().await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
-    let window = config.window.max(1);
-    let mut flushed = Flushed::default();
-    let mut in_flight: VecDeque<(i64, PublisherConfirm)> = VecDeque::with_capacity(window);
-    let mut confirmed: Vec<i64> = Vec::new();
+    let mut window = Window::open(config, progress).await?;
     let mut after = 0;
     loop {
         let page = outbox.pending(after, 1_000).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        for pending in page {
-            if in_flight.len() == window {
-                let (seq, confirm) = in_flight.pop_front().expect("the window is full");
-                settle(seq, confirm, &mut flushed, &mut confirmed).await?;
-                progress(flushed.confirmed + flushed.unroutable + flushed.refused);
-            }
-            let confirm = publish(&channel, config, &pending).await?;
-            in_flight.push_back((pending.seq, confirm));
+        for pending in &page {
+            window.send(pending).await?;
         }
-        outbox.remove(&std::mem::take(&mut confirmed)).await?;
+        outbox.remove(&window.take_confirmed()).await?;
     }
-    while let Some((seq, confirm)) = in_flight.pop_front() {
-        settle(seq, confirm, &mut flushed, &mut confirmed).await?;
-        progress(flushed.confirmed + flushed.unroutable + flushed.refused);
+    window.drain().await?;
+    outbox.remove(&window.take_confirmed()).await?;
+    Ok(window.close().await)
+}
+
+/// Publishes `reports` (not through an outbox: a burst of generated reports, to measure) with
+/// confirms over the configured window, and says what the broker did with them.
+pub async fn publish_all(
+    config: &PublisherConfig,
+    reports: &[pollwatch_model::Report],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Flushed, PublishError> {
+    let mut window = Window::open(config, progress).await?;
+    let now = chrono::Utc::now();
+    for (i, report) in reports.iter().enumerate() {
+        window
+            .send(&Pending {
+                seq: i64::try_from(i).unwrap_or(i64::MAX),
+                report_id: report.report_id.to_string(),
+                revision: i64::from(report.revision),
+                routing_key: format!("report.{}", report.kind().as_str()),
+                body: serde_json::to_vec(report).expect("a report serialises"),
+                queued_at: now,
+            })
+            .await?;
+        window.take_confirmed();
     }
-    outbox.remove(&confirmed).await?;
-    let _ = channel.close(200, "flushed".into()).await;
-    let _ = connection.close(200, "flushed".into()).await;
-    Ok(flushed)
+    window.drain().await?;
+    Ok(window.close().await)
+}
+
+/// One connection publishing with confirms, at most `config.window` of them outstanding.
+struct Window<'a> {
+    config: &'a PublisherConfig,
+    progress: &'a (dyn Fn(u64) + Sync),
+    connection: Connection,
+    channel: Channel,
+    in_flight: VecDeque<(i64, PublisherConfirm)>,
+    flushed: Flushed,
+    /// Outbox positions confirmed since the last [`Window::take_confirmed`].
+    confirmed: Vec<i64>,
+}
+
+impl<'a> Window<'a> {
+    async fn open(
+        config: &'a PublisherConfig,
+        progress: &'a (dyn Fn(u64) + Sync),
+    ) -> Result<Window<'a>, PublishError> {
+        let connecting = Connection::connect(&config.url, ConnectionProperties::default());
+        let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .map_err(|_| PublishError::ConnectTimeout)??;
+        let channel = connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        let in_flight = VecDeque::with_capacity(config.window.max(1));
+        Ok(Self {
+            config,
+            progress,
+            connection,
+            channel,
+            in_flight,
+            flushed: Flushed::default(),
+            confirmed: Vec::new(),
+        })
+    }
+
+    /// Publishes one report, first waiting for the oldest confirm if the window is full.
+    async fn send(&mut self, pending: &Pending) -> lapin::Result<()> {
+        if self.in_flight.len() >= self.config.window.max(1) {
+            self.settle_oldest().await?;
+        }
+        let confirm = publish(&self.channel, self.config, pending).await?;
+        self.in_flight.push_back((pending.seq, confirm));
+        Ok(())
+    }
+
+    /// Waits for every outstanding confirm.
+    async fn drain(&mut self) -> lapin::Result<()> {
+        while !self.in_flight.is_empty() {
+            self.settle_oldest().await?;
+        }
+        Ok(())
+    }
+
+    fn take_confirmed(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.confirmed)
+    }
+
+    async fn settle_oldest(&mut self) -> lapin::Result<()> {
+        let (seq, confirm) = self.in_flight.pop_front().expect("a message in flight");
+        let confirmation = confirm.await?;
+        if !confirmation.is_ack() {
+            self.flushed.refused += 1;
+        } else if confirmation.take_message().is_some() {
+            tracing::warn!(seq, "the broker had no queue for a report; it stays in the outbox");
+            self.flushed.unroutable += 1;
+        } else {
+            self.flushed.confirmed += 1;
+            self.confirmed.push(seq);
+        }
+        (self.progress)(self.flushed.confirmed + self.flushed.unroutable + self.flushed.refused);
+        Ok(())
+    }
+
+    async fn close(self) -> Flushed {
+        let _ = self.channel.close(200, "published".into()).await;
+        let _ = self.connection.close(200, "published".into()).await;
+        self.flushed
+    }
 }
 
 async fn publish(
-    channel: &lapin::Channel,
+    channel: &Channel,
     config: &PublisherConfig,
     pending: &Pending,
 ) -> lapin::Result<PublisherConfirm> {
@@ -118,67 +204,4 @@ async fn publish(
             properties,
         )
         .await
-}
-
-async fn settle(
-    seq: i64,
-    confirm: PublisherConfirm,
-    flushed: &mut Flushed,
-    confirmed: &mut Vec<i64>,
-) -> lapin::Result<()> {
-    let confirmation = confirm.await?;
-    if !confirmation.is_ack() {
-        flushed.refused += 1;
-    } else if confirmation.take_message().is_some() {
-        tracing::warn!(seq, "the broker had no queue for a report; it stays in the outbox");
-        flushed.unroutable += 1;
-    } else {
-        flushed.confirmed += 1;
-        confirmed.push(seq);
-    }
-    Ok(())
-}
-
-/// Publishes `reports` (not through an outbox: a burst of generated reports, to measure) with
-/// confirms over the configured window, and says what the broker did with them.
-pub async fn publish_all(
-    config: &PublisherConfig,
-    reports: &[pollwatch_model::Report],
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<Flushed, PublishError> {
-    let connecting = Connection::connect(&config.url, ConnectionProperties::default());
-    let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
-        .await
-        .map_err(|_| PublishError::ConnectTimeout)??;
-    let channel = connection.create_channel().await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
-    let window = config.window.max(1);
-    let mut flushed = Flushed::default();
-    let mut in_flight: VecDeque<(i64, PublisherConfirm)> = VecDeque::with_capacity(window);
-    let mut confirmed = Vec::new();
-    let now = chrono::Utc::now();
-    for (i, report) in reports.iter().enumerate() {
-        if in_flight.len() == window {
-            let (seq, confirm) = in_flight.pop_front().expect("the window is full");
-            settle(seq, confirm, &mut flushed, &mut confirmed).await?;
-            progress(flushed.confirmed + flushed.unroutable + flushed.refused);
-            confirmed.clear();
-        }
-        let pending = Pending {
-            seq: i64::try_from(i).unwrap_or(i64::MAX),
-            report_id: report.report_id.to_string(),
-            revision: i64::from(report.revision),
-            routing_key: format!("report.{}", report.kind().as_str()),
-            body: serde_json::to_vec(report).expect("a report serialises"),
-            queued_at: now,
-        };
-        in_flight.push_back((pending.seq, publish(&channel, config, &pending).await?));
-    }
-    while let Some((seq, confirm)) = in_flight.pop_front() {
-        settle(seq, confirm, &mut flushed, &mut confirmed).await?;
-        progress(flushed.confirmed + flushed.unroutable + flushed.refused);
-    }
-    let _ = channel.close(200, "published".into()).await;
-    let _ = connection.close(200, "published".into()).await;
-    Ok(flushed)
 }
