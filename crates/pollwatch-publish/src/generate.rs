@@ -92,13 +92,35 @@ pub fn report(
         ReportKind::Counting => Content::Counting(CountingBody {
             protocols: mission.contests.iter().map(|c| protocol(station, &c.id, &c.choices, rng)).collect(),
         }),
-        ReportKind::Incident => Content::Incident(IncidentBody {
-            category: IncidentCategory::ALL[rng.below(IncidentCategory::ALL.len() as u64) as usize],
-            severity: Severity::ALL[rng.below(4) as usize],
-            description: "Observed by the team and reported to the PEC chair.".into(),
-            occurred_at: observed_at - Duration::minutes(10),
-        }),
+        ReportKind::Incident => incident(observed_at, rng),
     };
+    let submitted_at = observed_at + Duration::minutes(rng.below(20) as i64);
+    compose(mission, station, observer, observed_at, submitted_at, content, rng)
+}
+
+/// An incident of a random category and severity that occurred shortly before `observed_at`.
+pub fn incident(observed_at: DateTime<FixedOffset>, rng: &mut Rng) -> Content {
+    Content::Incident(IncidentBody {
+        category: IncidentCategory::ALL[rng.below(IncidentCategory::ALL.len() as u64) as usize],
+        severity: Severity::ALL[rng.below(Severity::ALL.len() as u64) as usize],
+        description: "Observed by the team and reported to the PEC chair.".into(),
+        occurred_at: observed_at - Duration::minutes(10),
+    })
+}
+
+/// A first revision with `content`, filed by `observer` at `station`: answers that satisfy the
+/// mission's form for its kind, an overall assessment where the kind has one, and a UUIDv7 id
+/// from the submission time.
+pub fn compose(
+    mission: &Mission,
+    station: &Station,
+    observer: &str,
+    observed_at: DateTime<FixedOffset>,
+    submitted_at: DateTime<FixedOffset>,
+    content: Content,
+    rng: &mut Rng,
+) -> Report {
+    let kind = content.kind();
     let answers = mission
         .forms
         .get(&kind)
@@ -127,7 +149,6 @@ pub fn report(
         }
         _ => None,
     };
-    let submitted_at = observed_at + Duration::minutes(rng.below(20) as i64);
     Report {
         schema_version: 1,
         report_id: uuid_v7(submitted_at.timestamp_millis(), rng),

@@ -5,10 +5,16 @@
 //! A report is validated with the model before it is queued, so the device learns at once, with
 //! the field's path, why a report would be refused. Resending is always safe: the worker stores a
 //! report id and revision once.
+//!
+//! [`simulate`] makes a whole election day of messages, with what must come of them, for
+//! `pollwatch simulate`.
 
 pub mod generate;
 pub mod outbox;
 pub mod publisher;
+pub mod simulate;
 
 pub use outbox::{Outbox, OutboxError, Pending};
-pub use publisher::{Flushed, PublishError, PublisherConfig, flush, flush_with_progress, publish_all};
+pub use publisher::{
+    Flushed, JSON, Message, PublishError, PublisherConfig, flush, flush_with_progress, publish_all,
+};

@@ -8,7 +8,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 
-use crate::outbox::{Outbox, OutboxError, Pending};
+use crate::outbox::{Outbox, OutboxError};
 
 /// How a device reaches the broker.
 #[derive(Debug, Clone)]
@@ -22,6 +22,38 @@ pub struct PublisherConfig {
     /// Messages published but not yet confirmed, at most.
     pub window: usize,
 }
+
+/// One message as it goes on the wire. Reports from the outbox become messages with the
+/// device's `user_id`; the simulator also sends messages a real device would not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// `report.<kind>`.
+    pub routing_key: String,
+    /// The report id, so that the broker's tools and the dead-letter queue can name the report.
+    pub message_id: String,
+    /// `application/json` for every report a device sends.
+    pub content_type: Option<String>,
+    /// The broker user the message claims to come from (RabbitMQ refuses any but the
+    /// connection's own, unless that user has the `impersonator` tag).
+    pub user_id: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Message {
+    /// A report as a device sends it.
+    pub fn report(report: &pollwatch_model::Report, user_id: Option<String>) -> Self {
+        Self {
+            routing_key: format!("report.{}", report.kind().as_str()),
+            message_id: report.report_id.to_string(),
+            content_type: Some(JSON.to_owned()),
+            user_id,
+            body: serde_json::to_vec(report).expect("a report serialises"),
+        }
+    }
+}
+
+/// The content type of every report.
+pub const JSON: &str = "application/json";
 
 /// What one flush did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -65,7 +97,14 @@ pub async fn flush_with_progress(
         let Some(last) = page.last() else { break };
         after = last.seq;
         for pending in &page {
-            window.send(pending).await?;
+            let message = Message {
+                routing_key: pending.routing_key.clone(),
+                message_id: pending.report_id.clone(),
+                content_type: Some(JSON.to_owned()),
+                user_id: config.user_id.clone(),
+                body: pending.body.clone(),
+            };
+            window.send(pending.seq, &message).await?;
         }
         outbox.remove(&window.take_confirmed()).await?;
     }
@@ -74,26 +113,22 @@ pub async fn flush_with_progress(
     Ok(window.close().await)
 }
 
-/// Publishes `reports` (not through an outbox: a burst of generated reports, to measure) with
-/// confirms over the configured window, and says what the broker did with them.
+/// Publishes `messages` in order (not through an outbox: generated messages, to measure or to
+/// simulate) with confirms over the configured window, and says what the broker did with them.
+/// With `due`, message `i` is not published before `due[i]` has passed since the start.
 pub async fn publish_all(
     config: &PublisherConfig,
-    reports: &[pollwatch_model::Report],
+    messages: &[Message],
+    due: Option<&[Duration]>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Flushed, PublishError> {
     let mut window = Window::open(config, progress).await?;
-    let now = chrono::Utc::now();
-    for (i, report) in reports.iter().enumerate() {
-        window
-            .send(&Pending {
-                seq: i64::try_from(i).unwrap_or(i64::MAX),
-                report_id: report.report_id.to_string(),
-                revision: i64::from(report.revision),
-                routing_key: format!("report.{}", report.kind().as_str()),
-                body: serde_json::to_vec(report).expect("a report serialises"),
-                queued_at: now,
-            })
-            .await?;
+    let start = tokio::time::Instant::now();
+    for (i, message) in messages.iter().enumerate() {
+        if let Some(after) = due.and_then(|due| due.get(i)) {
+            tokio::time::sleep_until(start + *after).await;
+        }
+        window.send(i64::try_from(i).unwrap_or(i64::MAX), message).await?;
         window.take_confirmed();
     }
     window.drain().await?;
@@ -135,13 +170,14 @@ impl<'a> Window<'a> {
         })
     }
 
-    /// Publishes one report, first waiting for the oldest confirm if the window is full.
-    async fn send(&mut self, pending: &Pending) -> lapin::Result<()> {
+    /// Publishes one message, first waiting for the oldest confirm if the window is full; `seq`
+    /// is what [`Window::take_confirmed`] returns once it is confirmed.
+    async fn send(&mut self, seq: i64, message: &Message) -> lapin::Result<()> {
         if self.in_flight.len() >= self.config.window.max(1) {
             self.settle_oldest().await?;
         }
-        let confirm = publish(&self.channel, self.config, pending).await?;
-        self.in_flight.push_back((pending.seq, confirm));
+        let confirm = publish(&self.channel, &self.config.exchange, message).await?;
+        self.in_flight.push_back((seq, confirm));
         Ok(())
     }
 
@@ -180,27 +216,26 @@ impl<'a> Window<'a> {
     }
 }
 
-async fn publish(
-    channel: &Channel,
-    config: &PublisherConfig,
-    pending: &Pending,
-) -> lapin::Result<PublisherConfirm> {
-    let kind = pending.routing_key.trim_start_matches("report.");
+async fn publish(channel: &Channel, exchange: &str, message: &Message) -> lapin::Result<PublisherConfirm> {
+    let kind = message.routing_key.trim_start_matches("report.");
+    let sent = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let mut properties = BasicProperties::default()
         .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_message_id(pending.report_id.as_str().into())
+        .with_message_id(message.message_id.as_str().into())
         .with_type(kind.into())
-        .with_timestamp(u64::try_from(pending.queued_at.timestamp()).unwrap_or_default());
-    if let Some(user) = &config.user_id {
+        .with_timestamp(sent.as_secs());
+    if let Some(content_type) = &message.content_type {
+        properties = properties.with_content_type(content_type.as_str().into());
+    }
+    if let Some(user) = &message.user_id {
         properties = properties.with_user_id(user.as_str().into());
     }
     channel
         .basic_publish(
-            config.exchange.as_str().into(),
-            pending.routing_key.as_str().into(),
+            exchange.into(),
+            message.routing_key.as_str().into(),
             BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
-            &pending.body,
+            &message.body,
             properties,
         )
         .await

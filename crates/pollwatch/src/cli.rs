@@ -1,6 +1,7 @@
 //! Command-line arguments.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use pollwatch_settings::LoadOptions;
@@ -87,21 +88,17 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         input: Option<PathBuf>,
     },
-    /// Simulate field devices. So far: `--burst N`, N generated reports published as fast as
-    /// publisher confirms allow, and the rate
-    Simulate {
-        /// Mission folder whose stations and observers file the reports
-        #[arg(long, value_name = "DIR")]
-        mission: PathBuf,
-        /// Publish this many generated reports at once and print the rate
-        #[arg(long, value_name = "N", required = true)]
-        burst: usize,
-        /// Seed of the generated reports (the same seed gives the same reports)
-        #[arg(long, value_name = "SEED", default_value_t = 1)]
-        seed: u64,
-        /// Messages published but not yet confirmed, at most
-        #[arg(long, value_name = "N", default_value_t = 1_000)]
-        window: usize,
+    /// Simulate election day for a mission: observer teams file reports, devices resend, deliver
+    /// late, correct and garble them; publish it all and write what the store must then hold
+    Simulate(SimulateArgs),
+    /// Compare the store and the dead-letter queue with an expectation file from `simulate`
+    Verify {
+        /// The expectation file `pollwatch simulate` wrote
+        #[arg(value_name = "FILE", default_value = "data/expectation.json")]
+        expectation: PathBuf,
+        /// Keep comparing for up to this long while the worker catches up (e.g. 30s, 2m)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+        wait: Duration,
     },
     /// Inspect the dead-letter queue (amqp.dead_letter_queue) and replay letters once fixed
     Dlq {
@@ -113,6 +110,63 @@ pub enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+}
+
+/// `pollwatch simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Mission folder whose teams, stations and contests make the day
+    #[arg(long, value_name = "DIR")]
+    pub mission: PathBuf,
+    /// The national figures the counting protocols add up to [default: DIR/ground-truth.toml]
+    #[arg(long, value_name = "FILE")]
+    pub truth: Option<PathBuf>,
+    /// Seed of the simulation: the same seed gives the same day, message for message
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+    /// Spread the day (about 07:00 to 23:30 on its own clock) over this long, e.g. 90s, 10m, 1h
+    /// [default: as fast as the broker confirms]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "rate")]
+    pub duration: Option<Duration>,
+    /// Send this many messages per second, in the day's order
+    #[arg(long, value_name = "PER_SECOND", value_parser = parse_positive)]
+    pub rate: Option<f64>,
+    /// Share of reports a device sends twice
+    #[arg(long, value_name = "SHARE", value_parser = parse_share, default_value_t = 0.02)]
+    pub resends: f64,
+    /// Share of reports sent late, after reports written later
+    #[arg(long, value_name = "SHARE", value_parser = parse_share, default_value_t = 0.05)]
+    pub out_of_order: f64,
+    /// Share of reports sent with a mistake first and corrected by a second revision
+    #[arg(long, value_name = "SHARE", value_parser = parse_share, default_value_t = 0.02)]
+    pub corrections: f64,
+    /// Malformed messages, as a share of the reports
+    #[arg(long, value_name = "SHARE", value_parser = parse_share, default_value_t = 0.01)]
+    pub malformed: f64,
+    /// Counting reports sent from one observer's device in another's name, as a share of the
+    /// reports (needs --senders device)
+    #[arg(long, value_name = "SHARE", value_parser = parse_share, default_value_t = 0.0)]
+    pub spoofed: f64,
+    /// `device`: each message carries its observer's device account as user_id, which the
+    /// broker allows only if the user in amqp.url has the `impersonator` tag; `none`: no user_id
+    #[arg(long, value_enum, default_value_t = Senders::None)]
+    pub senders: Senders,
+    /// Where to write what the store and the dead-letter queue must hold afterwards
+    #[arg(long, value_name = "FILE", default_value = "data/expectation.json")]
+    pub expect: PathBuf,
+    /// Messages published but not yet confirmed, at most
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub window: usize,
+    /// Instead of a day: publish N generated reports as fast as confirms allow and print the rate
+    #[arg(long, value_name = "N", conflicts_with_all = ["duration", "rate", "spoofed", "senders"])]
+    pub burst: Option<usize>,
+}
+
+/// Whose broker user a simulated message claims to come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Senders {
+    None,
+    Device,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +228,38 @@ pub enum ConfigCommand {
     Show,
 }
 
+/// `90s`, `10m`, `1h`, `250ms` or a plain number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 =
+        number.parse().map_err(|_| format!("`{text}` is not a duration like 90s, 10m or 1h"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1_000.0,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3_600.0,
+        other => return Err(format!("`{other}` is not a unit of time; use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+/// A share between 0 and 1.
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("`{text}` is not a share between 0 and 1 (e.g. 0.02 for 2 %)")),
+    }
+}
+
+fn parse_positive(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(n) if n > 0.0 && n.is_finite() => Ok(n),
+        _ => Err(format!("`{text}` is not a number above 0")),
+    }
+}
+
 fn parse_assignment(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
@@ -190,6 +276,17 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_read_with_their_units() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3 days").unwrap_err().contains("`days` is not a unit of time"));
+        assert!(parse_share("1.5").unwrap_err().contains("between 0 and 1"));
     }
 
     #[test]

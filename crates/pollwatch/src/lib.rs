@@ -7,7 +7,9 @@ pub mod cli;
 pub mod http;
 pub mod mission_dir;
 pub mod publish;
+pub mod simulate;
 pub mod telemetry;
+pub mod verify;
 pub mod worker;
 
 use std::io::Write as _;
@@ -59,9 +61,14 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             anyhow::ensure!(failed == 0, "{failed} reports were not published");
             Ok(())
         }
-        Command::Simulate { mission, burst, seed, window } => {
-            let mission = mission_dir::read(mission)?;
-            runtime()?.block_on(publish::burst(&loaded.settings, &mission, *burst, *seed, *window))
+        Command::Simulate(args) => {
+            let mission = mission_dir::read(&args.mission)?;
+            runtime()?.block_on(simulate::run(&loaded.settings, &mission, args))
+        }
+        Command::Verify { expectation, wait } => {
+            let matched = runtime()?.block_on(verify::run(&loaded.settings, expectation, *wait))?;
+            anyhow::ensure!(matched, "the store does not hold what {} expects", expectation.display());
+            Ok(())
         }
         Command::Dlq { command } => runtime()?.block_on(dlq(&loaded.settings, command)),
         Command::Report { command: ReportCommand::Check { mission, sender, files } } => {

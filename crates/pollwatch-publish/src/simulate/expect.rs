@@ -1,0 +1,258 @@
+//! The expectation file: what the store and the dead-letter queue must hold once the worker has
+//! taken every message of a simulated day, worked out from the messages by the store's rules.
+//!
+//! Those rules, as `pollwatch-store` documents them: a report id is stored once, its highest
+//! revision current; a message the worker rejects is dead-lettered with its code; quarantined
+//! reports count for coverage but not for incidents or results; a station's result is its
+//! current, unquarantined counting report with the latest observation (ties: the greatest id).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use pollwatch_model::{Content, Mission, Report, ReportKind};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::truth::{Count, Tally};
+use super::{Fate, Options, Planned, Why};
+
+/// What a simulated day must leave behind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Expectation {
+    pub mission: String,
+    pub seed: u64,
+    /// Whether the worker was taken to dead-letter reports without the observer's own sender.
+    pub require_sender_auth: bool,
+    pub messages: MessageCounts,
+    pub store: StoreCounts,
+    /// Dead letters per code.
+    pub dead_letters: BTreeMap<String, u64>,
+    /// Per report kind, per region: stations with a current report of that kind.
+    pub coverage: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Current, unquarantined incident reports per category, then per severity.
+    pub incidents: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Per contest: the tabulation over the stations where a counting report counts.
+    pub results: BTreeMap<String, Tally>,
+    /// Per contest: the national figures the whole count adds up to (every station, observed or
+    /// not), as drawn from the ground truth. For reference: the store only knows the stations
+    /// the teams counted at.
+    pub ground_truth: BTreeMap<String, Tally>,
+}
+
+/// The messages the simulator sent, by why they were sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageCounts {
+    pub total: u64,
+    /// Reports written by the teams (first revisions), whether sent on time or late.
+    pub reports: u64,
+    /// Of those, sent late, after reports written later.
+    pub late: u64,
+    pub resends: u64,
+    pub corrections: u64,
+    pub malformed: u64,
+    pub spoofed: u64,
+}
+
+/// What the store must count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreCounts {
+    /// Distinct report ids.
+    pub reports: i64,
+    /// Distinct (report id, revision) pairs in the audit trail.
+    pub revisions: i64,
+    /// Current reports held for review.
+    pub quarantined: i64,
+    /// Same id and revision with different content.
+    pub conflicts: i64,
+}
+
+impl Expectation {
+    /// Works out what must come of `messages`, sent in their order.
+    pub(super) fn of(mission: &Mission, options: &Options, count: &Count, messages: &[Planned]) -> Self {
+        let mut counts = MessageCounts { total: messages.len() as u64, ..MessageCounts::default() };
+        let mut dead_letters: BTreeMap<String, u64> = BTreeMap::new();
+        let mut current: HashMap<Uuid, (&Report, bool)> = HashMap::new();
+        let mut revisions: BTreeSet<(Uuid, u32)> = BTreeSet::new();
+        for planned in messages {
+            match planned.why {
+                Why::Report => counts.reports += 1,
+                Why::Late => {
+                    counts.reports += 1;
+                    counts.late += 1;
+                }
+                Why::Resend => counts.resends += 1,
+                Why::Correction => counts.corrections += 1,
+                Why::Malformed => counts.malformed += 1,
+                Why::Spoofed => counts.spoofed += 1,
+            }
+            match &planned.fate {
+                Fate::DeadLettered(code) => *dead_letters.entry(code.as_str().to_owned()).or_default() += 1,
+                Fate::Accepted { report, quarantined } => {
+                    let report = report.as_ref();
+                    revisions.insert((report.report_id, report.revision));
+                    let entry = current.entry(report.report_id).or_insert((report, *quarantined));
+                    if report.revision > entry.0.revision {
+                        *entry = (report, *quarantined);
+                    }
+                }
+            }
+        }
+
+        let region_of: HashMap<&str, &str> =
+            mission.stations.iter().map(|s| (s.code.as_str(), s.region.as_str())).collect();
+        let mut covered: BTreeMap<ReportKind, BTreeSet<&str>> = BTreeMap::new();
+        let mut incidents: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+        // Per station, the counting report whose figures count.
+        let mut counted: BTreeMap<&str, &Report> = BTreeMap::new();
+        for (report, quarantined) in current.values() {
+            covered.entry(report.kind()).or_default().insert(report.station.as_str());
+            if *quarantined {
+                continue;
+            }
+            match &report.content {
+                Content::Incident(body) => {
+                    *incidents
+                        .entry(body.category.as_str().to_owned())
+                        .or_default()
+                        .entry(body.severity.as_str().to_owned())
+                        .or_default() += 1;
+                }
+                Content::Counting(_) => {
+                    let latest = counted.entry(report.station.as_str()).or_insert(report);
+                    if (report.observed_at, report.report_id) > (latest.observed_at, latest.report_id) {
+                        *latest = report;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let coverage = ReportKind::ALL
+            .iter()
+            .map(|kind| {
+                let stations = covered.get(kind);
+                let per_region = mission
+                    .regions
+                    .iter()
+                    .map(|region| {
+                        let reported = stations.map_or(0, |s| {
+                            s.iter()
+                                .filter(|code| region_of.get(*code) == Some(&region.code.as_str()))
+                                .count()
+                        });
+                        (region.code.clone(), reported)
+                    })
+                    .collect();
+                (kind.as_str().to_owned(), per_region)
+            })
+            .collect();
+        let results = mission
+            .contests
+            .iter()
+            .map(|contest| {
+                let mut tally = Tally::empty(contest.choices.iter().map(|c| c.code.clone()));
+                for report in counted.values() {
+                    let Content::Counting(body) = &report.content else { unreachable!("a counting report") };
+                    if let Some(protocol) = body.protocols.iter().find(|p| p.contest == contest.id) {
+                        tally.add(protocol);
+                    }
+                }
+                (contest.id.clone(), tally)
+            })
+            .collect();
+        Expectation {
+            mission: mission.id.clone(),
+            seed: options.seed,
+            require_sender_auth: options.require_sender_auth,
+            messages: counts,
+            store: StoreCounts {
+                reports: current.len() as i64,
+                revisions: revisions.len() as i64,
+                quarantined: current.values().filter(|(_, q)| *q).count() as i64,
+                conflicts: 0,
+            },
+            dead_letters,
+            coverage,
+            incidents,
+            results,
+            ground_truth: count.national.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::simulate::tests::{kg_2021, options, truth};
+    use crate::simulate::{Options, simulate};
+
+    #[test]
+    fn a_day_without_anomalies_stores_each_report_once_and_counts_every_team_station() {
+        let mission = kg_2021();
+        let quiet = Options {
+            resends: 0.0,
+            out_of_order: 0.0,
+            corrections: 0.0,
+            malformed: 0.0,
+            spoofed: 0.0,
+            ..options(3)
+        };
+        let day = simulate(&mission, &truth(&mission), &quiet);
+        let e = &day.expectation;
+        assert_eq!(e.store.reports as u64, e.messages.total);
+        assert_eq!(e.store.revisions, e.store.reports);
+        assert_eq!(e.store.quarantined, 0);
+        assert!(e.dead_letters.is_empty());
+        // One counting station per team, each a station of its own.
+        assert_eq!(e.results["president"].stations_counted, 100);
+        assert_eq!(e.coverage["counting"].values().sum::<usize>(), 100);
+        assert_eq!(e.coverage["counting"]["abroad"], 0, "teams stay in the country");
+    }
+
+    #[test]
+    fn corrections_replace_mistakes_and_spoofs_stay_out_of_results() {
+        let mission = kg_2021();
+        let truth = truth(&mission);
+        let quiet = Options {
+            resends: 0.0,
+            out_of_order: 0.0,
+            corrections: 0.0,
+            malformed: 0.0,
+            spoofed: 0.0,
+            ..options(4)
+        };
+        let noisy = Options {
+            resends: 0.05,
+            out_of_order: 0.2,
+            corrections: 0.2,
+            malformed: 0.02,
+            spoofed: 0.02,
+            ..options(4)
+        };
+        let (quiet, noisy) = (simulate(&mission, &truth, &quiet), simulate(&mission, &truth, &noisy));
+        // The teams' own reports are drawn the same way: the same stations are counted, and the
+        // corrected protocols count as if they had been right the first time.
+        assert_eq!(noisy.expectation.results, quiet.expectation.results);
+        let e = &noisy.expectation;
+        assert_eq!(e.store.reports as u64, e.messages.reports + e.messages.spoofed);
+        assert_eq!(
+            e.store.revisions as u64,
+            e.messages.reports + e.messages.corrections + e.messages.spoofed
+        );
+        assert_eq!(e.store.quarantined as u64, e.messages.spoofed, "every mistake corrected; spoofs held");
+        assert_eq!(e.dead_letters.values().sum::<u64>(), e.messages.malformed);
+
+        let strict = Options { require_sender_auth: true, ..noisy_options() };
+        let strict = simulate(&mission, &truth, &strict).expectation;
+        assert_eq!(strict.dead_letters["sender_mismatch"], strict.messages.spoofed);
+        assert_eq!(strict.store.quarantined, 0);
+    }
+
+    fn noisy_options() -> Options {
+        Options {
+            resends: 0.05,
+            out_of_order: 0.2,
+            corrections: 0.2,
+            malformed: 0.02,
+            spoofed: 0.02,
+            ..options(4)
+        }
+    }
+}

@@ -1,0 +1,554 @@
+//! A simulated election day for a mission: observer teams travel between the stations they are
+//! deployed to and file arrival, opening, voting, closing, counting, incident and departure
+//! reports; counting protocols come from a count drawn to match a ground truth. On top of that,
+//! what field devices really do: resend, deliver late, correct a report with a higher revision,
+//! send malformed messages, and send a report in another observer's name.
+//!
+//! Everything here is deterministic from the seed and does no I/O: the CLI publishes the
+//! messages and writes the [`Expectation`] — what the store and the dead-letter queue must hold
+//! once the worker has taken every message.
+
+mod expect;
+mod malform;
+pub mod truth;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone as _};
+use pollwatch_model::{
+    Answer, Assessment, Content, CountingBody, Mission, Observer, RejectCode, Report, ReportKind, Station,
+};
+
+pub use expect::{Expectation, MessageCounts, StoreCounts};
+pub use malform::MALFORMATIONS;
+pub use truth::{Count, GroundTruth, Tally, TruthError};
+
+use crate::generate::{Rng, compose, incident};
+use crate::publisher::Message;
+
+/// How the day goes wrong, and how the worker judges senders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub seed: u64,
+    /// Share of reports a device sends twice (it did not see the broker's confirm).
+    pub resends: f64,
+    /// Share of reports sent late, after reports written later (the device was offline).
+    pub out_of_order: f64,
+    /// Share of reports first sent with a mistake and corrected by revision 2.
+    pub corrections: f64,
+    /// Malformed messages, as a share of the reports.
+    pub malformed: f64,
+    /// Reports sent from one observer's device in another observer's name, as a share of the
+    /// reports. Needs `senders`.
+    pub spoofed: f64,
+    /// Put each device's broker user in `user_id`, as devices with their own accounts do.
+    pub senders: bool,
+    /// Whether the worker dead-letters reports not sent by the observer's own device
+    /// (`ingest.require_sender_auth`); otherwise it holds them for review.
+    pub require_sender_auth: bool,
+}
+
+/// Why a message is in the day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Why {
+    /// A report, sent when it was written.
+    Report,
+    /// A report sent late, after reports written later.
+    Late,
+    /// The same message again.
+    Resend,
+    /// Revision 2 of a report whose revision 1 had a mistake.
+    Correction,
+    Malformed,
+    Spoofed,
+}
+
+/// What the worker must do with a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fate {
+    /// Accept it: store it, or see it is a duplicate or an older revision.
+    Accepted { report: Box<Report>, quarantined: bool },
+    /// Dead-letter it with this code.
+    DeadLettered(RejectCode),
+}
+
+/// One message of the day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    /// When the device sends it, by election day's clock.
+    pub at: DateTime<FixedOffset>,
+    pub why: Why,
+    pub message: Message,
+    pub fate: Fate,
+}
+
+/// A simulated day: the messages in the order they are sent, and what must come of them.
+#[derive(Debug, Clone)]
+pub struct Day {
+    pub messages: Vec<Planned>,
+    pub expectation: Expectation,
+}
+
+/// Chance that a team witnesses an incident during one visit.
+const INCIDENT_PER_VISIT: u64 = 10;
+
+/// Simulates election day for `mission`, its counting protocols drawn from `truth`.
+pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Day {
+    let mut rng = Rng::new(options.seed);
+    let count = truth::draw(mission, truth, &mut rng);
+    let station_index: BTreeMap<&str, usize> =
+        mission.stations.iter().enumerate().map(|(i, s)| (s.code.as_str(), i)).collect();
+    let sender = |observer: &Observer| options.senders.then(|| observer.device_user.clone());
+
+    // Each team's reports, in the order they write them.
+    let mut filed: Vec<(Report, Option<String>)> = Vec::new();
+    let routes = deploy(mission, &teams(mission), &mut rng);
+    for (team, route) in teams(mission).iter().zip(&routes) {
+        let mut day = TeamDay {
+            mission,
+            count: &count,
+            station_index: &station_index,
+            team,
+            turn: 0,
+            filed: Vec::new(),
+        };
+        day.walk(route, &mut rng);
+        filed.extend(day.filed.into_iter().map(|(report, observer)| (report, sender(observer))));
+    }
+
+    let mut messages = Vec::new();
+    let reports = filed.len();
+    for (report, user_id) in filed {
+        let mut at = report.submitted_at;
+        let mut why = Why::Report;
+        if chance(&mut rng, options.out_of_order) {
+            at += Duration::minutes(20 + rng.below(160) as i64);
+            why = Why::Late;
+        }
+        let first = if chance(&mut rng, options.corrections) {
+            let (mistaken, quarantined) = mistake(&report, &mut rng);
+            let mut corrected = report.clone();
+            corrected.revision = 2;
+            corrected.submitted_at = report.submitted_at + Duration::minutes(10 + rng.below(50) as i64);
+            messages.push(accepted(
+                corrected.submitted_at,
+                Why::Correction,
+                corrected,
+                false,
+                user_id.clone(),
+                options,
+            ));
+            accepted(at, why, mistaken, quarantined, user_id.clone(), options)
+        } else {
+            accepted(at, why, report, false, user_id.clone(), options)
+        };
+        if chance(&mut rng, options.resends) {
+            let again = Planned {
+                at: first.at + Duration::seconds(5 + rng.below(300) as i64),
+                why: Why::Resend,
+                ..first.clone()
+            };
+            messages.push(again);
+        }
+        messages.push(first);
+    }
+
+    // Malformed messages, each a broken copy of a report of the day, every way in turn.
+    let originals: Vec<(DateTime<FixedOffset>, Message)> =
+        messages.iter().filter(|m| m.why != Why::Resend).map(|m| (m.at, m.message.clone())).collect();
+    for k in 0..share(reports, options.malformed) {
+        let (at, original) = &originals[rng.below(originals.len() as u64) as usize];
+        let (message, code) = malform::malform(original, k);
+        messages.push(Planned {
+            at: *at + Duration::seconds(30),
+            why: Why::Malformed,
+            message,
+            fate: Fate::DeadLettered(code),
+        });
+    }
+
+    // Counting protocols sent from one observer's device in another observer's name, with votes
+    // moved to the runner-up.
+    if options.senders {
+        for _ in 0..share(reports, options.spoofed) {
+            messages.push(spoof(mission, &count, options, &mut rng));
+        }
+    }
+
+    messages.sort_by_key(|m| m.at);
+    let expectation = Expectation::of(mission, options, &count, &messages);
+    Day { messages, expectation }
+}
+
+/// `rate` of `n`, rounded.
+fn share(n: usize, rate: f64) -> usize {
+    (n as f64 * rate.max(0.0)).round() as usize
+}
+
+fn chance(rng: &mut Rng, rate: f64) -> bool {
+    rate > 0.0 && truth::unit(rng) < rate
+}
+
+/// A report as sent, and what the worker must make of it.
+fn accepted(
+    at: DateTime<FixedOffset>,
+    why: Why,
+    report: Report,
+    quarantined: bool,
+    user_id: Option<String>,
+    options: &Options,
+) -> Planned {
+    let message = Message::report(&report, user_id);
+    let fate = if options.require_sender_auth && message.user_id.is_none() {
+        Fate::DeadLettered(RejectCode::SenderMissing)
+    } else {
+        Fate::Accepted { report: Box::new(report), quarantined }
+    };
+    Planned { at, why, message, fate }
+}
+
+/// The observers of each team, teams in roster order.
+fn teams(mission: &Mission) -> Vec<Vec<&Observer>> {
+    let mut teams: Vec<(&str, Vec<&Observer>)> = Vec::new();
+    for observer in &mission.observers {
+        match teams.iter_mut().find(|(team, _)| *team == observer.team) {
+            Some((_, members)) => members.push(observer),
+            None => teams.push((&observer.team, vec![observer])),
+        }
+    }
+    teams.into_iter().map(|(_, members)| members).collect()
+}
+
+/// The stations each team visits, in order: teams spread over the regions at home in
+/// proportion to their stations, each with its own stations (while the region has enough).
+fn deploy<'a>(mission: &'a Mission, teams: &[Vec<&Observer>], rng: &mut Rng) -> Vec<Vec<&'a Station>> {
+    let pools: Vec<Vec<&Station>> = mission
+        .regions
+        .iter()
+        .map(|region| mission.stations.iter().filter(|s| s.region == region.code && !s.abroad).collect())
+        .filter(|pool: &Vec<&Station>| !pool.is_empty())
+        .collect();
+    let weights: Vec<f64> = pools.iter().map(|p| p.len() as f64).collect();
+    let per_region = truth::apportion(teams.len() as u64, &weights, &vec![u64::MAX; pools.len()]);
+    let mut routes = Vec::with_capacity(teams.len());
+    for (mut pool, deployed) in pools.into_iter().zip(per_region) {
+        // Fisher-Yates: the region's stations in a random order, dealt out to its teams.
+        for i in (1..pool.len()).rev() {
+            pool.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let mut next = 0;
+        for _ in 0..deployed {
+            let stops = 7 + rng.below(3) as usize;
+            routes.push((0..stops).map(|k| pool[(next + k) % pool.len()]).collect());
+            next += stops;
+        }
+    }
+    routes
+}
+
+/// One team's day, as it is filed.
+struct TeamDay<'a> {
+    mission: &'a Mission,
+    count: &'a Count,
+    station_index: &'a BTreeMap<&'a str, usize>,
+    team: &'a [&'a Observer],
+    /// Team members take turns at filing.
+    turn: usize,
+    filed: Vec<(Report, &'a Observer)>,
+}
+
+impl<'a> TeamDay<'a> {
+    fn local(&self, time: NaiveTime) -> DateTime<FixedOffset> {
+        let local = self.mission.election_day.and_time(time);
+        self.mission
+            .time_zone
+            .from_local_datetime(&local)
+            .single()
+            .expect("an unambiguous time")
+            .fixed_offset()
+    }
+
+    /// Opening at the first station, voting at the middle ones, closing and counting at the
+    /// last; arrival and departure at each, and now and then an incident.
+    fn walk(&mut self, route: &[&'a Station], rng: &mut Rng) {
+        let open = self.local(self.mission.polls_open);
+        let close = self.local(self.mission.polls_close);
+        let minutes =
+            |rng: &mut Rng, from: u64, to: u64| Duration::minutes((from + rng.below(to - from)) as i64);
+        let (first, rest) = route.split_first().expect("a route has stations");
+        let (last, middle) = rest.split_last().expect("a route has two stations or more");
+
+        let arrival = open - minutes(rng, 30, 55);
+        let departure = open + minutes(rng, 30, 50);
+        self.visit(first, arrival, ReportKind::Opening, open + minutes(rng, 10, 25), departure, rng);
+        let mut now = departure;
+        for station in middle {
+            let arrival = now + minutes(rng, 15, 45);
+            // Leave enough time to reach the closing station before the polls close.
+            if arrival + Duration::minutes(100) > close {
+                break;
+            }
+            let departure = arrival + minutes(rng, 35, 55);
+            self.visit(station, arrival, ReportKind::Voting, arrival + minutes(rng, 15, 35), departure, rng);
+            now = departure;
+        }
+        let arrival =
+            (now + minutes(rng, 15, 45)).max(close - minutes(rng, 25, 45)).min(close - Duration::minutes(5));
+        self.file(last, ReportKind::Arrival, arrival, rng);
+        self.file(last, ReportKind::Closing, close + minutes(rng, 10, 25), rng);
+        let counted = close + minutes(rng, 120, 200);
+        if rng.below(INCIDENT_PER_VISIT) == 0 {
+            self.file(last, ReportKind::Incident, close + minutes(rng, 30, 110), rng);
+        }
+        self.file(last, ReportKind::Counting, counted, rng);
+        self.file(last, ReportKind::Departure, counted + minutes(rng, 10, 25), rng);
+    }
+
+    fn visit(
+        &mut self,
+        station: &'a Station,
+        arrival: DateTime<FixedOffset>,
+        kind: ReportKind,
+        observed_at: DateTime<FixedOffset>,
+        departure: DateTime<FixedOffset>,
+        rng: &mut Rng,
+    ) {
+        self.file(station, ReportKind::Arrival, arrival, rng);
+        self.file(station, kind, observed_at, rng);
+        if rng.below(INCIDENT_PER_VISIT) == 0 {
+            let span = (departure - arrival).num_minutes().max(1) as u64;
+            self.file(
+                station,
+                ReportKind::Incident,
+                arrival + Duration::minutes(rng.below(span) as i64),
+                rng,
+            );
+        }
+        self.file(station, ReportKind::Departure, departure, rng);
+    }
+
+    fn file(
+        &mut self,
+        station: &'a Station,
+        kind: ReportKind,
+        observed_at: DateTime<FixedOffset>,
+        rng: &mut Rng,
+    ) {
+        let observer = self.team[self.turn % self.team.len()];
+        self.turn += 1;
+        let content = match kind {
+            ReportKind::Arrival => Content::Arrival,
+            ReportKind::Departure => Content::Departure,
+            ReportKind::Opening => Content::Opening,
+            ReportKind::Voting => Content::Voting,
+            ReportKind::Closing => Content::Closing,
+            ReportKind::Incident => incident(observed_at, rng),
+            ReportKind::Counting => Content::Counting(CountingBody {
+                protocols: self.count.stations[self.station_index[station.code.as_str()]].clone(),
+            }),
+        };
+        let submitted_at = observed_at + Duration::minutes(1 + rng.below(8) as i64);
+        let report = compose(self.mission, station, &observer.id, observed_at, submitted_at, content, rng);
+        self.filed.push((report, observer));
+    }
+}
+
+/// Revision 1 of a report that revision 2 corrects, and whether the model holds it for review:
+/// a counting protocol copied with a slip, or another assessment, severity or answer.
+fn mistake(report: &Report, rng: &mut Rng) -> (Report, bool) {
+    let mut mistaken = report.clone();
+    match &mut mistaken.content {
+        Content::Counting(body) => {
+            // The leading choice's figure copied ten too high: the protocol no longer adds up.
+            let protocol = &mut body.protocols[0];
+            let leading = protocol.votes.iter().max_by_key(|(_, v)| **v).map(|(c, _)| c.clone());
+            if let Some(votes) = leading.and_then(|c| protocol.votes.get_mut(&c)) {
+                *votes += 10;
+            }
+            return (mistaken, true);
+        }
+        Content::Incident(body) => {
+            let others: Vec<_> =
+                pollwatch_model::Severity::ALL.into_iter().filter(|s| *s != body.severity).collect();
+            body.severity = others[rng.below(others.len() as u64) as usize];
+        }
+        _ => {
+            if let Some(assessment) = &mut mistaken.assessment {
+                let others: Vec<_> = Assessment::ALL.into_iter().filter(|a| a != assessment).collect();
+                *assessment = others[rng.below(others.len() as u64) as usize];
+            } else if let Some(answer) = mistaken.answers.values_mut().find(|a| matches!(a, Answer::YesNo(_)))
+            {
+                if let Answer::YesNo(yes) = answer {
+                    *yes = !*yes;
+                }
+            } else {
+                mistaken.observed_at -= Duration::minutes(5);
+            }
+        }
+    }
+    (mistaken, false)
+}
+
+/// A counting report for a random station, sent from one observer's device in the name of an
+/// observer of another team, with a fifth of the leader's votes moved to the runner-up.
+fn spoof(mission: &Mission, count: &Count, options: &Options, rng: &mut Rng) -> Planned {
+    let domestic: Vec<usize> = (0..mission.stations.len()).filter(|&i| !mission.stations[i].abroad).collect();
+    let s = domestic[rng.below(domestic.len() as u64) as usize];
+    let station = &mission.stations[s];
+    let device = &mission.observers[rng.below(mission.observers.len() as u64) as usize];
+    let others: Vec<&Observer> = mission.observers.iter().filter(|o| o.team != device.team).collect();
+    let named = others[rng.below(others.len() as u64) as usize];
+    let mut protocols = count.stations[s].clone();
+    for protocol in &mut protocols {
+        let mut ranked: Vec<(String, u32)> = protocol.votes.iter().map(|(c, v)| (c.clone(), *v)).collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let moved = ranked[0].1 / 5;
+        *protocol.votes.get_mut(&ranked[0].0).expect("a choice") -= moved;
+        *protocol.votes.get_mut(&ranked[1].0).expect("a choice") += moved;
+    }
+    let close = mission.time_zone.from_local_datetime(&mission.election_day.and_time(mission.polls_close));
+    let observed_at = close.single().expect("an unambiguous time").fixed_offset()
+        + Duration::minutes(150 + rng.below(60) as i64);
+    let submitted_at = observed_at + Duration::minutes(5);
+    let content = Content::Counting(CountingBody { protocols });
+    let report = compose(mission, station, &named.id, observed_at, submitted_at, content, rng);
+    let message = Message::report(&report, Some(device.device_user.clone()));
+    let fate = if options.require_sender_auth {
+        Fate::DeadLettered(RejectCode::SenderMismatch)
+    } else {
+        Fate::Accepted { report: Box::new(report), quarantined: true }
+    };
+    Planned { at: submitted_at, why: Why::Spoofed, message, fate }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use pollwatch_model::{MissionSources, ReportKind};
+
+    use super::*;
+
+    pub(crate) fn kg_2021() -> Mission {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../missions/kg-2021");
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("the sample mission");
+        let (mission, forms, stations, observers) =
+            (read("mission.toml"), read("forms.toml"), read("stations.csv"), read("observers.csv"));
+        Mission::parse(MissionSources {
+            mission_toml: &mission,
+            forms_toml: &forms,
+            stations_csv: &stations,
+            observers_csv: &observers,
+        })
+        .expect("the sample mission parses")
+    }
+
+    pub(crate) fn truth(mission: &Mission) -> GroundTruth {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../missions/kg-2021/ground-truth.toml");
+        GroundTruth::parse(&std::fs::read_to_string(path).expect("the sample ground truth"), mission)
+            .expect("a valid ground truth")
+    }
+
+    pub(crate) fn options(seed: u64) -> Options {
+        Options {
+            seed,
+            resends: 0.03,
+            out_of_order: 0.05,
+            corrections: 0.03,
+            malformed: 0.01,
+            spoofed: 0.01,
+            senders: true,
+            require_sender_auth: false,
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_day() {
+        let mission = kg_2021();
+        let truth = truth(&mission);
+        let (a, b) = (simulate(&mission, &truth, &options(9)), simulate(&mission, &truth, &options(9)));
+        assert_eq!(a.messages, b.messages);
+        assert_ne!(a.messages, simulate(&mission, &truth, &options(10)).messages);
+    }
+
+    #[test]
+    fn every_team_opens_votes_closes_and_counts_in_order() {
+        let mission = kg_2021();
+        let day = simulate(
+            &mission,
+            &truth(&mission),
+            &Options {
+                resends: 0.0,
+                out_of_order: 0.0,
+                corrections: 0.0,
+                malformed: 0.0,
+                spoofed: 0.0,
+                ..options(2)
+            },
+        );
+        let mut by_team: BTreeMap<&str, Vec<&Report>> = BTreeMap::new();
+        for planned in &day.messages {
+            let Fate::Accepted { report, .. } = &planned.fate else { panic!("only reports") };
+            let team = &mission.observer(&report.observer).expect("a roster observer").team;
+            by_team.entry(team).or_default().push(report);
+        }
+        assert_eq!(by_team.len(), 100, "every team files");
+        for (team, reports) in &by_team {
+            let kinds: Vec<ReportKind> = reports.iter().map(|r| r.kind()).collect();
+            assert_eq!(kinds.iter().filter(|k| **k == ReportKind::Opening).count(), 1, "{team}");
+            assert_eq!(kinds.iter().filter(|k| **k == ReportKind::Counting).count(), 1, "{team}");
+            assert!(kinds.iter().filter(|k| **k == ReportKind::Voting).count() >= 3, "{team}: {kinds:?}");
+            let position = |kind| kinds.iter().position(|k| *k == kind).expect("filed");
+            assert!(position(ReportKind::Opening) < position(ReportKind::Voting));
+            assert!(position(ReportKind::Voting) < position(ReportKind::Closing));
+            assert!(position(ReportKind::Closing) < position(ReportKind::Counting));
+            // Both members file.
+            let filers: std::collections::BTreeSet<&str> =
+                reports.iter().map(|r| r.observer.as_str()).collect();
+            assert_eq!(filers.len(), 2, "{team}");
+        }
+    }
+
+    #[test]
+    fn every_report_of_the_day_is_accepted_by_the_model_as_planned() {
+        let mission = kg_2021();
+        let day = simulate(&mission, &truth(&mission), &options(5));
+        let mut quarantined = 0;
+        for planned in &day.messages {
+            let Fate::Accepted { report, quarantined: held } = &planned.fate else { continue };
+            let context = pollwatch_model::Context {
+                mission: &mission,
+                now: chrono::Utc::now(),
+                sender: planned.message.user_id.as_deref(),
+            };
+            let checked = pollwatch_model::check(&planned.message.body, &context).expect("accepted");
+            assert_eq!(&checked.report, report.as_ref());
+            assert_eq!(
+                checked.is_quarantined(),
+                *held,
+                "{:?} {:?}: {:?}",
+                planned.why,
+                report.kind(),
+                checked.flags
+            );
+            quarantined += usize::from(*held);
+        }
+        assert!(quarantined > 0, "corrections and spoofs are held for review");
+    }
+
+    #[test]
+    fn the_anomalies_come_at_their_rates() {
+        let mission = kg_2021();
+        let day = simulate(&mission, &truth(&mission), &options(6));
+        let counts = &day.expectation.messages;
+        let reports = counts.reports as f64;
+        assert!(reports > 2_000.0, "{counts:?}");
+        let near = |n: u64, rate: f64| (n as f64 - reports * rate).abs() <= (reports * rate * 0.5).max(3.0);
+        assert!(near(counts.resends, 0.03), "{counts:?}");
+        assert!(near(counts.late, 0.05), "{counts:?}");
+        assert!(near(counts.corrections, 0.03), "{counts:?}");
+        assert_eq!(counts.malformed, (reports * 0.01).round() as u64);
+        assert_eq!(counts.spoofed, (reports * 0.01).round() as u64);
+        assert_eq!(counts.total as usize, day.messages.len());
+        assert!(day.messages.windows(2).all(|w| w[0].at <= w[1].at), "sent in time order");
+    }
+}

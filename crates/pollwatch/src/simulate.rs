@@ -1,0 +1,250 @@
+//! `pollwatch simulate`: a simulated election day published to the broker, with the expectation
+//! file that says what the store must hold afterwards; or, with `--burst N`, N generated reports
+//! as fast as the broker confirms them.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use pollwatch_model::Mission;
+use pollwatch_publish::simulate::{self, Day, GroundTruth, Options};
+use pollwatch_publish::{Flushed, Message, PublisherConfig, publish_all};
+use pollwatch_settings::Settings;
+
+use crate::cli::{Senders, SimulateArgs};
+
+/// Simulates and publishes the day `args` describe, then writes the expectation file.
+pub async fn run(settings: &Settings, mission: &Mission, args: &SimulateArgs) -> anyhow::Result<()> {
+    if let Some(n) = args.burst {
+        return burst(settings, mission, n, args.seed, args.window).await;
+    }
+    let truth_path = args.truth.clone().unwrap_or_else(|| args.mission.join("ground-truth.toml"));
+    let text = std::fs::read_to_string(&truth_path).with_context(|| {
+        format!("reading the ground truth {} (pass another with --truth FILE)", truth_path.display())
+    })?;
+    let truth = GroundTruth::parse(&text, mission).with_context(|| format!("in {}", truth_path.display()))?;
+    let require_sender_auth = settings.ingest.require_sender_auth;
+    anyhow::ensure!(
+        args.senders == Senders::Device || !require_sender_auth,
+        "ingest.require_sender_auth is set, so the worker would dead-letter every message without a \
+         user_id: simulate with --senders device"
+    );
+    anyhow::ensure!(
+        args.spoofed == 0.0 || args.senders == Senders::Device,
+        "--spoofed needs --senders device: a report in another observer's name is told apart by its user_id"
+    );
+    let options = Options {
+        seed: args.seed,
+        resends: args.resends,
+        out_of_order: args.out_of_order,
+        corrections: args.corrections,
+        malformed: args.malformed,
+        spoofed: args.spoofed,
+        senders: args.senders == Senders::Device,
+        require_sender_auth,
+    };
+    let day = simulate::simulate(mission, &truth, &options);
+    let due = schedule(&day, args.duration, args.rate);
+    let messages: Vec<Message> = day.messages.iter().map(|m| m.message.clone()).collect();
+    let clock: Vec<String> = day.messages.iter().map(|m| m.at.format("%H:%M").to_string()).collect();
+
+    let bar = ProgressBar::new(messages.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} messages {per_sec} election day {msg} {eta} left")
+            .expect("a valid template"),
+    );
+    let config = config(settings, args.window);
+    let started = Instant::now();
+    let progress = |done: u64| {
+        bar.set_position(done);
+        if let Some(time) = done.checked_sub(1).and_then(|i| clock.get(i as usize)) {
+            bar.set_message(time.clone());
+        }
+    };
+    let flushed = publish_all(&config, &messages, due.as_deref(), &progress).await;
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    let flushed = flushed
+        .map_err(|e| hint(e.into(), args.senders))
+        .with_context(|| format!("publishing to {}", settings.amqp.url))?;
+    ensure_taken(&flushed)?;
+
+    let e = &day.expectation;
+    let m = &e.messages;
+    println!(
+        "published {} messages in {:.1} s ({:.0}/s): {} reports ({} late), {} resends, {} corrections, {} malformed, {} spoofed",
+        m.total,
+        elapsed.as_secs_f64(),
+        m.total as f64 / elapsed.as_secs_f64(),
+        m.reports,
+        m.late,
+        m.resends,
+        m.corrections,
+        m.malformed,
+        m.spoofed
+    );
+    if let Some(parent) = args.expect.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let json = serde_json::to_string_pretty(e).expect("an expectation serialises");
+    std::fs::write(&args.expect, json + "\n")
+        .with_context(|| format!("writing {}", args.expect.display()))?;
+    println!(
+        "expected: {} reports, {} revisions, {} held for review, {} dead letters; written to {}",
+        e.store.reports,
+        e.store.revisions,
+        e.store.quarantined,
+        e.dead_letters.values().sum::<u64>(),
+        args.expect.display()
+    );
+    println!("check it once the worker has caught up: pollwatch verify {} --wait 60s", args.expect.display());
+    Ok(())
+}
+
+/// When each message is due after the start: the day's clock compressed into `duration`, or
+/// `rate` messages a second; `None` for as fast as the broker confirms.
+fn schedule(day: &Day, duration: Option<Duration>, rate: Option<f64>) -> Option<Vec<Duration>> {
+    if let Some(rate) = rate {
+        return Some((0..day.messages.len()).map(|i| Duration::from_secs_f64(i as f64 / rate)).collect());
+    }
+    let duration = duration?;
+    let (first, last) = (day.messages.first()?.at, day.messages.last()?.at);
+    let span = (last - first).num_milliseconds().max(1) as f64;
+    Some(
+        day.messages
+            .iter()
+            .map(|m| duration.mul_f64((m.at - first).num_milliseconds() as f64 / span))
+            .collect(),
+    )
+}
+
+fn config(settings: &Settings, window: usize) -> PublisherConfig {
+    PublisherConfig {
+        url: settings.amqp.url.expose().to_owned(),
+        exchange: settings.amqp.exchange.clone(),
+        user_id: None,
+        window,
+    }
+}
+
+/// A broker refusing a device's user_id means the simulator's broker user may not impersonate.
+fn hint(error: anyhow::Error, senders: Senders) -> anyhow::Error {
+    if senders == Senders::Device && format!("{error:#}").contains("user_id") {
+        error.context(
+            "with --senders device the broker user in amqp.url must have the `impersonator` tag \
+             (rabbitmqctl set_user_tags USER impersonator)",
+        )
+    } else {
+        error
+    }
+}
+
+fn ensure_taken(flushed: &Flushed) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        flushed.unroutable + flushed.refused == 0,
+        "the broker did not take every message: {} unroutable (is the worker's queue bound to the \
+         exchange? start the worker first), {} refused",
+        flushed.unroutable,
+        flushed.refused
+    );
+    Ok(())
+}
+
+/// `pollwatch simulate --burst N`: N generated reports published as fast as confirms allow.
+async fn burst(
+    settings: &Settings,
+    mission: &Mission,
+    n: usize,
+    seed: u64,
+    window: usize,
+) -> anyhow::Result<()> {
+    let mut reports = pollwatch_publish::generate::reports(mission, n, seed);
+    // In the order devices would send them.
+    reports.sort_by_key(|r| r.submitted_at);
+    let messages: Vec<Message> = reports.iter().map(|r| Message::report(r, None)).collect();
+    let bar = ProgressBar::new(n as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} reports {per_sec} {eta} left")
+            .expect("a valid template"),
+    );
+    let started = Instant::now();
+    let flushed = publish_all(&config(settings, window), &messages, None, &|done| bar.set_position(done))
+        .await
+        .with_context(|| format!("publishing to {}", settings.amqp.url))?;
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    println!(
+        "published {} reports in {:.2} s: {:.0} reports/s confirmed (window {window}); unroutable {}, refused {}",
+        flushed.confirmed,
+        elapsed.as_secs_f64(),
+        flushed.confirmed as f64 / elapsed.as_secs_f64(),
+        flushed.unroutable,
+        flushed.refused
+    );
+    ensure_taken(&flushed)
+}
+
+#[cfg(test)]
+mod tests {
+    use pollwatch_ingest::{Envelope, Rules, judge};
+    use pollwatch_publish::simulate::Fate;
+
+    use super::*;
+
+    fn kg_2021() -> (Mission, GroundTruth) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../missions/kg-2021");
+        let mission = crate::mission_dir::read(&dir).expect("the sample mission");
+        let text = std::fs::read_to_string(dir.join("ground-truth.toml")).expect("the sample ground truth");
+        let truth = GroundTruth::parse(&text, &mission).expect("a valid ground truth");
+        (mission, truth)
+    }
+
+    /// The expectation is only as good as the simulator's idea of the worker: here the worker's
+    /// own judgement of every message of a day must be what the simulator planned, with and
+    /// without sender authentication.
+    #[test]
+    fn the_worker_judges_every_simulated_message_as_planned() {
+        let (mission, truth) = kg_2021();
+        for require_sender_auth in [false, true] {
+            let options = Options {
+                seed: 11,
+                resends: 0.05,
+                out_of_order: 0.1,
+                corrections: 0.1,
+                malformed: 0.02,
+                spoofed: 0.02,
+                senders: true,
+                require_sender_auth,
+            };
+            let day = simulate::simulate(&mission, &truth, &options);
+            let rules = Rules { max_body_bytes: 256 * 1024, require_sender_auth };
+            for planned in &day.messages {
+                let message = &planned.message;
+                let envelope = Envelope {
+                    body: &message.body,
+                    content_type: message.content_type.as_deref(),
+                    content_encoding: None,
+                    user_id: message.user_id.as_deref(),
+                    redelivered: false,
+                };
+                let judged = judge(&envelope, &mission, rules, chrono::Utc::now());
+                match (&planned.fate, judged) {
+                    (Fate::Accepted { report, quarantined }, Ok(incoming)) => {
+                        assert_eq!(incoming.report(), report.as_ref());
+                        assert_eq!(
+                            !incoming.flags.is_empty(),
+                            *quarantined,
+                            "{:?}: {:?}",
+                            planned.why,
+                            incoming.flags
+                        );
+                    }
+                    (Fate::DeadLettered(code), Err(rejection)) => {
+                        assert_eq!(rejection.code, *code, "{:?}: {rejection}", planned.why);
+                    }
+                    (fate, judged) => panic!("{:?} planned {fate:?}, judged {judged:?}", planned.why),
+                }
+            }
+        }
+    }
+}
