@@ -2,6 +2,7 @@
 //! one broker and one database server.
 
 mod publisher;
+mod simulator;
 mod smoke;
 mod store;
 mod worker;

@@ -13,7 +13,7 @@ use lapin::{BasicProperties, Channel};
 use pollwatch_ingest::{Config, Metrics, QueueKind, Rules, Summary};
 use pollwatch_model::Mission;
 use pollwatch_store::Store;
-use pollwatch_tests::{TestBroker, fixtures, within};
+use pollwatch_tests::{TestBroker, fixtures, free_address, http_get, within};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -161,24 +161,6 @@ async fn until_ready(
         anyhow::Ok(())
     })
     .await?
-}
-
-/// A plain HTTP/1.1 GET: (status, body).
-async fn http_get(address: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).context("an HTTP status line")?;
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
-    Ok((status, body))
-}
-
-/// A free port of 127.0.0.1 for a server the test starts.
-fn free_address() -> anyhow::Result<std::net::SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 /// Sends `reports` as devices would once the worker is ready: the first as the readiness probe,
@@ -335,8 +317,8 @@ async fn reports_without_the_observers_device_account_are_dead_lettered() -> any
     // The examples are obs-001's reports; obs-002's device account is dev-obs-002. RabbitMQ
     // checks that `user_id` is the publishing connection's user, so these are real senders.
     let as_user = |name: &str| json().with_user_id(name.into());
-    let own_device = broker.add_user("dev-obs-001", "device-one").await?;
-    let other_device = broker.add_user("dev-obs-002", "device-two").await?;
+    let own_device = broker.add_user("dev-obs-001", "device-one", "").await?;
+    let other_device = broker.add_user("dev-obs-002", "device-two", "").await?;
     let own = publisher(&TestBroker { url: own_device, ..broker.clone() }).await?;
     let other = publisher(&TestBroker { url: other_device, ..broker.clone() }).await?;
     until_ready(&broker, &own, &config, "report.voting", &examples["voting"], as_user("dev-obs-001")).await?;

@@ -52,13 +52,14 @@ impl TestBroker {
         connect(&self.url).await
     }
 
-    /// Creates a broker user with full rights on the default virtual host (through the
-    /// management API, as `guest`) and returns the AMQP URL that logs in as it.
-    pub async fn add_user(&self, name: &str, password: &str) -> anyhow::Result<String> {
+    /// Creates a broker user with full rights on the default virtual host and the given tags
+    /// (comma-separated, e.g. `impersonator`), through the management API as `guest`, and
+    /// returns the AMQP URL that logs in as it.
+    pub async fn add_user(&self, name: &str, password: &str, tags: &str) -> anyhow::Result<String> {
         let management = self.management.as_deref().with_context(|| {
             format!("creating broker users needs the management API: set {MANAGEMENT_VAR}")
         })?;
-        let user = format!(r#"{{"password": "{password}", "tags": ""}}"#);
+        let user = format!(r#"{{"password": "{password}", "tags": "{tags}"}}"#);
         management_put(management, &format!("/api/users/{name}"), &user).await?;
         let rights = r#"{"configure": ".*", "write": ".*", "read": ".*"}"#;
         management_put(management, &format!("/api/permissions/%2F/{name}"), rights).await?;

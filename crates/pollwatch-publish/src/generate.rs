@@ -102,7 +102,8 @@ pub fn report(
 pub fn incident(observed_at: DateTime<FixedOffset>, rng: &mut Rng) -> Content {
     Content::Incident(IncidentBody {
         category: IncidentCategory::ALL[rng.below(IncidentCategory::ALL.len() as u64) as usize],
-        severity: Severity::ALL[rng.below(Severity::ALL.len() as u64) as usize],
+        // Most incidents are minor; a few are critical.
+        severity: Severity::ALL[[0, 0, 0, 0, 1, 1, 1, 2, 2, 3][rng.below(10) as usize]],
         description: "Observed by the team and reported to the PEC chair.".into(),
         occurred_at: observed_at - Duration::minutes(10),
     })

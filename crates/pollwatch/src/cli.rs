@@ -90,6 +90,9 @@ pub enum Command {
     },
     /// Simulate election day for a mission: observer teams file reports, devices resend, deliver
     /// late, correct and garble them; publish it all and write what the store must then hold
+    ///
+    /// The expectation assumes the worker judges senders as this command's settings say
+    /// (ingest.require_sender_auth), and that it starts from an empty store and dead-letter queue.
     Simulate(SimulateArgs),
     /// Compare the store and the dead-letter queue with an expectation file from `simulate`
     Verify {

@@ -127,12 +127,13 @@ fn config(settings: &Settings, window: usize) -> PublisherConfig {
     }
 }
 
-/// A broker refusing a device's user_id means the simulator's broker user may not impersonate.
+/// With `--senders device`, a broker that closes the channel most likely refused a `user_id`
+/// (lapin reports only the closed channel; the broker's reason is in the log line before).
 fn hint(error: anyhow::Error, senders: Senders) -> anyhow::Error {
-    if senders == Senders::Device && format!("{error:#}").contains("user_id") {
+    if senders == Senders::Device {
         error.context(
             "with --senders device the broker user in amqp.url must have the `impersonator` tag \
-             (rabbitmqctl set_user_tags USER impersonator)",
+             (rabbitmqctl set_user_tags USER impersonator), or the broker closes the channel",
         )
     } else {
         error

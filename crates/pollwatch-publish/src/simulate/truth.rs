@@ -287,14 +287,7 @@ pub fn apportion(total: u64, weights: &[f64], caps: &[u64]) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulate::tests::kg_2021;
-
-    fn truth(mission: &Mission) -> GroundTruth {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../missions/kg-2021/ground-truth.toml");
-        GroundTruth::parse(&std::fs::read_to_string(path).expect("the sample ground truth"), mission)
-            .expect("a valid ground truth")
-    }
+    use crate::simulate::tests::{kg_2021, truth};
 
     #[test]
     fn apportioned_parts_add_up_and_respect_caps() {
@@ -330,6 +323,28 @@ mod tests {
             let turnout = sum.ballots_in_box as f64 / sum.registered_voters as f64;
             assert!((turnout - figures.turnout).abs() < 1e-6, "turnout {turnout}");
         }
+    }
+
+    /// The sample's ground truth is written so that the official figures come out.
+    #[test]
+    fn the_sample_ground_truth_gives_the_official_kg_2021_figures() {
+        let mission = kg_2021();
+        let count = draw(&mission, &truth(&mission), &mut Rng::new(1));
+        let president = &count.national["president"];
+        assert_eq!(president.registered_voters, 3_563_574);
+        assert_eq!(president.ballots_in_box, 1_395_513);
+        assert_eq!(president.votes["japarov"], 1_105_248);
+        let referendum = &count.national["referendum"];
+        let percent =
+            |code: &str| (referendum.votes[code] * 10_000) as f64 / referendum.ballots_in_box as f64;
+        assert_eq!(
+            [
+                percent("presidential").round(),
+                percent("parliamentary").round(),
+                percent("against_all").round()
+            ],
+            [8_149.0, 1_091.0, 447.0]
+        );
     }
 
     #[test]

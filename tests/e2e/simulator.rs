@@ -1,0 +1,89 @@
+//! `pollwatch simulate` against a running `pollwatch worker`, as an operator rehearses election
+//! day: every process as installed, sender authentication on, and the store then compared with
+//! the simulator's expectation file by `pollwatch verify`.
+
+use std::time::Duration;
+
+use pollwatch_publish::simulate::Expectation;
+use pollwatch_tests::{free_address, http_get, pollwatch_command, within};
+
+const STEP: Duration = Duration::from_secs(120);
+const POLLWATCH: &str = env!("CARGO_BIN_EXE_pollwatch-as-installed");
+
+#[tokio::test]
+async fn a_simulated_election_day_leaves_the_store_exactly_as_expected() -> anyhow::Result<()> {
+    let broker = pollwatch_tests::broker().await?;
+    // The simulator stands in for every device, so it may send as any of them.
+    let simulator_url =
+        broker.add_user(&broker.name("simulator"), "simulator-password", "impersonator").await?;
+    let dir = tempfile::tempdir()?;
+    let expectation = dir.path().join("expectation.json");
+    let http = free_address()?;
+    let settings = [
+        ("POLLWATCH__AMQP__EXCHANGE", broker.name("reports")),
+        ("POLLWATCH__AMQP__QUEUE", broker.name("ingest")),
+        ("POLLWATCH__AMQP__DEAD_LETTER_EXCHANGE", broker.name("dead-letter")),
+        ("POLLWATCH__AMQP__DEAD_LETTER_QUEUE", broker.name("dead-letters")),
+        ("POLLWATCH__STORE__URL", format!("sqlite://{}", dir.path().join("pollwatch.db").display())),
+        ("POLLWATCH__INGEST__REQUIRE_SENDER_AUTH", "true".into()),
+        ("POLLWATCH__HTTP__BIND", http.to_string()),
+    ];
+    let pollwatch = |url: &str| {
+        let mut command = pollwatch_command(POLLWATCH);
+        command.envs(settings.iter().map(|(k, v)| (*k, v.as_str()))).env("POLLWATCH__AMQP__URL", url);
+        command
+    };
+
+    let mut worker = pollwatch(&broker.url).args(["worker", "--mission", "missions/kg-2021"]).spawn()?;
+    within(STEP, "the worker ready", async {
+        while !http_get(http, "/readyz").await.is_ok_and(|(status, _)| status == 200) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await?;
+
+    let simulated = pollwatch(&simulator_url)
+        .args(["simulate", "--mission", "missions/kg-2021", "--seed", "7", "--duration", "3s"])
+        .args(["--senders", "device", "--spoofed", "0.01", "--resends", "0.03", "--corrections", "0.03"])
+        .arg("--expect")
+        .arg(&expectation)
+        .output();
+    let output = within(STEP, "the simulator", simulated).await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("published ") && stdout.contains("spoofed"), "{stdout}");
+
+    // The day is what it claims to be: every kind of trouble is in it.
+    let expected: Expectation = serde_json::from_slice(&std::fs::read(&expectation)?)?;
+    let m = &expected.messages;
+    assert!(m.reports > 2_000 && m.late > 0 && m.resends > 0 && m.corrections > 0, "{m:?}");
+    assert_eq!(expected.dead_letters.get("sender_mismatch"), Some(&m.spoofed));
+    assert!(m.spoofed > 0 && expected.dead_letters.len() >= 12, "{:?}", expected.dead_letters);
+    assert_eq!(expected.results["president"].stations_counted, 100, "one count per team");
+
+    let verified = pollwatch(&broker.url).arg("verify").arg(&expectation).args(["--wait", "90s"]).output();
+    let output = within(STEP, "pollwatch verify", verified).await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.starts_with("the store matches "), "{stdout}");
+
+    // One vote more than the store holds is a difference, and named.
+    let mut tampered = expected.clone();
+    *tampered.results.get_mut("president").and_then(|t| t.votes.get_mut("japarov")).expect("a candidate") +=
+        1;
+    let wrong = dir.path().join("wrong.json");
+    std::fs::write(&wrong, serde_json::to_vec(&tampered)?)?;
+    let output =
+        within(STEP, "pollwatch verify", pollwatch(&broker.url).arg("verify").arg(&wrong).output()).await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("differs") && stdout.contains("results.president.votes.japarov: expected"),
+        "{stdout}"
+    );
+
+    let pid = worker.id().expect("running").to_string();
+    anyhow::ensure!(tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await?.success());
+    assert!(within(STEP, "the worker exiting", worker.wait()).await??.success());
+    Ok(())
+}
