@@ -11,7 +11,19 @@ const STEP: Duration = Duration::from_secs(120);
 const POLLWATCH: &str = env!("CARGO_BIN_EXE_pollwatch-as-installed");
 
 #[tokio::test]
-async fn a_simulated_election_day_leaves_the_store_exactly_as_expected() -> anyhow::Result<()> {
+async fn a_simulated_election_day_leaves_the_sqlite_store_exactly_as_expected() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    rehearse(&format!("sqlite://{}", dir.path().join("pollwatch.db").display())).await
+}
+
+#[tokio::test]
+async fn a_simulated_election_day_leaves_the_postgres_store_exactly_as_expected() -> anyhow::Result<()> {
+    let database = pollwatch_tests::database().await?;
+    rehearse(&database.url).await
+}
+
+/// Worker, simulator and verifier as processes on one store, with sender authentication on.
+async fn rehearse(store_url: &str) -> anyhow::Result<()> {
     let broker = pollwatch_tests::broker().await?;
     // The simulator stands in for every device, so it may send as any of them.
     let simulator_url =
@@ -24,7 +36,7 @@ async fn a_simulated_election_day_leaves_the_store_exactly_as_expected() -> anyh
         ("POLLWATCH__AMQP__QUEUE", broker.name("ingest")),
         ("POLLWATCH__AMQP__DEAD_LETTER_EXCHANGE", broker.name("dead-letter")),
         ("POLLWATCH__AMQP__DEAD_LETTER_QUEUE", broker.name("dead-letters")),
-        ("POLLWATCH__STORE__URL", format!("sqlite://{}", dir.path().join("pollwatch.db").display())),
+        ("POLLWATCH__STORE__URL", store_url.to_owned()),
         ("POLLWATCH__INGEST__REQUIRE_SENDER_AUTH", "true".into()),
         ("POLLWATCH__HTTP__BIND", http.to_string()),
     ];
