@@ -102,8 +102,9 @@ pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Da
 
     // Each team's reports, in the order they write them.
     let mut filed: Vec<(Report, Option<String>)> = Vec::new();
-    let routes = deploy(mission, &teams(mission), &mut rng);
-    for (team, route) in teams(mission).iter().zip(&routes) {
+    let teams = teams(mission);
+    let routes = deploy(mission, teams.len(), &mut rng);
+    for (team, route) in teams.iter().zip(&routes) {
         let mut day = TeamDay {
             mission,
             count: &count,
@@ -219,9 +220,9 @@ fn teams(mission: &Mission) -> Vec<Vec<&Observer>> {
     teams.into_iter().map(|(_, members)| members).collect()
 }
 
-/// The stations each team visits, in order: teams spread over the regions at home in
+/// The stations each of `teams` teams visits, in order: teams spread over the regions at home in
 /// proportion to their stations, each with its own stations (while the region has enough).
-fn deploy<'a>(mission: &'a Mission, teams: &[Vec<&Observer>], rng: &mut Rng) -> Vec<Vec<&'a Station>> {
+fn deploy<'a>(mission: &'a Mission, teams: usize, rng: &mut Rng) -> Vec<Vec<&'a Station>> {
     let pools: Vec<Vec<&Station>> = mission
         .regions
         .iter()
@@ -229,8 +230,8 @@ fn deploy<'a>(mission: &'a Mission, teams: &[Vec<&Observer>], rng: &mut Rng) -> 
         .filter(|pool: &Vec<&Station>| !pool.is_empty())
         .collect();
     let weights: Vec<f64> = pools.iter().map(|p| p.len() as f64).collect();
-    let per_region = truth::apportion(teams.len() as u64, &weights, &vec![u64::MAX; pools.len()]);
-    let mut routes = Vec::with_capacity(teams.len());
+    let per_region = truth::apportion(teams as u64, &weights, &vec![u64::MAX; pools.len()]);
+    let mut routes = Vec::with_capacity(teams);
     for (mut pool, deployed) in pools.into_iter().zip(per_region) {
         // Fisher-Yates: the region's stations in a random order, dealt out to its teams.
         for i in (1..pool.len()).rev() {
@@ -257,22 +258,18 @@ struct TeamDay<'a> {
     filed: Vec<(Report, &'a Observer)>,
 }
 
-impl<'a> TeamDay<'a> {
-    fn local(&self, time: NaiveTime) -> DateTime<FixedOffset> {
-        let local = self.mission.election_day.and_time(time);
-        self.mission
-            .time_zone
-            .from_local_datetime(&local)
-            .single()
-            .expect("an unambiguous time")
-            .fixed_offset()
-    }
+/// `time` on election day, in the mission's time zone.
+fn on_election_day(mission: &Mission, time: NaiveTime) -> DateTime<FixedOffset> {
+    let local = mission.election_day.and_time(time);
+    mission.time_zone.from_local_datetime(&local).single().expect("an unambiguous time").fixed_offset()
+}
 
+impl<'a> TeamDay<'a> {
     /// Opening at the first station, voting at the middle ones, closing and counting at the
     /// last; arrival and departure at each, and now and then an incident.
     fn walk(&mut self, route: &[&'a Station], rng: &mut Rng) {
-        let open = self.local(self.mission.polls_open);
-        let close = self.local(self.mission.polls_close);
+        let open = on_election_day(self.mission, self.mission.polls_open);
+        let close = on_election_day(self.mission, self.mission.polls_close);
         let minutes =
             |rng: &mut Rng, from: u64, to: u64| Duration::minutes((from + rng.below(to - from)) as i64);
         let (first, rest) = route.split_first().expect("a route has stations");
@@ -406,9 +403,8 @@ fn spoof(mission: &Mission, count: &Count, options: &Options, rng: &mut Rng) -> 
         *protocol.votes.get_mut(&ranked[0].0).expect("a choice") -= moved;
         *protocol.votes.get_mut(&ranked[1].0).expect("a choice") += moved;
     }
-    let close = mission.time_zone.from_local_datetime(&mission.election_day.and_time(mission.polls_close));
-    let observed_at = close.single().expect("an unambiguous time").fixed_offset()
-        + Duration::minutes(150 + rng.below(60) as i64);
+    let observed_at =
+        on_election_day(mission, mission.polls_close) + Duration::minutes(150 + rng.below(60) as i64);
     let submitted_at = observed_at + Duration::minutes(5);
     let content = Content::Counting(CountingBody { protocols });
     let report = compose(mission, station, &named.id, observed_at, submitted_at, content, rng);
