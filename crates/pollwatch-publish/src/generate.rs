@@ -83,19 +83,30 @@ pub fn report(
     };
     // Teams do not all write at the same second.
     let observed_at = at(hour, minute) + Duration::seconds(rng.below(60) as i64);
-    let content = match kind {
+    let protocols =
+        |rng: &mut Rng| mission.contests.iter().map(|c| protocol(station, &c.id, &c.choices, rng)).collect();
+    let content = content(kind, observed_at, protocols, rng);
+    let submitted_at = observed_at + Duration::minutes(rng.below(20) as i64);
+    compose(mission, station, observer, observed_at, submitted_at, content, rng)
+}
+
+/// What a report of `kind` observed at `observed_at` holds: nothing more than its kind, an
+/// incident, or counting protocols (from `protocols`).
+pub fn content(
+    kind: ReportKind,
+    observed_at: DateTime<FixedOffset>,
+    protocols: impl FnOnce(&mut Rng) -> Vec<Protocol>,
+    rng: &mut Rng,
+) -> Content {
+    match kind {
         ReportKind::Arrival => Content::Arrival,
         ReportKind::Departure => Content::Departure,
         ReportKind::Opening => Content::Opening,
         ReportKind::Voting => Content::Voting,
         ReportKind::Closing => Content::Closing,
-        ReportKind::Counting => Content::Counting(CountingBody {
-            protocols: mission.contests.iter().map(|c| protocol(station, &c.id, &c.choices, rng)).collect(),
-        }),
+        ReportKind::Counting => Content::Counting(CountingBody { protocols: protocols(rng) }),
         ReportKind::Incident => incident(observed_at, rng),
-    };
-    let submitted_at = observed_at + Duration::minutes(rng.below(20) as i64);
-    compose(mission, station, observer, observed_at, submitted_at, content, rng)
+    }
 }
 
 /// An incident of a random category and severity that occurred shortly before `observed_at`.

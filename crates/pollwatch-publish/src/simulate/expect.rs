@@ -180,21 +180,13 @@ impl Expectation {
 
 #[cfg(test)]
 mod tests {
-    use crate::simulate::tests::{kg_2021, options, truth};
+    use crate::simulate::tests::{kg_2021, noisy, quiet, truth};
     use crate::simulate::{Options, simulate};
 
     #[test]
     fn a_day_without_anomalies_stores_each_report_once_and_counts_every_team_station() {
         let mission = kg_2021();
-        let quiet = Options {
-            resends: 0.0,
-            out_of_order: 0.0,
-            corrections: 0.0,
-            malformed: 0.0,
-            spoofed: 0.0,
-            ..options(3)
-        };
-        let day = simulate(&mission, &truth(&mission), &quiet);
+        let day = simulate(&mission, &truth(&mission), &quiet(3));
         let e = &day.expectation;
         assert_eq!(e.store.reports as u64, e.messages.total);
         assert_eq!(e.store.revisions, e.store.reports);
@@ -210,27 +202,11 @@ mod tests {
     fn corrections_replace_mistakes_and_spoofs_stay_out_of_results() {
         let mission = kg_2021();
         let truth = truth(&mission);
-        let quiet = Options {
-            resends: 0.0,
-            out_of_order: 0.0,
-            corrections: 0.0,
-            malformed: 0.0,
-            spoofed: 0.0,
-            ..options(4)
-        };
-        let noisy = Options {
-            resends: 0.05,
-            out_of_order: 0.2,
-            corrections: 0.2,
-            malformed: 0.02,
-            spoofed: 0.02,
-            ..options(4)
-        };
-        let (quiet, noisy) = (simulate(&mission, &truth, &quiet), simulate(&mission, &truth, &noisy));
+        let (calm, rough) = (simulate(&mission, &truth, &quiet(4)), simulate(&mission, &truth, &noisy(4)));
         // The teams' own reports are drawn the same way: the same stations are counted, and the
         // corrected protocols count as if they had been right the first time.
-        assert_eq!(noisy.expectation.results, quiet.expectation.results);
-        let e = &noisy.expectation;
+        assert_eq!(rough.expectation.results, calm.expectation.results);
+        let e = &rough.expectation;
         assert_eq!(e.store.reports as u64, e.messages.reports + e.messages.spoofed);
         assert_eq!(
             e.store.revisions as u64,
@@ -239,20 +215,9 @@ mod tests {
         assert_eq!(e.store.quarantined as u64, e.messages.spoofed, "every mistake corrected; spoofs held");
         assert_eq!(e.dead_letters.values().sum::<u64>(), e.messages.malformed);
 
-        let strict = Options { require_sender_auth: true, ..noisy_options() };
+        let strict = Options { require_sender_auth: true, ..noisy(4) };
         let strict = simulate(&mission, &truth, &strict).expectation;
         assert_eq!(strict.dead_letters["sender_mismatch"], strict.messages.spoofed);
         assert_eq!(strict.store.quarantined, 0);
-    }
-
-    fn noisy_options() -> Options {
-        Options {
-            resends: 0.05,
-            out_of_order: 0.2,
-            corrections: 0.2,
-            malformed: 0.02,
-            spoofed: 0.02,
-            ..options(4)
-        }
     }
 }

@@ -23,7 +23,7 @@ pub use expect::{Expectation, MessageCounts, StoreCounts};
 pub use malform::MALFORMATIONS;
 pub use truth::{Count, GroundTruth, Tally, TruthError};
 
-use crate::generate::{Rng, compose, incident};
+use crate::generate::{Rng, compose, content};
 use crate::publisher::Message;
 
 /// How the day goes wrong, and how the worker judges senders.
@@ -333,17 +333,8 @@ impl<'a> TeamDay<'a> {
     ) {
         let observer = self.team[self.turn % self.team.len()];
         self.turn += 1;
-        let content = match kind {
-            ReportKind::Arrival => Content::Arrival,
-            ReportKind::Departure => Content::Departure,
-            ReportKind::Opening => Content::Opening,
-            ReportKind::Voting => Content::Voting,
-            ReportKind::Closing => Content::Closing,
-            ReportKind::Incident => incident(observed_at, rng),
-            ReportKind::Counting => Content::Counting(CountingBody {
-                protocols: self.count.stations[self.station_index[station.code.as_str()]].clone(),
-            }),
-        };
+        let protocols = |_: &mut Rng| self.count.stations[self.station_index[station.code.as_str()]].clone();
+        let content = content(kind, observed_at, protocols, rng);
         let submitted_at = observed_at + Duration::minutes(1 + rng.below(8) as i64);
         let report = compose(self.mission, station, &observer.id, observed_at, submitted_at, content, rng);
         self.filed.push((report, observer));
@@ -444,6 +435,30 @@ pub(crate) mod tests {
             .expect("a valid ground truth")
     }
 
+    /// A day without trouble: every report sent once, on time and right.
+    pub(crate) fn quiet(seed: u64) -> Options {
+        Options {
+            resends: 0.0,
+            out_of_order: 0.0,
+            corrections: 0.0,
+            malformed: 0.0,
+            spoofed: 0.0,
+            ..options(seed)
+        }
+    }
+
+    /// A day with far more trouble than usual.
+    pub(crate) fn noisy(seed: u64) -> Options {
+        Options {
+            resends: 0.05,
+            out_of_order: 0.2,
+            corrections: 0.2,
+            malformed: 0.02,
+            spoofed: 0.02,
+            ..options(seed)
+        }
+    }
+
     pub(crate) fn options(seed: u64) -> Options {
         Options {
             seed,
@@ -469,18 +484,7 @@ pub(crate) mod tests {
     #[test]
     fn every_team_opens_votes_closes_and_counts_in_order() {
         let mission = kg_2021();
-        let day = simulate(
-            &mission,
-            &truth(&mission),
-            &Options {
-                resends: 0.0,
-                out_of_order: 0.0,
-                corrections: 0.0,
-                malformed: 0.0,
-                spoofed: 0.0,
-                ..options(2)
-            },
-        );
+        let day = simulate(&mission, &truth(&mission), &quiet(2));
         let mut by_team: BTreeMap<&str, Vec<&Report>> = BTreeMap::new();
         for planned in &day.messages {
             let Fate::Accepted { report, .. } = &planned.fate else { panic!("only reports") };
