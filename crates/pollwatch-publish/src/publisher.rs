@@ -2,11 +2,12 @@
 //! window of outstanding messages, and a report leaves the outbox only once confirmed.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
 
 use crate::outbox::{Outbox, OutboxError};
 
@@ -36,6 +37,9 @@ pub struct Message {
     /// The broker user the message claims to come from (RabbitMQ refuses any but the
     /// connection's own, unless that user has the `impersonator` tag).
     pub user_id: Option<String>,
+    /// When the report was queued on the device (Unix seconds); `None` for the moment it is
+    /// published.
+    pub timestamp: Option<u64>,
     pub body: Vec<u8>,
 }
 
@@ -47,6 +51,7 @@ impl Message {
             message_id: report.report_id.to_string(),
             content_type: Some(JSON.to_owned()),
             user_id,
+            timestamp: None,
             body: serde_json::to_vec(report).expect("a report serialises"),
         }
     }
@@ -102,6 +107,7 @@ pub async fn flush_with_progress(
                 message_id: pending.report_id.clone(),
                 content_type: Some(JSON.to_owned()),
                 user_id: config.user_id.clone(),
+                timestamp: u64::try_from(pending.queued_at.timestamp()).ok(),
                 body: pending.body.clone(),
             };
             window.send(pending.seq, &message).await?;
@@ -126,7 +132,8 @@ pub async fn publish_all(
     let start = tokio::time::Instant::now();
     for (i, message) in messages.iter().enumerate() {
         if let Some(after) = due.and_then(|due| due.get(i)) {
-            tokio::time::sleep_until(start + *after).await;
+            // Confirms that arrive meanwhile are taken as they come, so that progress is current.
+            window.settle_until(start + *after).await?;
         }
         window.send(i64::try_from(i).unwrap_or(i64::MAX), message).await?;
         window.take_confirmed();
@@ -141,7 +148,8 @@ struct Window<'a> {
     progress: &'a (dyn Fn(u64) + Sync),
     connection: Connection,
     channel: Channel,
-    in_flight: VecDeque<(i64, PublisherConfirm)>,
+    /// Boxed, so that waiting for the oldest confirm can give up at a deadline and resume.
+    in_flight: VecDeque<(i64, Pin<Box<PublisherConfirm>>)>,
     flushed: Flushed,
     /// Outbox positions confirmed since the last [`Window::take_confirmed`].
     confirmed: Vec<i64>,
@@ -177,7 +185,7 @@ impl<'a> Window<'a> {
             self.settle_oldest().await?;
         }
         let confirm = publish(&self.channel, &self.config.exchange, message).await?;
-        self.in_flight.push_back((seq, confirm));
+        self.in_flight.push_back((seq, Box::pin(confirm)));
         Ok(())
     }
 
@@ -196,6 +204,28 @@ impl<'a> Window<'a> {
     async fn settle_oldest(&mut self) -> lapin::Result<()> {
         let (seq, confirm) = self.in_flight.pop_front().expect("a message in flight");
         let confirmation = confirm.await?;
+        self.settle(seq, confirmation);
+        Ok(())
+    }
+
+    /// Takes confirms as they arrive until `deadline`, then returns (at once when none is
+    /// outstanding, after the deadline otherwise).
+    async fn settle_until(&mut self, deadline: tokio::time::Instant) -> lapin::Result<()> {
+        while let Some((seq, confirm)) = self.in_flight.front_mut() {
+            let seq = *seq;
+            match tokio::time::timeout_at(deadline, confirm.as_mut()).await {
+                Ok(confirmation) => {
+                    self.in_flight.pop_front();
+                    self.settle(seq, confirmation?);
+                }
+                Err(_) => return Ok(()),
+            }
+        }
+        tokio::time::sleep_until(deadline).await;
+        Ok(())
+    }
+
+    fn settle(&mut self, seq: i64, confirmation: Confirmation) {
         if !confirmation.is_ack() {
             self.flushed.refused += 1;
         } else if confirmation.take_message().is_some() {
@@ -206,7 +236,6 @@ impl<'a> Window<'a> {
             self.confirmed.push(seq);
         }
         (self.progress)(self.flushed.confirmed + self.flushed.unroutable + self.flushed.refused);
-        Ok(())
     }
 
     async fn close(self) -> Flushed {
@@ -218,12 +247,13 @@ impl<'a> Window<'a> {
 
 async fn publish(channel: &Channel, exchange: &str, message: &Message) -> lapin::Result<PublisherConfirm> {
     let kind = message.routing_key.trim_start_matches("report.");
-    let sent = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
     let mut properties = BasicProperties::default()
         .with_delivery_mode(2)
         .with_message_id(message.message_id.as_str().into())
         .with_type(kind.into())
-        .with_timestamp(sent.as_secs());
+        .with_timestamp(message.timestamp.unwrap_or_else(now));
     if let Some(content_type) = &message.content_type {
         properties = properties.with_content_type(content_type.as_str().into());
     }

@@ -131,8 +131,8 @@ pub struct SimulateArgs {
     /// [default: as fast as the broker confirms]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "rate")]
     pub duration: Option<Duration>,
-    /// Send this many messages per second, in the day's order
-    #[arg(long, value_name = "PER_SECOND", value_parser = parse_positive)]
+    /// Send this many messages per second (0.1 or more), in the day's order
+    #[arg(long, value_name = "PER_SECOND", value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// Share of reports a device sends twice
     #[arg(long, value_name = "SHARE", value_parser = parse_share, default_value_t = 0.02)]
@@ -256,10 +256,10 @@ fn parse_share(text: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_positive(text: &str) -> Result<f64, String> {
+fn parse_rate(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
-        Ok(n) if n > 0.0 && n.is_finite() => Ok(n),
-        _ => Err(format!("`{text}` is not a number above 0")),
+        Ok(n) if (0.1..=1e9).contains(&n) => Ok(n),
+        _ => Err(format!("`{text}` is not a rate from 0.1 messages a second upwards")),
     }
 }
 

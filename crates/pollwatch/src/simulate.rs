@@ -13,8 +13,15 @@ use pollwatch_settings::Settings;
 
 use crate::cli::{Senders, SimulateArgs};
 
+/// The longest `--duration`: about twice the day's own span.
+const MAX_DURATION: Duration = Duration::from_secs(48 * 3_600);
+
 /// Simulates and publishes the day `args` describe, then writes the expectation file.
 pub async fn run(settings: &Settings, mission: &Mission, args: &SimulateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.duration.is_none_or(|d| d <= MAX_DURATION),
+        "--duration is at most 48h: the day's clock is compressed, not stretched"
+    );
     if let Some(n) = args.burst {
         return burst(settings, mission, n, args.seed, args.window).await;
     }
@@ -43,7 +50,17 @@ pub async fn run(settings: &Settings, mission: &Mission, args: &SimulateArgs) ->
         senders: args.senders == Senders::Device,
         require_sender_auth,
     };
-    let day = simulate::simulate(mission, &truth, &options);
+    let day = simulate::simulate(mission, &truth, &options)?;
+    // The worker rejects reports written later than its own clock (timestamp_in_future).
+    let latest = day.messages.iter().map(|m| m.at).max();
+    if let Some(latest) = latest.filter(|at| *at > chrono::Utc::now() + pollwatch_model::CLOCK_TOLERANCE) {
+        anyhow::bail!(
+            "mission {}'s election day ({}) is not over yet: its reports would be written until {latest}, \
+             and the worker rejects reports from its future (timestamp_in_future); simulate a past election",
+            mission.id,
+            mission.election_day
+        );
+    }
     let due = schedule(&day, args.duration, args.rate);
     let messages: Vec<Message> = day.messages.iter().map(|m| m.message.clone()).collect();
     let clock: Vec<String> = day.messages.iter().map(|m| m.at.format("%H:%M").to_string()).collect();
@@ -130,7 +147,7 @@ fn config(settings: &Settings, window: usize) -> PublisherConfig {
 /// With `--senders device`, a broker that closes the channel most likely refused a `user_id`
 /// (lapin reports only the closed channel; the broker's reason is in the log line before).
 fn hint(error: anyhow::Error, senders: Senders) -> anyhow::Error {
-    if senders == Senders::Device {
+    if senders == Senders::Device && format!("{error:#}").contains("invalid channel state") {
         error.context(
             "with --senders device the broker user in amqp.url must have the `impersonator` tag \
              (rabbitmqctl set_user_tags USER impersonator), or the broker closes the channel",
@@ -217,7 +234,7 @@ mod tests {
                 senders: true,
                 require_sender_auth,
             };
-            let day = simulate::simulate(&mission, &truth, &options);
+            let day = simulate::simulate(&mission, &truth, &options).expect("a day");
             let rules = Rules { max_body_bytes: 256 * 1024, require_sender_auth };
             for planned in &day.messages {
                 let message = &planned.message;

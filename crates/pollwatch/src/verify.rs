@@ -24,7 +24,8 @@ struct Observed {
 }
 
 /// Compares until everything matches (true) or `wait` has passed (false, the differences
-/// printed).
+/// printed). The store's totals are for the whole store: verify a fresh store, holding only the
+/// simulated day.
 pub async fn run(settings: &Settings, file: &Path, wait: Duration) -> anyhow::Result<bool> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let expected: Expectation = serde_json::from_str(&text)
@@ -39,14 +40,29 @@ pub async fn run(settings: &Settings, file: &Path, wait: Duration) -> anyhow::Re
         .map_err(|_| anyhow::anyhow!("timed out connecting to the broker at {}", amqp.url))?
         .with_context(|| format!("connecting to the broker at {}", amqp.url))?;
 
+    if expected.require_sender_auth != settings.ingest.require_sender_auth {
+        eprintln!(
+            "note: {} was simulated with ingest.require_sender_auth = {}, these settings say {}; \
+             what matters is what the worker ran with",
+            file.display(),
+            expected.require_sender_auth,
+            settings.ingest.require_sender_auth
+        );
+    }
     let want = comparable(&expected);
     let deadline = Instant::now() + wait;
     let differences = loop {
-        let observed = observe(&store, &connection, &amqp.dead_letter_queue, &expected).await?;
-        let mut differences = Vec::new();
-        diff("", &want, &serde_json::to_value(&observed).expect("serialises"), &mut differences);
-        if differences.is_empty() || Instant::now() >= deadline {
-            break differences;
+        // Until the deadline, a failed look (the worker not up yet, say) is retried too.
+        match observe(&store, &connection, &amqp.dead_letter_queue, &expected).await {
+            Ok(observed) => {
+                let mut differences = Vec::new();
+                diff("", &want, &serde_json::to_value(&observed).expect("serialises"), &mut differences);
+                if differences.is_empty() || Instant::now() >= deadline {
+                    break differences;
+                }
+            }
+            Err(error) if Instant::now() >= deadline => return Err(error),
+            Err(error) => tracing::debug!("verify: {error:#}; trying again"),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };

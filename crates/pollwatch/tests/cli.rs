@@ -194,3 +194,42 @@ fn mission_import_to_an_unreachable_store_fails_without_showing_the_password() {
     assert!(err.contains("opening the store at postgres://pollwatch:***@127.0.0.1:1/pollwatch"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+/// A copy of the sample mission whose election day is `day`.
+fn mission_on(dir: &Path, day: &str) -> std::path::PathBuf {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../missions/kg-2021");
+    let copy = dir.join("mission");
+    std::fs::create_dir_all(&copy).unwrap();
+    for file in ["forms.toml", "stations.csv", "observers.csv", "ground-truth.toml"] {
+        std::fs::copy(sample.join(file), copy.join(file)).unwrap();
+    }
+    let toml = std::fs::read_to_string(sample.join("mission.toml")).unwrap();
+    std::fs::write(copy.join("mission.toml"), toml.replace("2021-01-10", day)).unwrap();
+    copy
+}
+
+/// The worker rejects reports from its future, so a day that has not happened yet cannot be
+/// simulated; the simulator says so before it connects to any broker.
+#[test]
+fn simulating_an_election_day_still_to_come_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mission = mission_on(dir.path(), "2099-01-10");
+    let output = pollwatch(dir.path(), &["simulate", "--mission", mission.to_str().unwrap()], &[]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(text.contains("election day (2099-01-10) is not over yet"), "{text}");
+    assert!(text.contains("timestamp_in_future"), "{text}");
+}
+
+#[test]
+fn a_ground_truth_that_does_not_fit_the_mission_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mission = mission_on(dir.path(), "2021-01-10");
+    let truth = mission.join("ground-truth.toml");
+    let text = std::fs::read_to_string(&truth).unwrap().replace("japarov = ", "japarow = ");
+    std::fs::write(&truth, text).unwrap();
+    let output = pollwatch(dir.path(), &["simulate", "--mission", mission.to_str().unwrap()], &[]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(text.contains("ground-truth.toml") && text.contains("`japarow` is not a choice"), "{text}");
+}

@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn a_day_without_anomalies_stores_each_report_once_and_counts_every_team_station() {
         let mission = kg_2021();
-        let day = simulate(&mission, &truth(&mission), &quiet(3));
+        let day = simulate(&mission, &truth(&mission), &quiet(3)).expect("a day");
         let e = &day.expectation;
         assert_eq!(e.store.reports as u64, e.messages.total);
         assert_eq!(e.store.revisions, e.store.reports);
@@ -202,7 +202,10 @@ mod tests {
     fn corrections_replace_mistakes_and_spoofs_stay_out_of_results() {
         let mission = kg_2021();
         let truth = truth(&mission);
-        let (calm, rough) = (simulate(&mission, &truth, &quiet(4)), simulate(&mission, &truth, &noisy(4)));
+        let (calm, rough) = (
+            simulate(&mission, &truth, &quiet(4)).expect("a day"),
+            simulate(&mission, &truth, &noisy(4)).expect("a day"),
+        );
         // The teams' own reports are drawn the same way: the same stations are counted, and the
         // corrected protocols count as if they had been right the first time.
         assert_eq!(rough.expectation.results, calm.expectation.results);
@@ -216,7 +219,7 @@ mod tests {
         assert_eq!(e.dead_letters.values().sum::<u64>(), e.messages.malformed);
 
         let strict = Options { require_sender_auth: true, ..noisy(4) };
-        let strict = simulate(&mission, &truth, &strict).expectation;
+        let strict = simulate(&mission, &truth, &strict).expect("a day").expectation;
         assert_eq!(strict.dead_letters["sender_mismatch"], strict.messages.spoofed);
         assert_eq!(strict.store.quarantined, 0);
     }

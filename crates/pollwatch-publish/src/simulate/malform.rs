@@ -57,7 +57,8 @@ pub(super) fn malform(original: &Message, k: usize) -> (Message, RejectCode) {
             report.insert("revision".into(), Value::String(report["revision"].to_string()));
         }),
         RejectCode::WrongMission => edit(&|report| {
-            report.insert("mission".into(), "kg-2020".into());
+            let other = format!("{}-other", report["mission"].as_str().unwrap_or_default());
+            report.insert("mission".into(), other.into());
         }),
         RejectCode::UnknownKind => edit(&|report| {
             report.insert("kind".into(), "exit_poll".into());
@@ -88,7 +89,7 @@ mod tests {
     #[test]
     fn the_model_rejects_each_malformed_body_with_the_planned_code() {
         let mission = kg_2021();
-        let day = simulate(&mission, &truth(&mission), &options(8));
+        let day = simulate(&mission, &truth(&mission), &options(8)).expect("a day");
         let malformed: Vec<_> = day.messages.iter().filter(|m| m.why == Why::Malformed).collect();
         assert!(malformed.len() >= MALFORMATIONS.len(), "every malformation is used");
         for planned in malformed {

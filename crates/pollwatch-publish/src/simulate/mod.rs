@@ -92,8 +92,29 @@ pub struct Day {
 /// Chance that a team witnesses an incident during one visit.
 const INCIDENT_PER_VISIT: u64 = 10;
 
+/// A mission the simulator cannot make a day for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unsimulable(String);
+
 /// Simulates election day for `mission`, its counting protocols drawn from `truth`.
-pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Day {
+pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Result<Day, Unsimulable> {
+    if mission.observers.is_empty() {
+        return Err(Unsimulable(format!("mission {} has no observers to file reports", mission.id)));
+    }
+    if mission.stations.iter().all(|s| s.abroad) {
+        return Err(Unsimulable(format!(
+            "mission {} has no stations at home for its teams to visit",
+            mission.id
+        )));
+    }
+    let teams = teams(mission);
+    if options.senders && options.spoofed > 0.0 && teams.len() < 2 {
+        return Err(Unsimulable(format!(
+            "mission {} has one team: a spoofed report names an observer of another team",
+            mission.id
+        )));
+    }
     let mut rng = Rng::new(options.seed);
     let count = truth::draw(mission, truth, &mut rng);
     let station_index: BTreeMap<&str, usize> =
@@ -102,7 +123,6 @@ pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Da
 
     // Each team's reports, in the order they write them.
     let mut filed: Vec<(Report, Option<String>)> = Vec::new();
-    let teams = teams(mission);
     let routes = deploy(mission, teams.len(), &mut rng);
     for (team, route) in teams.iter().zip(&routes) {
         let mut day = TeamDay {
@@ -157,15 +177,17 @@ pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Da
     // Malformed messages, each a broken copy of a report of the day, every way in turn.
     let originals: Vec<(DateTime<FixedOffset>, Message)> =
         messages.iter().filter(|m| m.why != Why::Resend).map(|m| (m.at, m.message.clone())).collect();
-    for k in 0..share(reports, options.malformed) {
-        let (at, original) = &originals[rng.below(originals.len() as u64) as usize];
-        let (message, code) = malform::malform(original, k);
-        messages.push(Planned {
-            at: *at + Duration::seconds(30),
-            why: Why::Malformed,
-            message,
-            fate: Fate::DeadLettered(code),
-        });
+    if !originals.is_empty() {
+        for k in 0..share(reports, options.malformed) {
+            let (at, original) = &originals[rng.below(originals.len() as u64) as usize];
+            let (message, code) = malform::malform(original, k);
+            messages.push(Planned {
+                at: *at + Duration::seconds(30),
+                why: Why::Malformed,
+                message,
+                fate: Fate::DeadLettered(code),
+            });
+        }
     }
 
     // Counting protocols sent from one observer's device in another observer's name, with votes
@@ -178,7 +200,7 @@ pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Da
 
     messages.sort_by_key(|m| m.at);
     let expectation = Expectation::of(mission, options, &count, &messages);
-    Day { messages, expectation }
+    Ok(Day { messages, expectation })
 }
 
 /// `rate` of `n`, rounded.
@@ -390,9 +412,10 @@ fn spoof(mission: &Mission, count: &Count, options: &Options, rng: &mut Rng) -> 
     for protocol in &mut protocols {
         let mut ranked: Vec<(String, u32)> = protocol.votes.iter().map(|(c, v)| (c.clone(), *v)).collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let moved = ranked[0].1 / 5;
-        *protocol.votes.get_mut(&ranked[0].0).expect("a choice") -= moved;
-        *protocol.votes.get_mut(&ranked[1].0).expect("a choice") += moved;
+        if let [(leader, votes), (runner_up, _), ..] = ranked.as_slice() {
+            *protocol.votes.get_mut(leader).expect("a choice") -= votes / 5;
+            *protocol.votes.get_mut(runner_up).expect("a choice") += votes / 5;
+        }
     }
     let observed_at =
         on_election_day(mission, mission.polls_close) + Duration::minutes(150 + rng.below(60) as i64);
@@ -476,15 +499,18 @@ pub(crate) mod tests {
     fn the_same_seed_gives_the_same_day() {
         let mission = kg_2021();
         let truth = truth(&mission);
-        let (a, b) = (simulate(&mission, &truth, &options(9)), simulate(&mission, &truth, &options(9)));
+        let (a, b) = (
+            simulate(&mission, &truth, &options(9)).expect("a day"),
+            simulate(&mission, &truth, &options(9)).expect("a day"),
+        );
         assert_eq!(a.messages, b.messages);
-        assert_ne!(a.messages, simulate(&mission, &truth, &options(10)).messages);
+        assert_ne!(a.messages, simulate(&mission, &truth, &options(10)).expect("a day").messages);
     }
 
     #[test]
     fn every_team_opens_votes_closes_and_counts_in_order() {
         let mission = kg_2021();
-        let day = simulate(&mission, &truth(&mission), &quiet(2));
+        let day = simulate(&mission, &truth(&mission), &quiet(2)).expect("a day");
         let mut by_team: BTreeMap<&str, Vec<&Report>> = BTreeMap::new();
         for planned in &day.messages {
             let Fate::Accepted { report, .. } = &planned.fate else { panic!("only reports") };
@@ -511,7 +537,7 @@ pub(crate) mod tests {
     #[test]
     fn every_report_of_the_day_is_accepted_by_the_model_as_planned() {
         let mission = kg_2021();
-        let day = simulate(&mission, &truth(&mission), &options(5));
+        let day = simulate(&mission, &truth(&mission), &options(5)).expect("a day");
         let mut quarantined = 0;
         for planned in &day.messages {
             let Fate::Accepted { report, quarantined: held } = &planned.fate else { continue };
@@ -538,7 +564,7 @@ pub(crate) mod tests {
     #[test]
     fn the_anomalies_come_at_their_rates() {
         let mission = kg_2021();
-        let day = simulate(&mission, &truth(&mission), &options(6));
+        let day = simulate(&mission, &truth(&mission), &options(6)).expect("a day");
         let counts = &day.expectation.messages;
         let reports = counts.reports as f64;
         assert!(reports > 2_000.0, "{counts:?}");
