@@ -98,6 +98,7 @@ async fn start() -> anyhow::Result<SharedServer> {
         stable_ports: false,
         // Durability is not under test here: the data live in memory, and without fsync.
         tmpfs: vec![DATA_TMPFS],
+        volumes: Vec::new(),
         args: ["-c", "fsync=off", "-c", "max_connections=300"].map(String::from).to_vec(),
         ready_log: "database system is ready to accept connections",
         ready_within: Duration::from_secs(120),
@@ -109,6 +110,55 @@ async fn start() -> anyhow::Result<SharedServer> {
     // The image logs the ready line once for its set-up server, before the real one listens.
     wait_until_accepting(admin_url.as_str(), Duration::from_secs(60)).await?;
     Ok(SharedServer { admin_url, external: false, _container: Some(container) })
+}
+
+/// A PostgreSQL server of the calling test's own, which it may stop and start again (the shared
+/// one serves every other test of the process). Its data sit in a volume, so they survive the
+/// stop. Needs Docker, whatever POLLWATCH_TEST_DATABASE_URL says.
+#[derive(Debug)]
+pub struct DedicatedDatabase {
+    /// URL of the server's `postgres` database (test credentials).
+    pub url: String,
+    container: Container,
+}
+
+impl DedicatedDatabase {
+    pub async fn start() -> anyhow::Result<Self> {
+        init_test_logging();
+        // The images' own PGDATA (they create it owned by their server's user, and a new volume
+        // takes over that ownership).
+        const DATA: &str = "/var/lib/postgresql/data";
+        let container = Container::start(&ContainerSpec {
+            image: env_var(IMAGE_VAR).unwrap_or_else(|| DEFAULT_IMAGE.into()),
+            env: vec![("POSTGRES_PASSWORD".into(), "postgres".into())],
+            ports: vec![POSTGRES_PORT],
+            stable_ports: true,
+            tmpfs: Vec::new(),
+            volumes: vec![DATA],
+            // A stop is a clean shutdown, which writes everything out; fsync guards only against
+            // the machine failing, which these tests do not do.
+            args: ["-c", "fsync=off"].map(String::from).to_vec(),
+            ready_log: "database system is ready to accept connections",
+            ready_within: Duration::from_secs(120),
+        })
+        .await?;
+        let port = container.host_port(POSTGRES_PORT).await?;
+        let url = format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres");
+        wait_until_accepting(&url, Duration::from_secs(60)).await?;
+        Ok(Self { url, container })
+    }
+
+    /// Stops the server at once, as an outage would: a fast shutdown (SIGINT), which ends every
+    /// session, where `docker stop`'s SIGTERM would wait for the clients to leave.
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        self.container.stop_with("SIGINT").await
+    }
+
+    /// Starts the stopped server on the same port and waits until it accepts connections.
+    pub async fn start_again(&self) -> anyhow::Result<()> {
+        self.container.start_again().await?;
+        wait_until_accepting(&self.url, Duration::from_secs(120)).await
+    }
 }
 
 async fn connect(url: &str) -> anyhow::Result<PgConnection> {

@@ -32,6 +32,9 @@ pub struct ContainerSpec {
     /// Folders to mount as tmpfs (world-writable), for data that need not outlive the container:
     /// a container's own file system may go through a slow storage driver (fuse-overlayfs here).
     pub tmpfs: Vec<&'static str>,
+    /// Folders to keep in anonymous volumes: on the host's disk, past the storage driver, and kept
+    /// when the container is stopped and started again (unlike a tmpfs); removed with it.
+    pub volumes: Vec<&'static str>,
     /// Arguments after the image name.
     pub args: Vec<String>,
     /// A line the container logs once it is ready (on stdout or stderr).
@@ -67,6 +70,9 @@ impl Container {
         }
         for path in &spec.tmpfs {
             args.extend(["--tmpfs".into(), format!("{path}:rw,mode=1777")]);
+        }
+        for path in &spec.volumes {
+            args.extend(["--volume".into(), (*path).to_owned()]);
         }
         args.push(spec.image.clone());
         args.extend(spec.args.iter().cloned());
@@ -163,6 +169,15 @@ impl Container {
     pub async fn stop(&self) -> anyhow::Result<()> {
         docker(&["stop".into(), "--time".into(), "10".into(), self.id.clone()]).await?;
         tracing::info!(id = %self.short_id(), "container stopped");
+        Ok(())
+    }
+
+    /// Stops the container by sending its main process `signal` (e.g. `SIGINT`) and waiting
+    /// until it has exited: for services whose stop signal would let them linger.
+    pub async fn stop_with(&self, signal: &str) -> anyhow::Result<()> {
+        docker(&["kill".into(), "--signal".into(), signal.into(), self.id.clone()]).await?;
+        docker(&["wait".into(), self.id.clone()]).await?;
+        tracing::info!(id = %self.short_id(), signal, "container stopped");
         Ok(())
     }
 

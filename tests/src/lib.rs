@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-pub use database::{TestDatabase, database};
+pub use database::{DedicatedDatabase, TestDatabase, database};
 pub use docker::{Container, ContainerSpec, LABEL};
 pub use rabbitmq::{DedicatedBroker, TestBroker, broker};
 

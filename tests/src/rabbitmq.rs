@@ -145,6 +145,7 @@ fn spec(stable_ports: bool) -> ContainerSpec {
         ports: vec![AMQP_PORT, MANAGEMENT_PORT],
         stable_ports,
         tmpfs: Vec::new(),
+        volumes: Vec::new(),
         args: Vec::new(),
         ready_log: "Server startup complete",
         ready_within: Duration::from_secs(120),
