@@ -12,7 +12,7 @@
 pub mod dlq;
 pub mod message;
 mod metrics;
-mod topology;
+pub mod topology;
 mod worker;
 
 use std::time::Duration;
@@ -32,6 +32,9 @@ pub const ROUTING_KEY_HEADER: &str = "x-pollwatch-routing-key";
 /// The original `user_id` property, kept as a header: RabbitMQ refuses a message whose `user_id`
 /// is not the publishing connection's user, so the worker cannot republish it as a property.
 pub const USER_ID_HEADER: &str = "x-pollwatch-user-id";
+/// When the message was published, in microseconds since the Unix epoch (pollwatch's publisher
+/// sets it); the worker measures from it to the commit (`pollwatch_publish_to_commit_seconds`).
+pub const PUBLISHED_AT_HEADER: &str = "x-pollwatch-published-at";
 
 /// The kind of ingest queue to declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use crate::{Config, QueueKind};
 /// of it (the worker never consumes it); the reports exchange; the ingest queue, which sends what
 /// the broker itself gives up on (past the delivery limit) to our dead-letter exchange; and the
 /// binding of `report.*` to it. Declaring what exists with the same arguments changes nothing.
-pub(crate) async fn declare(channel: &Channel, config: &Config) -> lapin::Result<()> {
+pub async fn declare(channel: &Channel, config: &Config) -> lapin::Result<()> {
     let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
     channel
         .exchange_declare(

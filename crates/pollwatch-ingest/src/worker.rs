@@ -19,8 +19,8 @@ use pollwatch_store::{Incoming, Outcome, Store, StoreError};
 use crate::message::{Envelope, judge};
 use crate::metrics::Metrics;
 use crate::{
-    Action, Config, DETAIL_HEADER, Disposition, ERROR_HEADER, ROUTING_KEY_HEADER, USER_ID_HEADER, action,
-    topology,
+    Action, Config, DETAIL_HEADER, Disposition, ERROR_HEADER, PUBLISHED_AT_HEADER, ROUTING_KEY_HEADER,
+    USER_ID_HEADER, action, topology,
 };
 
 /// Longest wait between two attempts to reach the broker or the store.
@@ -330,8 +330,16 @@ async fn handle(
 
     let started = Instant::now();
     let (outcomes, refused) = commit(store, stop, &accepted).await?;
+    let committed_at = Utc::now().timestamp_micros();
     for outcome in outcomes {
         metrics.outcome(outcome);
+    }
+    for delivery in &accepted_deliveries {
+        if let Some(published_at) = published_at(delivery) {
+            metrics.published_to_committed(Duration::from_micros(
+                committed_at.saturating_sub(published_at).max(0) as u64,
+            ));
+        }
     }
     for (index, error) in refused {
         rejected.push((
@@ -350,6 +358,16 @@ async fn handle(
     consume.basic_ack(last, BasicAckOptions { multiple: true }).await.map_err(Unfinished::Broker)?;
     metrics.batch_done(batch.len(), started.elapsed());
     Ok((batch.len() as u64 - dead_lettered, dead_lettered))
+}
+
+/// The publisher's [`PUBLISHED_AT_HEADER`], if the message has one.
+fn published_at(delivery: &Delivery) -> Option<i64> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get(&ShortString::from(PUBLISHED_AT_HEADER))? {
+        AMQPValue::LongLongInt(us) => Some(*us),
+        AMQPValue::Timestamp(us) => i64::try_from(*us).ok(),
+        _ => None,
+    }
 }
 
 /// Commits `reports` in one transaction, waiting out store outages (nothing is acknowledged

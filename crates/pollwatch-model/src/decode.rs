@@ -144,12 +144,12 @@ fn check_kind(object: &Map<String, Value>) -> Result<(), Rejection> {
 /// Deserialises `value`, prefixing error paths with `prefix`.
 fn typed<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, Rejection> {
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = e.path().to_string();
-        let path = match (prefix, inner.as_str()) {
-            ("", "." | "") => String::new(),
-            ("", inner) => inner.to_owned(),
-            (prefix, "." | "") => prefix.to_owned(),
-            (prefix, inner) => format!("{prefix}.{inner}"),
+        // No segments means `value` itself. A key that is the empty string is a segment too, shown
+        // as nothing: `location.` for `{"location": {"": 1}}`, as validation writes `answers.`.
+        let path = match (prefix, e.path().iter().next().is_none()) {
+            (prefix, true) => prefix.to_owned(),
+            ("", false) => e.path().to_string(),
+            (prefix, false) => format!("{prefix}.{}", e.path()),
         };
         classify(&path, &e.inner().to_string())
     })
@@ -164,11 +164,12 @@ fn classify(path: &str, message: &str) -> Rejection {
         let name = quoted();
         return Rejection::new(RejectCode::MissingField, field(&name), format!("`{name}` is required"));
     }
+    // Empty only for the report itself, or for a top-level field whose name is the empty string.
+    let path = if path.is_empty() { "$" } else { path };
     if message.starts_with("unknown field") {
         // Unlike a missing field, an unknown one is already the last segment of the path.
         return Rejection::new(RejectCode::UnknownField, path, message);
     }
-    let path = if path.is_empty() { "$" } else { path };
     let code = if message.starts_with("unknown variant") && path.ends_with("category") {
         RejectCode::UnknownCategory
     } else if message.starts_with("invalid type") || message.contains("did not match any variant") {
@@ -194,5 +195,38 @@ pub(crate) fn json_type(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejection(payload: &str) -> Rejection {
+        decode(payload.as_bytes()).expect_err("rejected")
+    }
+
+    // Found by `cargo fuzz run check_report` (fuzz/README.md), minimised.
+    #[test]
+    fn an_unknown_field_with_an_empty_name_is_rejected_with_a_path_not_an_empty_one() {
+        let rejection = rejection(r#"{"schema_version":1,"":"","kind":"closing"}"#);
+        assert_eq!((rejection.code, rejection.path.as_str()), (RejectCode::UnknownField, "$"), "{rejection}");
+    }
+
+    #[test]
+    fn an_unknown_field_with_an_empty_name_inside_an_object_ends_its_path_with_a_dot() {
+        let envelope = r#""schema_version":1,"report_id":"0b6c7c1e-5d7a-4f0e-9a43-2f1d8c6e0a05","revision":1,
+            "mission":"m","observer":"o","station":"s","observed_at":"2021-01-10T08:00:00+06:00",
+            "submitted_at":"2021-01-10T08:00:00+06:00""#;
+        let location = format!(r#"{{{envelope},"kind":"closing","location":{{"":1}}}}"#);
+        let body = format!(r#"{{{envelope},"kind":"incident","body":{{"":1}}}}"#);
+        for (payload, path) in [(location, "location."), (body, "body.")] {
+            let rejection = rejection(&payload);
+            assert_eq!(
+                (rejection.code, rejection.path.as_str()),
+                (RejectCode::UnknownField, path),
+                "{rejection}"
+            );
+        }
     }
 }

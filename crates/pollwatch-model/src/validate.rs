@@ -4,7 +4,7 @@
 //! may be right but need a person to look: the report is stored, visible, and kept out of the
 //! results until released.
 
-use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone as _, Utc};
+use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone as _, Timelike as _, Utc};
 
 use crate::codes::{Flag, FlagCode, RejectCode, Rejection};
 use crate::decode::decode;
@@ -88,8 +88,8 @@ fn reject_impossible(report: &Report, context: &Context<'_>) -> Result<(), Rejec
             format!("report is for mission `{}`, this is mission `{}`", report.mission, context.mission.id),
         )?;
     }
-    check_not_future("observed_at", &report.observed_at, context.now)?;
-    check_not_future("submitted_at", &report.submitted_at, context.now)?;
+    check_timestamp("observed_at", &report.observed_at, context.now)?;
+    check_timestamp("submitted_at", &report.submitted_at, context.now)?;
     if let Some(location) = &report.location {
         check_location(location)?;
     }
@@ -141,8 +141,18 @@ fn check_text(path: &str, value: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn check_not_future(path: &str, at: &DateTime<FixedOffset>, now: DateTime<Utc>) -> Result<(), Rejection> {
-    if at.with_timezone(&Utc) > now + CLOCK_TOLERANCE {
+fn check_timestamp(path: &str, at: &DateTime<FixedOffset>, now: DateTime<Utc>) -> Result<(), Rejection> {
+    // chrono reads second 60 at any minute; RFC 3339 and the schema's `date-time` allow it only
+    // as a leap second, 23:59:60 UTC (a leap second is a nanosecond count of a second or more).
+    let utc = at.with_timezone(&Utc);
+    if utc.nanosecond() >= 1_000_000_000 && (utc.hour(), utc.minute()) != (23, 59) {
+        reject(
+            RejectCode::InvalidValue,
+            path,
+            format!("{} has second 60, which only a leap second at 23:59:60 UTC can have", at.to_rfc3339()),
+        )?;
+    }
+    if utc > now + CLOCK_TOLERANCE {
         reject(
             RejectCode::TimestampInFuture,
             path,
@@ -262,7 +272,7 @@ fn check_incident(body: &IncidentBody, now: DateTime<Utc>) -> Result<(), Rejecti
             format!("a description is at most {MAX_DESCRIPTION_LEN} characters"),
         )?;
     }
-    check_not_future("body.occurred_at", &body.occurred_at, now)
+    check_timestamp("body.occurred_at", &body.occurred_at, now)
 }
 
 fn flag_roster(report: &Report, context: &Context<'_>, flags: &mut Vec<Flag>) {
@@ -620,6 +630,30 @@ mod tests {
     fn a_device_clock_a_few_minutes_fast_is_tolerated() {
         let mut report = voting();
         report["submitted_at"] = json!("2021-01-11T12:10:00+06:00"); // now + 10 minutes
+        assert_flags(&report, &[]);
+    }
+
+    // Found by `cargo fuzz run check_report` (fuzz/README.md): the input had submitted_at
+    // 2021-01-10T20:15:60+06:00, accepted although the published JSON Schema refuses it.
+    #[test]
+    fn a_second_60_that_is_not_a_leap_second_at_midnight_utc_is_rejected() {
+        let mut report = voting();
+        report["submitted_at"] = json!("2021-01-10T20:15:60+06:00");
+        assert_rejected(&report, R::InvalidValue, "submitted_at");
+        let mut report = voting();
+        report["observed_at"] = json!("2021-01-10T11:00:60+06:00");
+        assert_rejected(&report, R::InvalidValue, "observed_at");
+        let mut report = incident();
+        report["body"]["occurred_at"] = json!("2021-01-10T10:50:60+06:00");
+        assert_rejected(&report, R::InvalidValue, "body.occurred_at");
+    }
+
+    #[test]
+    fn a_leap_second_at_23_59_60_utc_is_accepted_in_any_offset() {
+        let mut report = voting();
+        report["submitted_at"] = json!("2021-01-10T05:59:60+06:00");
+        assert_flags(&report, &[]);
+        report["submitted_at"] = json!("2021-01-09T23:59:60Z");
         assert_flags(&report, &[]);
     }
 

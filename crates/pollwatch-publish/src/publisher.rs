@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
 
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
 
@@ -56,6 +57,10 @@ impl Message {
         }
     }
 }
+
+/// When a message was published, in microseconds since the Unix epoch: the worker measures from
+/// it to the commit (the same name as `pollwatch_ingest::PUBLISHED_AT_HEADER`).
+pub const PUBLISHED_AT_HEADER: &str = "x-pollwatch-published-at";
 
 /// The content type of every report.
 pub const JSON: &str = "application/json";
@@ -260,6 +265,10 @@ async fn publish(channel: &Channel, exchange: &str, message: &Message) -> lapin:
     if let Some(user) = &message.user_id {
         properties = properties.with_user_id(user.as_str().into());
     }
+    // For the worker's publish-to-commit measurement.
+    let mut headers = FieldTable::default();
+    headers.insert(PUBLISHED_AT_HEADER.into(), AMQPValue::LongLongInt(chrono::Utc::now().timestamp_micros()));
+    properties = properties.with_headers(headers);
     channel
         .basic_publish(
             exchange.into(),

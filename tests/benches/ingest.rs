@@ -1,0 +1,428 @@
+//! Ingest benchmark: how fast a backlog drains, against what the broker can deliver at all.
+//! A measurement, not a test: it prints figures and asserts nothing about speed.
+//!
+//!     cargo bench -p pollwatch-tests --bench ingest -- [--reports N] [--skip-postgres] [--json FILE]
+//!     cargo bench -p pollwatch-tests --bench ingest -- --latency [--rate R] [--seconds D]
+//!
+//! N messages (default 200,000: simulated election days for `missions/kg-2021`, with their
+//! resends, corrections, late and malformed messages) are published into a fresh queue, then
+//! drained, each time from a fresh queue, by:
+//!   (a) a consumer that stores nothing, with the worker's prefetch and acknowledgement batching:
+//!       the broker's ceiling on this machine;
+//!   (b) `pollwatch worker` (the release build, as a process) on SQLite;
+//!   (c) the same on PostgreSQL (the container harness's server, or POLLWATCH_TEST_DATABASE_URL).
+//! For (b) and (c): wall time from the process's start to the last message handled (the mission
+//! is imported beforehand), peak RSS (VmHWM) and CPU time of the worker process.
+//!
+//! `--latency`: the worker on SQLite, idle, then R messages a second (default 2,000) for D seconds
+//! (default 30); p50, p99 and the maximum of the time from publication (the publisher's
+//! `x-pollwatch-published-at` header) to the commit, from the worker's
+//! `pollwatch_publish_to_commit_seconds` histogram (quantiles interpolated within its buckets).
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use pollwatch_ingest::{Config, QueueKind, Rules};
+use pollwatch_model::Mission;
+use pollwatch_publish::simulate::{self, GroundTruth, Options as DayOptions};
+use pollwatch_publish::{Message, PublisherConfig, publish_all};
+use pollwatch_store::Store;
+use pollwatch_tests::{TestBroker, fixtures, free_address, http_get, pollwatch_command};
+use serde::Serialize;
+
+const POLLWATCH: &str = env!("CARGO_BIN_EXE_pollwatch-as-installed");
+/// The worker's defaults (config/default.toml), which the no-op consumer copies.
+const PREFETCH: u16 = 200;
+const BATCH: usize = 100;
+const LINGER: Duration = Duration::from_millis(50);
+
+struct Options {
+    reports: usize,
+    postgres: bool,
+    json: Option<String>,
+    latency: bool,
+    rate: f64,
+    seconds: u64,
+}
+
+fn options() -> Options {
+    let mut options =
+        Options { reports: 200_000, postgres: true, json: None, latency: false, rate: 2_000.0, seconds: 30 };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--reports" => {
+                options.reports =
+                    args.next().and_then(|v| v.replace('_', "").parse().ok()).expect("a number");
+            }
+            "--skip-postgres" => options.postgres = false,
+            "--latency" => options.latency = true,
+            "--rate" => options.rate = args.next().and_then(|v| v.parse().ok()).expect("a rate"),
+            "--seconds" => {
+                options.seconds = args.next().and_then(|v| v.parse().ok()).expect("a number of seconds");
+            }
+            "--json" => options.json = args.next(),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    options
+}
+
+/// One drain.
+#[derive(Debug, Clone, Serialize)]
+struct Run {
+    consumer: String,
+    messages: usize,
+    seconds: f64,
+    per_second: f64,
+    /// Against the no-op consumer's rate.
+    ratio: f64,
+    peak_rss_mib: Option<f64>,
+    cpu_seconds: Option<f64>,
+}
+
+/// Simulated election days, one seed after another, until there are `n` messages.
+fn backlog(mission: &Mission, n: usize) -> Vec<Message> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../missions/kg-2021/ground-truth.toml");
+    let truth = GroundTruth::parse(&std::fs::read_to_string(dir).expect("the ground truth"), mission)
+        .expect("a valid ground truth");
+    let mut messages = Vec::with_capacity(n);
+    let mut seed = 1;
+    while messages.len() < n {
+        let options = DayOptions {
+            seed,
+            resends: 0.02,
+            out_of_order: 0.05,
+            corrections: 0.02,
+            malformed: 0.01,
+            spoofed: 0.0,
+            senders: false,
+            require_sender_auth: false,
+        };
+        let day = simulate::simulate(mission, &truth, &options).expect("a day");
+        messages.extend(day.messages.into_iter().map(|m| m.message));
+        seed += 1;
+    }
+    messages.truncate(n);
+    messages
+}
+
+fn config(broker: &TestBroker, run: &str) -> Config {
+    Config {
+        amqp_url: broker.url.clone(),
+        exchange: broker.name(&format!("{run}.reports")),
+        queue: broker.name(&format!("{run}.ingest")),
+        dead_letter_exchange: broker.name(&format!("{run}.dead-letter")),
+        dead_letter_queue: broker.name(&format!("{run}.dead-letters")),
+        prefetch: PREFETCH,
+        queue_kind: QueueKind::Quorum,
+        delivery_limit: 20,
+        batch_size: BATCH,
+        batch_linger: LINGER,
+        rules: Rules { max_body_bytes: 262_144, require_sender_auth: false },
+        shutdown_deadline: Duration::from_secs(20),
+    }
+}
+
+/// Declares the worker's topology for `config` and publishes the backlog into it.
+async fn preload(broker: &TestBroker, config: &Config, messages: &[Message]) -> anyhow::Result<()> {
+    let connection = broker.connect().await?;
+    let channel = connection.create_channel().await?;
+    pollwatch_ingest::topology::declare(&channel, config).await?;
+    let publisher = PublisherConfig {
+        url: broker.url.clone(),
+        exchange: config.exchange.clone(),
+        user_id: None,
+        window: 1_000,
+    };
+    let flushed = publish_all(&publisher, messages, None, &|_| {}).await?;
+    anyhow::ensure!(
+        flushed.confirmed as usize == messages.len(),
+        "the broker did not take the backlog: {flushed:?}"
+    );
+    let _ = connection.close(200, "preloaded".into()).await;
+    Ok(())
+}
+
+/// (a): takes every message with the worker's prefetch and acknowledges in batches, as the worker
+/// does, storing nothing.
+async fn drain_without_storing(broker: &TestBroker, config: &Config, n: usize) -> anyhow::Result<Duration> {
+    let connection = broker.connect().await?;
+    let channel = connection.create_channel().await?;
+    channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
+    let started = Instant::now();
+    let mut consumer = channel
+        .basic_consume(
+            config.queue.as_str().into(),
+            "noop".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let (mut taken, mut unacked, mut last_tag) = (0, 0, 0);
+    let mut deadline = tokio::time::Instant::now() + LINGER;
+    while taken < n {
+        tokio::select! {
+            delivery = consumer.next() => {
+                let delivery = delivery.ok_or_else(|| anyhow::anyhow!("the consumer ended"))??;
+                taken += 1;
+                unacked += 1;
+                last_tag = delivery.delivery_tag;
+                if unacked == 1 {
+                    deadline = tokio::time::Instant::now() + LINGER;
+                }
+            }
+            () = tokio::time::sleep_until(deadline), if unacked > 0 => {}
+        }
+        if unacked >= BATCH || (unacked > 0 && tokio::time::Instant::now() >= deadline) || taken == n {
+            channel.basic_ack(last_tag, BasicAckOptions { multiple: true }).await?;
+            unacked = 0;
+        }
+    }
+    let elapsed = started.elapsed();
+    let _ = connection.close(200, "drained".into()).await;
+    Ok(elapsed)
+}
+
+/// Messages the worker has handled: committed (any outcome) or dead-lettered.
+fn handled(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("pollwatch_reports_total{") || l.starts_with("pollwatch_dead_letters_total{")
+        })
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, n)| n.parse::<u64>().ok()))
+        .sum()
+}
+
+/// `pollwatch worker` (the release build) on `store_url`, its HTTP endpoint on `http`.
+fn spawn_worker(
+    broker: &TestBroker,
+    config: &Config,
+    store_url: &str,
+    http: std::net::SocketAddr,
+) -> anyhow::Result<tokio::process::Child> {
+    Ok(pollwatch_command(POLLWATCH)
+        .args(["worker", "--mission", "missions/kg-2021"])
+        .env("POLLWATCH__AMQP__URL", &broker.url)
+        .env("POLLWATCH__AMQP__EXCHANGE", &config.exchange)
+        .env("POLLWATCH__AMQP__QUEUE", &config.queue)
+        .env("POLLWATCH__AMQP__DEAD_LETTER_EXCHANGE", &config.dead_letter_exchange)
+        .env("POLLWATCH__AMQP__DEAD_LETTER_QUEUE", &config.dead_letter_queue)
+        .env("POLLWATCH__STORE__URL", store_url)
+        .env("POLLWATCH__HTTP__BIND", http.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()?)
+}
+
+/// Waits until the worker has handled `n` messages; returns its metrics then.
+async fn until_handled(
+    worker: &mut tokio::process::Child,
+    http: std::net::SocketAddr,
+    n: usize,
+) -> anyhow::Result<String> {
+    loop {
+        if let Ok((200, metrics)) = http_get(http, "/metrics").await
+            && handled(&metrics) >= n as u64
+        {
+            return Ok(metrics);
+        }
+        if let Some(status) = worker.try_wait()? {
+            anyhow::bail!("the worker exited with {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn stop(mut worker: tokio::process::Child) -> anyhow::Result<()> {
+    let pid = worker.id().expect("running").to_string();
+    let term = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await?;
+    anyhow::ensure!(term.success(), "stopping the worker");
+    worker.wait().await?;
+    Ok(())
+}
+
+/// (b) and (c): `pollwatch worker` on `store_url` until it has handled `n` messages; wall time,
+/// peak RSS and CPU time of the process.
+async fn drain_with_worker(
+    broker: &TestBroker,
+    config: &Config,
+    store_url: &str,
+    mission: &Mission,
+    n: usize,
+) -> anyhow::Result<(Duration, f64, f64)> {
+    let store = Store::open(store_url).await?;
+    store.import_mission(mission).await?;
+    store.close().await;
+    let http = free_address()?;
+    let started = Instant::now();
+    let mut worker = spawn_worker(broker, config, store_url, http)?;
+    let pid = worker.id().expect("running");
+    until_handled(&mut worker, http, n).await?;
+    let elapsed = started.elapsed();
+    let (rss, cpu) = usage(pid)?;
+    stop(worker).await?;
+    Ok((elapsed, rss, cpu))
+}
+
+/// `--latency`: a steady flow into an idle worker; p50, p99 and the maximum publish-to-commit
+/// time in milliseconds.
+async fn latency(broker: &TestBroker, messages: &[Message], rate: f64) -> anyhow::Result<(f64, f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
+    let config = config(broker, "latency");
+    let http = free_address()?;
+    let mut worker = spawn_worker(broker, &config, &store_url, http)?;
+    loop {
+        if matches!(http_get(http, "/readyz").await, Ok((200, _))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let due: Vec<Duration> = (0..messages.len()).map(|i| Duration::from_secs_f64(i as f64 / rate)).collect();
+    let publisher = PublisherConfig {
+        url: broker.url.clone(),
+        exchange: config.exchange.clone(),
+        user_id: None,
+        window: 1_000,
+    };
+    publish_all(&publisher, messages, Some(&due), &|_| {}).await?;
+    let metrics = until_handled(&mut worker, http, messages.len()).await?;
+    stop(worker).await?;
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    let mut max = 0.0;
+    for line in metrics.lines() {
+        if let Some(rest) = line.strip_prefix("pollwatch_publish_to_commit_seconds_bucket{le=\"") {
+            let (bound, count) = rest.split_once("\"} ").expect("a bucket line");
+            let bound = if bound == "+Inf" { f64::INFINITY } else { bound.parse()? };
+            buckets.push((bound, count.parse()?));
+        } else if let Some(value) = line.strip_prefix("pollwatch_publish_to_commit_max_seconds ") {
+            max = value.parse()?;
+        }
+    }
+    Ok((quantile(&buckets, 0.5, max) * 1e3, quantile(&buckets, 0.99, max) * 1e3, max * 1e3))
+}
+
+/// The `q` quantile of a cumulative histogram, interpolated linearly within its bucket (the
+/// last, unbounded bucket ends at `max`).
+fn quantile(buckets: &[(f64, f64)], q: f64, max: f64) -> f64 {
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    let rank = q * total;
+    let mut previous = (0.0, 0.0);
+    for &(bound, cumulative) in buckets {
+        if cumulative >= rank {
+            let upper = if bound.is_finite() { bound } else { max };
+            let share =
+                if cumulative > previous.1 { (rank - previous.1) / (cumulative - previous.1) } else { 1.0 };
+            return previous.0 + (upper - previous.0) * share;
+        }
+        previous = (bound, cumulative);
+    }
+    max
+}
+
+/// Peak RSS (MiB) and CPU time (seconds, user and system) of a process, from /proc.
+fn usage(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let hwm: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and
+    // 13th, in clock ticks (100 a second on Linux).
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or_default();
+    Ok((hwm / 1024.0, (ticks(11) + ticks(12)) / 100.0))
+}
+
+fn run(consumer: &str, n: usize, elapsed: Duration, ceiling: Option<f64>, usage: Option<(f64, f64)>) -> Run {
+    let per_second = n as f64 / elapsed.as_secs_f64();
+    Run {
+        consumer: consumer.to_owned(),
+        messages: n,
+        seconds: elapsed.as_secs_f64(),
+        per_second,
+        ratio: ceiling.map_or(1.0, |c| per_second / c),
+        peak_rss_mib: usage.map(|u| u.0),
+        cpu_seconds: usage.map(|u| u.1),
+    }
+}
+
+fn print(run: &Run) {
+    let optional = |v: Option<f64>, unit: &str| v.map_or("-".to_owned(), |v| format!("{v:.1}{unit}"));
+    println!(
+        "| {} | {} | {:.2} s | {:.0} | {:.2} | {} | {} |",
+        run.consumer,
+        run.messages,
+        run.seconds,
+        run.per_second,
+        run.ratio,
+        optional(run.peak_rss_mib, " MiB"),
+        optional(run.cpu_seconds, " s")
+    );
+    let _ = std::io::stdout().flush();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = options();
+    let mission = fixtures::kg_2021();
+    let broker = pollwatch_tests::broker().await?;
+    if options.latency {
+        let messages = backlog(&mission, (options.rate * options.seconds as f64) as usize);
+        let (p50, p99, max) = latency(&broker, &messages, options.rate).await?;
+        println!(
+            "latency: {} messages at {} a second into an idle worker (SQLite): publish to commit p50 {p50:.1} ms, \
+             p99 {p99:.1} ms, max {max:.1} ms",
+            messages.len(),
+            options.rate
+        );
+        return Ok(());
+    }
+    let messages = backlog(&mission, options.reports);
+    println!("ingest benchmark: {} messages (simulated kg-2021 election days)\n", messages.len());
+    println!(
+        "| consumer | messages | wall time | messages/s | ratio to (a) | worker peak RSS | worker CPU |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut runs = Vec::new();
+
+    let a = config(&broker, "a");
+    preload(&broker, &a, &messages).await?;
+    let elapsed = drain_without_storing(&broker, &a, messages.len()).await?;
+    runs.push(run("(a) no-op consumer", messages.len(), elapsed, None, None));
+    print(runs.last().expect("a run"));
+    let ceiling = runs[0].per_second;
+
+    let dir = tempfile::tempdir()?;
+    let b = config(&broker, "b");
+    preload(&broker, &b, &messages).await?;
+    let sqlite = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
+    let (elapsed, rss, cpu) = drain_with_worker(&broker, &b, &sqlite, &mission, messages.len()).await?;
+    runs.push(run("(b) worker, SQLite", messages.len(), elapsed, Some(ceiling), Some((rss, cpu))));
+    print(runs.last().expect("a run"));
+
+    if options.postgres {
+        let database = pollwatch_tests::database().await?;
+        let c = config(&broker, "c");
+        preload(&broker, &c, &messages).await?;
+        let (elapsed, rss, cpu) =
+            drain_with_worker(&broker, &c, &database.url, &mission, messages.len()).await?;
+        runs.push(run("(c) worker, PostgreSQL", messages.len(), elapsed, Some(ceiling), Some((rss, cpu))));
+        print(runs.last().expect("a run"));
+    }
+
+    let json = serde_json::to_string_pretty(&runs)?;
+    println!("\n{json}");
+    if let Some(path) = options.json {
+        std::fs::write(&path, json + "\n")?;
+    }
+    Ok(())
+}
