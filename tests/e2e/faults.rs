@@ -18,7 +18,10 @@ use lapin::{BasicProperties, Channel};
 use pollwatch_model::{Mission, Report};
 use pollwatch_publish::{Message, Outbox, PublisherConfig, publish_all};
 use pollwatch_store::{ReportFilter, Store};
-use pollwatch_tests::{DedicatedBroker, DedicatedDatabase, TestBroker, fixtures, pollwatch_command, within};
+use pollwatch_tests::{
+    DedicatedBroker, DedicatedDatabase, TestBroker, fixtures, free_address, http_get, pollwatch_command,
+    within,
+};
 use tokio::process::Child;
 
 const POLLWATCH: &str = env!("CARGO_BIN_EXE_pollwatch-as-installed");
@@ -164,17 +167,18 @@ fn summary(scenario: &str, published: &Published, audit: &Audit, dead_lettered: 
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
-/// Settings of a worker (and of the commands next to it) for `broker` and `store_url`.
-fn settings(broker: &TestBroker, store_url: &str) -> Vec<(&'static str, String)> {
-    vec![
+/// Settings of a worker for `broker` and `store_url`, its HTTP endpoint on a free port (the same
+/// for each worker started again).
+fn settings(broker: &TestBroker, store_url: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
+    Ok(vec![
         ("POLLWATCH__AMQP__URL", broker.url.clone()),
         ("POLLWATCH__AMQP__EXCHANGE", broker.name("reports")),
         ("POLLWATCH__AMQP__QUEUE", broker.name("ingest")),
         ("POLLWATCH__AMQP__DEAD_LETTER_EXCHANGE", broker.name("dead-letter")),
         ("POLLWATCH__AMQP__DEAD_LETTER_QUEUE", broker.name("dead-letters")),
         ("POLLWATCH__STORE__URL", store_url.to_owned()),
-        ("POLLWATCH__HTTP__BIND", "127.0.0.1:0".to_owned()),
-    ]
+        ("POLLWATCH__HTTP__BIND", free_address()?.to_string()),
+    ])
 }
 
 fn spawn_worker(settings: &[(&'static str, String)]) -> anyhow::Result<Child> {
@@ -192,21 +196,17 @@ async fn ready(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
     Ok(channel.queue_declare(queue.into(), passive, FieldTable::default()).await?.message_count())
 }
 
-/// Waits for the worker's queue to exist (it declares it at start).
-async fn until_declared(broker: &TestBroker) -> anyhow::Result<()> {
-    let connection = broker.connect().await?;
-    within(Duration::from_secs(60), "the worker declaring its queue", async {
-        loop {
-            let channel = connection.create_channel().await?;
-            if ready(&channel, &broker.name("ingest")).await.is_ok() {
-                return anyhow::Ok(());
-            }
+/// Waits until the worker answers `/readyz` with 200: connected, its exchanges, queues and
+/// bindings declared, consuming.
+async fn until_ready(settings: &[(&'static str, String)]) -> anyhow::Result<()> {
+    let (_, bind) = settings.iter().find(|(k, _)| *k == "POLLWATCH__HTTP__BIND").expect("an HTTP address");
+    let address: std::net::SocketAddr = bind.parse()?;
+    within(Duration::from_secs(60), "the worker ready", async {
+        while !http_get(address, "/readyz").await.is_ok_and(|(status, _)| status == 200) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
-    .await??;
-    let _ = connection.close(200, "declared".into()).await;
-    Ok(())
+    .await
 }
 
 /// Waits until the store holds `revisions` revisions (or the step's deadline passes, for the
@@ -243,14 +243,14 @@ async fn the_worker_killed_again_and_again_loses_and_doubles_nothing() -> anyhow
     let broker = pollwatch_tests::broker().await?;
     let dir = tempfile::tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
-    let settings = settings(&broker, &store_url);
+    let settings = settings(&broker, &store_url)?;
     let mission = fixtures::kg_2021();
     let reports = stream(&mission, scale.killed_reports, 71);
     let published = Published::of(&reports);
     let messages: Vec<Message> = reports.iter().map(|r| Message::report(r, None)).collect();
 
     let mut worker = spawn_worker(&settings)?;
-    until_declared(&broker).await?;
+    until_ready(&settings).await?;
     // The flow lasts about as long as the kills: one a second on average.
     let span = Duration::from_secs(scale.kills as u64);
     let due: Vec<Duration> =
@@ -265,7 +265,7 @@ async fn the_worker_killed_again_and_again_loses_and_doubles_nothing() -> anyhow
         worker = spawn_worker(&settings)?;
     }
     let flushed = within(STEP, "publishing", flow).await???;
-    assert_eq!(flushed.confirmed as usize, published.messages);
+    assert_eq!((flushed.confirmed as usize, flushed.unroutable, flushed.refused), (published.messages, 0, 0));
 
     let store = Store::open(&store_url).await?;
     until_settled(&store, published.unique()).await?;
@@ -285,7 +285,7 @@ async fn broker_restarts_mid_flow_lose_and_double_nothing() -> anyhow::Result<()
     let broker = &dedicated.broker;
     let dir = tempfile::tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
-    let settings = settings(broker, &store_url);
+    let settings = settings(broker, &store_url)?;
     let mission = fixtures::kg_2021();
     let reports = stream(&mission, scale.restart_reports, 73);
     let published = Published::of(&reports);
@@ -298,7 +298,7 @@ async fn broker_restarts_mid_flow_lose_and_double_nothing() -> anyhow::Result<()
     }
 
     let mut worker = spawn_worker(&settings)?;
-    until_declared(broker).await?;
+    until_ready(&settings).await?;
     // The device: flushes its outbox, and after a failure (the broker gone) tries again.
     let config = publisher(broker);
     let device = tokio::spawn(async move {
@@ -347,17 +347,17 @@ async fn postgres_stopped_mid_flow_acks_nothing_and_loses_nothing() -> anyhow::R
     let scale = scale();
     let broker = pollwatch_tests::broker().await?;
     let database = DedicatedDatabase::start().await?;
-    let settings = settings(&broker, &database.url);
+    let settings = settings(&broker, &database.url)?;
     let mission = fixtures::kg_2021();
     let reports = stream(&mission, scale.store_reports, 74);
     let published = Published::of(&reports);
     let messages: Vec<Message> = reports.iter().map(|r| Message::report(r, None)).collect();
 
     let worker = spawn_worker(&settings)?;
-    until_declared(&broker).await?;
+    until_ready(&settings).await?;
     let flushed =
         within(STEP, "publishing", publish_all(&publisher(&broker), &messages, None, &|_| {})).await??;
-    assert_eq!(flushed.confirmed as usize, published.messages);
+    assert_eq!((flushed.confirmed as usize, flushed.unroutable, flushed.refused), (published.messages, 0, 0));
     let store = Store::open(&database.url).await?;
     within(STEP, "a fifth of the reports stored", async {
         while (store.totals().await?.revisions as usize) < published.unique() / 5 {
@@ -486,7 +486,7 @@ async fn hostile_payloads_are_dead_lettered_with_reasons_and_valid_reports_store
     let gateway = broker.add_user(&broker.name("gateway"), "gateway-password", "impersonator").await?;
     let dir = tempfile::tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
-    let mut settings = settings(&broker, &store_url);
+    let mut settings = settings(&broker, &store_url)?;
     settings.push(("POLLWATCH__INGEST__REQUIRE_SENDER_AUTH", "true".into()));
     let mission = fixtures::kg_2021();
     let valid = fixtures::reports(&mission, scale.hostile, 75);
@@ -495,7 +495,7 @@ async fn hostile_payloads_are_dead_lettered_with_reasons_and_valid_reports_store
         |report: &Report| mission.observer(&report.observer).expect("a roster observer").device_user.clone();
 
     let worker = spawn_worker(&settings)?;
-    until_declared(&broker).await?;
+    until_ready(&settings).await?;
     let connection = TestBroker { url: gateway, ..broker.clone() }.connect().await?;
     let channel = connection.create_channel().await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
