@@ -2,10 +2,11 @@
 //! stable code and the path of the field at fault.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use chrono::{DateTime, FixedOffset};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -23,7 +24,9 @@ struct Envelope {
     mission: String,
     observer: String,
     station: String,
+    #[serde(deserialize_with = "rfc3339")]
     observed_at: DateTime<FixedOffset>,
+    #[serde(deserialize_with = "rfc3339")]
     submitted_at: DateTime<FixedOffset>,
     #[serde(default)]
     location: Option<Location>,
@@ -36,6 +39,27 @@ struct Envelope {
     kind: ReportKind,
     #[serde(default)]
     body: Option<Value>,
+}
+
+/// Reads a timestamp as RFC 3339, strictly. chrono's own `Deserialize` takes a relaxed form
+/// (unpadded fields, signed years outside 0000..=9999, spaces between fields) and writes some of
+/// it back in forms that RFC 3339 and the schema's `date-time` refuse, e.g. a year `-0021`.
+pub(crate) fn rfc3339<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<FixedOffset>, D::Error> {
+    struct Rfc3339;
+
+    impl serde::de::Visitor<'_> for Rfc3339 {
+        type Value = DateTime<FixedOffset>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an RFC 3339 timestamp with offset")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            DateTime::parse_from_rfc3339(value).map_err(E::custom)
+        }
+    }
+
+    deserializer.deserialize_str(Rfc3339)
 }
 
 /// Parses a payload into a report, checking its structure and types but not its values.
@@ -204,6 +228,57 @@ mod tests {
 
     fn rejection(payload: &str) -> Rejection {
         decode(payload.as_bytes()).expect_err("rejected")
+    }
+
+    // Found by `cargo fuzz run check_report` (fuzz/README.md): observed_at was
+    // `-021-01-20T11:40:00+06:00`, accepted, and written back as `-0021-01-20T11:40:00+06:00`.
+    #[test]
+    fn a_timestamp_that_is_not_strict_rfc_3339_is_an_invalid_value() {
+        let envelope = r#""schema_version":1,"report_id":"0b6c7c1e-5d7a-4f0e-9a43-2f1d8c6e0a05","revision":1,
+            "mission":"m","observer":"o","station":"s","kind":"closing","#;
+        for observed_at in [
+            "-021-01-20T11:40:00+06:00",
+            "-0021-01-20T11:40:00+06:00",
+            "+10000-01-20T11:40:00+06:00",
+            "2-1-10T2:2:0+06:00",
+            "2021-01-10T08:00:00+0600",
+            "2021-01-10T08:00:00 UTC",
+            "2021-01-10 T 08:00:00Z",
+        ] {
+            let payload = format!(
+                r#"{{{envelope}"observed_at":"{observed_at}","submitted_at":"2021-01-10T08:00:00Z"}}"#
+            );
+            let rejection = rejection(&payload);
+            assert_eq!(
+                (rejection.code, rejection.path.as_str()),
+                (RejectCode::InvalidValue, "observed_at"),
+                "{observed_at}: {rejection}"
+            );
+        }
+    }
+
+    #[test]
+    fn rfc_3339_timestamps_keep_their_offset_and_fraction() {
+        let envelope = r#""schema_version":1,"report_id":"0b6c7c1e-5d7a-4f0e-9a43-2f1d8c6e0a05","revision":1,
+            "mission":"m","observer":"o","station":"s","kind":"closing","#;
+        for (observed_at, written) in [
+            ("2021-01-10T08:00:00+06:00", "2021-01-10T08:00:00+06:00"),
+            ("2021-01-10t08:00:00.250z", "2021-01-10T08:00:00.250Z"),
+            ("2021-01-10 08:00:00-03:30", "2021-01-10T08:00:00-03:30"),
+        ] {
+            let payload = format!(
+                r#"{{{envelope}"observed_at":"{observed_at}","submitted_at":"2021-01-10T08:00:00Z"}}"#
+            );
+            let report = decode(payload.as_bytes()).unwrap_or_else(|r| panic!("{observed_at}: {r}"));
+            assert_eq!(serde_json::to_value(report.observed_at).unwrap(), written, "{observed_at}");
+        }
+    }
+
+    #[test]
+    fn a_timestamp_that_is_not_a_string_is_mistyped() {
+        let payload = r#"{"schema_version":1,"kind":"closing","observed_at":1610244000}"#;
+        let rejection = rejection(payload);
+        assert_eq!((rejection.code, rejection.path.as_str()), (RejectCode::InvalidType, "observed_at"));
     }
 
     // Found by `cargo fuzz run check_report` (fuzz/README.md), minimised.

@@ -272,6 +272,7 @@ pub struct IncidentBody {
     #[schemars(length(min = 1, max = 4000))]
     pub description: String,
     /// When it happened (RFC 3339 with offset).
+    #[serde(deserialize_with = "crate::decode::rfc3339")]
     pub occurred_at: DateTime<FixedOffset>,
 }
 
