@@ -2,6 +2,7 @@
 //! A measurement, not a test: it prints figures and asserts nothing about speed.
 //!
 //!     cargo bench -p pollwatch-tests --bench ingest -- [--reports N] [--skip-postgres] [--json FILE]
+//!         [--prefetch N] [--batch N]
 //!     cargo bench -p pollwatch-tests --bench ingest -- --latency [--rate R] [--seconds D]
 //!
 //! N messages (default 200,000: simulated election days for `missions/kg-2021`, with their
@@ -34,7 +35,8 @@ use pollwatch_tests::{TestBroker, fixtures, free_address, http_get, pollwatch_co
 use serde::Serialize;
 
 const POLLWATCH: &str = env!("CARGO_BIN_EXE_pollwatch-as-installed");
-/// The worker's defaults (config/default.toml), which the no-op consumer copies.
+/// The worker's defaults (config/default.toml), which the no-op consumer copies; `--prefetch`
+/// and `--batch` change both, for the worker through its settings.
 const PREFETCH: u16 = 200;
 const BATCH: usize = 100;
 const LINGER: Duration = Duration::from_millis(50);
@@ -46,11 +48,21 @@ struct Options {
     latency: bool,
     rate: f64,
     seconds: u64,
+    prefetch: u16,
+    batch: usize,
 }
 
 fn options() -> Options {
-    let mut options =
-        Options { reports: 200_000, postgres: true, json: None, latency: false, rate: 2_000.0, seconds: 30 };
+    let mut options = Options {
+        reports: 200_000,
+        postgres: true,
+        json: None,
+        latency: false,
+        rate: 2_000.0,
+        seconds: 30,
+        prefetch: PREFETCH,
+        batch: BATCH,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -60,6 +72,8 @@ fn options() -> Options {
             }
             "--skip-postgres" => options.postgres = false,
             "--latency" => options.latency = true,
+            "--prefetch" => options.prefetch = args.next().and_then(|v| v.parse().ok()).expect("a prefetch"),
+            "--batch" => options.batch = args.next().and_then(|v| v.parse().ok()).expect("a batch size"),
             "--rate" => options.rate = args.next().and_then(|v| v.parse().ok()).expect("a rate"),
             "--seconds" => {
                 options.seconds = args.next().and_then(|v| v.parse().ok()).expect("a number of seconds");
@@ -111,17 +125,17 @@ fn backlog(mission: &Mission, n: usize) -> Vec<Message> {
     messages
 }
 
-fn config(broker: &TestBroker, run: &str) -> Config {
+fn config(broker: &TestBroker, run: &str, options: &Options) -> Config {
     Config {
         amqp_url: broker.url.clone(),
         exchange: broker.name(&format!("{run}.reports")),
         queue: broker.name(&format!("{run}.ingest")),
         dead_letter_exchange: broker.name(&format!("{run}.dead-letter")),
         dead_letter_queue: broker.name(&format!("{run}.dead-letters")),
-        prefetch: PREFETCH,
+        prefetch: options.prefetch,
         queue_kind: QueueKind::Quorum,
         delivery_limit: 20,
-        batch_size: BATCH,
+        batch_size: options.batch,
         batch_linger: LINGER,
         rules: Rules { max_body_bytes: 262_144, require_sender_auth: false },
         shutdown_deadline: Duration::from_secs(20),
@@ -153,7 +167,7 @@ async fn preload(broker: &TestBroker, config: &Config, messages: &[Message]) -> 
 async fn drain_without_storing(broker: &TestBroker, config: &Config, n: usize) -> anyhow::Result<Duration> {
     let connection = broker.connect().await?;
     let channel = connection.create_channel().await?;
-    channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
+    channel.basic_qos(config.prefetch, BasicQosOptions::default()).await?;
     let started = Instant::now();
     let mut consumer = channel
         .basic_consume(
@@ -178,7 +192,10 @@ async fn drain_without_storing(broker: &TestBroker, config: &Config, n: usize) -
             }
             () = tokio::time::sleep_until(deadline), if unacked > 0 => {}
         }
-        if unacked >= BATCH || (unacked > 0 && tokio::time::Instant::now() >= deadline) || taken == n {
+        if unacked >= config.batch_size
+            || (unacked > 0 && tokio::time::Instant::now() >= deadline)
+            || taken == n
+        {
             channel.basic_ack(last_tag, BasicAckOptions { multiple: true }).await?;
             unacked = 0;
         }
@@ -215,6 +232,8 @@ fn spawn_worker(
         .env("POLLWATCH__AMQP__DEAD_LETTER_QUEUE", &config.dead_letter_queue)
         .env("POLLWATCH__STORE__URL", store_url)
         .env("POLLWATCH__HTTP__BIND", http.to_string())
+        .env("POLLWATCH__AMQP__PREFETCH", config.prefetch.to_string())
+        .env("POLLWATCH__INGEST__BATCH_SIZE", config.batch_size.to_string())
         .stdout(std::process::Stdio::null())
         .spawn()?)
 }
@@ -271,10 +290,14 @@ async fn drain_with_worker(
 
 /// `--latency`: a steady flow into an idle worker; p50, p99 and the maximum publish-to-commit
 /// time in milliseconds.
-async fn latency(broker: &TestBroker, messages: &[Message], rate: f64) -> anyhow::Result<(f64, f64, f64)> {
+async fn latency(
+    broker: &TestBroker,
+    messages: &[Message],
+    options: &Options,
+) -> anyhow::Result<(f64, f64, f64)> {
     let dir = tempfile::tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
-    let config = config(broker, "latency");
+    let config = config(broker, "latency", options);
     let http = free_address()?;
     let mut worker = spawn_worker(broker, &config, &store_url, http)?;
     loop {
@@ -283,7 +306,8 @@ async fn latency(broker: &TestBroker, messages: &[Message], rate: f64) -> anyhow
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let due: Vec<Duration> = (0..messages.len()).map(|i| Duration::from_secs_f64(i as f64 / rate)).collect();
+    let due: Vec<Duration> =
+        (0..messages.len()).map(|i| Duration::from_secs_f64(i as f64 / options.rate)).collect();
     let publisher = PublisherConfig {
         url: broker.url.clone(),
         exchange: config.exchange.clone(),
@@ -377,7 +401,7 @@ async fn main() -> anyhow::Result<()> {
     let broker = pollwatch_tests::broker().await?;
     if options.latency {
         let messages = backlog(&mission, (options.rate * options.seconds as f64) as usize);
-        let (p50, p99, max) = latency(&broker, &messages, options.rate).await?;
+        let (p50, p99, max) = latency(&broker, &messages, &options).await?;
         println!(
             "latency: {} messages at {} a second into an idle worker (SQLite): publish to commit p50 {p50:.1} ms, \
              p99 {p99:.1} ms, max {max:.1} ms",
@@ -387,14 +411,19 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let messages = backlog(&mission, options.reports);
-    println!("ingest benchmark: {} messages (simulated kg-2021 election days)\n", messages.len());
+    println!(
+        "ingest benchmark: {} messages (simulated kg-2021 election days), prefetch {}, batches of {}\n",
+        messages.len(),
+        options.prefetch,
+        options.batch
+    );
     println!(
         "| consumer | messages | wall time | messages/s | ratio to (a) | worker peak RSS | worker CPU |"
     );
     println!("|---|---|---|---|---|---|---|");
     let mut runs = Vec::new();
 
-    let a = config(&broker, "a");
+    let a = config(&broker, "a", &options);
     preload(&broker, &a, &messages).await?;
     let elapsed = drain_without_storing(&broker, &a, messages.len()).await?;
     runs.push(run("(a) no-op consumer", messages.len(), elapsed, None, None));
@@ -402,7 +431,7 @@ async fn main() -> anyhow::Result<()> {
     let ceiling = runs[0].per_second;
 
     let dir = tempfile::tempdir()?;
-    let b = config(&broker, "b");
+    let b = config(&broker, "b", &options);
     preload(&broker, &b, &messages).await?;
     let sqlite = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
     let (elapsed, rss, cpu) = drain_with_worker(&broker, &b, &sqlite, &mission, messages.len()).await?;
@@ -411,7 +440,7 @@ async fn main() -> anyhow::Result<()> {
 
     if options.postgres {
         let database = pollwatch_tests::database().await?;
-        let c = config(&broker, "c");
+        let c = config(&broker, "c", &options);
         preload(&broker, &c, &messages).await?;
         let (elapsed, rss, cpu) =
             drain_with_worker(&broker, &c, &database.url, &mission, messages.len()).await?;
