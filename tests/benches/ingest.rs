@@ -101,8 +101,7 @@ struct Run {
 
 /// Simulated election days, one seed after another, until there are `n` messages.
 fn backlog(mission: &Mission, n: usize) -> Vec<Message> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../missions/kg-2021/ground-truth.toml");
-    let truth = GroundTruth::parse(&std::fs::read_to_string(dir).expect("the ground truth"), mission)
+    let truth = GroundTruth::parse(pollwatch_model::sample::KG_2021_GROUND_TRUTH, mission)
         .expect("a valid ground truth");
     let mut messages = Vec::with_capacity(n);
     let mut seed = 1;

@@ -127,8 +127,6 @@ fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
 mod tests {
     use std::io::Write as _;
 
-    use pollwatch_model::MissionSources;
-
     use super::*;
 
     const RULES: Rules = Rules { max_body_bytes: 64 * 1024, require_sender_auth: false };
@@ -139,20 +137,7 @@ mod tests {
     }
 
     fn mission() -> Mission {
-        let dir = "missions/kg-2021";
-        let (mission, forms, stations, observers) = (
-            read(&format!("{dir}/mission.toml")),
-            read(&format!("{dir}/forms.toml")),
-            read(&format!("{dir}/stations.csv")),
-            read(&format!("{dir}/observers.csv")),
-        );
-        Mission::parse(MissionSources {
-            mission_toml: &mission,
-            forms_toml: &forms,
-            stations_csv: &stations,
-            observers_csv: &observers,
-        })
-        .unwrap()
+        pollwatch_model::sample::kg_2021()
     }
 
     /// The morning after the election in Bishkek.

@@ -8,6 +8,8 @@ mod codes;
 mod decode;
 mod mission;
 mod report;
+#[cfg(feature = "sample")]
+pub mod sample;
 mod schema;
 #[cfg(test)]
 mod test_support;

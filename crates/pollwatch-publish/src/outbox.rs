@@ -136,7 +136,7 @@ impl Outbox {
 
 #[cfg(test)]
 mod tests {
-    use pollwatch_model::{MissionSources, RejectCode};
+    use pollwatch_model::RejectCode;
 
     use super::*;
 
@@ -146,20 +146,7 @@ mod tests {
     }
 
     fn mission() -> Mission {
-        let dir = "missions/kg-2021";
-        let (mission, forms, stations, observers) = (
-            read(&format!("{dir}/mission.toml")),
-            read(&format!("{dir}/forms.toml")),
-            read(&format!("{dir}/stations.csv")),
-            read(&format!("{dir}/observers.csv")),
-        );
-        Mission::parse(MissionSources {
-            mission_toml: &mission,
-            forms_toml: &forms,
-            stations_csv: &stations,
-            observers_csv: &observers,
-        })
-        .unwrap()
+        pollwatch_model::sample::kg_2021()
     }
 
     #[tokio::test]

@@ -433,28 +433,16 @@ fn spoof(mission: &Mission, count: &Count, options: &Options, rng: &mut Rng) -> 
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use pollwatch_model::{MissionSources, ReportKind};
+    use pollwatch_model::ReportKind;
 
     use super::*;
 
     pub(crate) fn kg_2021() -> Mission {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../missions/kg-2021");
-        let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("the sample mission");
-        let (mission, forms, stations, observers) =
-            (read("mission.toml"), read("forms.toml"), read("stations.csv"), read("observers.csv"));
-        Mission::parse(MissionSources {
-            mission_toml: &mission,
-            forms_toml: &forms,
-            stations_csv: &stations,
-            observers_csv: &observers,
-        })
-        .expect("the sample mission parses")
+        pollwatch_model::sample::kg_2021()
     }
 
     pub(crate) fn truth(mission: &Mission) -> GroundTruth {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../missions/kg-2021/ground-truth.toml");
-        GroundTruth::parse(&std::fs::read_to_string(path).expect("the sample ground truth"), mission)
+        GroundTruth::parse(pollwatch_model::sample::KG_2021_GROUND_TRUTH, mission)
             .expect("a valid ground truth")
     }
 
