@@ -7,7 +7,7 @@ use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{Channel, Connection};
 
 use crate::{DETAIL_HEADER, ERROR_HEADER, ROUTING_KEY_HEADER, USER_ID_HEADER};
 
@@ -137,19 +137,7 @@ async fn move_back(
             headers.insert(name.clone(), value.clone());
         }
     }
-    let mut properties = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
-    if let Some(value) = original.content_type() {
-        properties = properties.with_content_type(value.clone());
-    }
-    if let Some(value) = original.content_encoding() {
-        properties = properties.with_content_encoding(value.clone());
-    }
-    if let Some(value) = original.message_id() {
-        properties = properties.with_message_id(value.clone());
-    }
-    if let Some(value) = original.timestamp() {
-        properties = properties.with_timestamp(*value);
-    }
+    let properties = crate::carried_over(original, headers);
     let confirm = publish
         .basic_publish(
             exchange.into(),

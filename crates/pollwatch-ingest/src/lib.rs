@@ -61,6 +61,31 @@ pub struct Config {
     pub shutdown_deadline: Duration,
 }
 
+/// A persistent message with `headers` and the original's content type, content encoding,
+/// message id, timestamp and type: what the worker dead-letters and what a replay sends back.
+pub(crate) fn carried_over(
+    original: &lapin::BasicProperties,
+    headers: lapin::types::FieldTable,
+) -> lapin::BasicProperties {
+    let mut properties = lapin::BasicProperties::default().with_delivery_mode(2).with_headers(headers);
+    if let Some(value) = original.content_type() {
+        properties = properties.with_content_type(value.clone());
+    }
+    if let Some(value) = original.content_encoding() {
+        properties = properties.with_content_encoding(value.clone());
+    }
+    if let Some(value) = original.message_id() {
+        properties = properties.with_message_id(value.clone());
+    }
+    if let Some(value) = original.timestamp() {
+        properties = properties.with_timestamp(*value);
+    }
+    if let Some(value) = original.kind() {
+        properties = properties.with_type(value.clone());
+    }
+    properties
+}
+
 /// What became of one delivery.
 #[derive(Debug)]
 pub enum Disposition<'a> {

@@ -12,7 +12,7 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use pollwatch_model::{Mission, RejectCode, Rejection};
 use pollwatch_store::{Incoming, Outcome, Store, StoreError};
 
@@ -20,7 +20,7 @@ use crate::message::{Envelope, judge};
 use crate::metrics::Metrics;
 use crate::{
     Action, Config, DETAIL_HEADER, Disposition, ERROR_HEADER, PUBLISHED_AT_HEADER, ROUTING_KEY_HEADER,
-    USER_ID_HEADER, action, topology,
+    USER_ID_HEADER, action, carried_over, topology,
 };
 
 /// Longest wait between two attempts to reach the broker or the store.
@@ -467,22 +467,7 @@ async fn dead_letter(
         if let Some(user) = original.user_id() {
             headers.insert(USER_ID_HEADER.into(), text(user.as_str()));
         }
-        let mut properties = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
-        if let Some(value) = original.content_type() {
-            properties = properties.with_content_type(value.clone());
-        }
-        if let Some(value) = original.content_encoding() {
-            properties = properties.with_content_encoding(value.clone());
-        }
-        if let Some(value) = original.message_id() {
-            properties = properties.with_message_id(value.clone());
-        }
-        if let Some(value) = original.timestamp() {
-            properties = properties.with_timestamp(*value);
-        }
-        if let Some(value) = original.kind() {
-            properties = properties.with_type(value.clone());
-        }
+        let properties = carried_over(original, headers);
         let confirm = publish
             .basic_publish(
                 config.dead_letter_exchange.as_str().into(),
