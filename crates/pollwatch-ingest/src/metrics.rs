@@ -77,11 +77,16 @@ impl Metrics {
 
     pub(crate) fn received(&self, deliveries: usize) {
         self.received.fetch_add(deliveries as u64, Ordering::Relaxed);
-        self.in_flight.store(deliveries as u64, Ordering::Relaxed);
+        self.in_flight.fetch_add(deliveries as u64, Ordering::Relaxed);
+    }
+
+    /// The deliveries not yet acknowledged go back to the queue with their connection.
+    pub(crate) fn unacknowledged_returned(&self) {
+        self.in_flight.store(0, Ordering::Relaxed);
     }
 
     pub(crate) fn batch_done(&self, size: usize, commit: Duration) {
-        self.in_flight.store(0, Ordering::Relaxed);
+        self.in_flight.fetch_sub(size as u64, Ordering::Relaxed);
         let bounds = BATCH_BUCKETS.map(|b| b as f64);
         self.batch_sizes.lock().expect("metrics lock").observe(&bounds, size as f64);
         self.commit_seconds.lock().expect("metrics lock").observe(&LATENCY_BUCKETS, commit.as_secs_f64());
@@ -129,7 +134,7 @@ impl Metrics {
         simple(
             "pollwatch_deliveries_in_flight",
             "gauge",
-            "Deliveries of the batch being handled, not yet acknowledged.",
+            "Deliveries received and not yet acknowledged (the batch being committed and the one filling).",
             self.in_flight.load(Ordering::Relaxed),
         );
         simple(

@@ -1,11 +1,13 @@
 //! The consume → judge → commit → dead-letter → ack loop, its reconnects and its shutdown.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use lapin::message::Delivery;
 use lapin::options::ConfirmSelectOptions;
 use lapin::options::{
@@ -63,28 +65,32 @@ struct Stop<'a> {
     deadline: Duration,
 }
 
+/// What a shutdown request has come to.
+enum StopEvent {
+    /// Just requested: take nothing more, finish the batches in hand.
+    Requested,
+    /// Its deadline has passed.
+    Expired,
+}
+
 impl Stop<'_> {
     /// Completes when shutdown is requested (at once if it already was).
     async fn requested(&mut self) {
         if self.since.is_none() {
             self.signal.as_mut().await;
             self.since = Some(Instant::now());
-            tracing::info!(deadline = ?self.deadline, "shutdown requested; finishing the current batch");
+            tracing::info!(deadline = ?self.deadline, "shutdown requested; finishing the batches in hand");
         }
     }
 
-    fn is_requested(&self) -> bool {
-        self.since.is_some()
-    }
-
-    fn out_of_time(&self) -> bool {
-        self.since.is_some_and(|since| since.elapsed() >= self.deadline)
-    }
-
-    /// Completes once shutdown was requested and its deadline has passed.
-    async fn expired(&mut self) {
-        self.requested().await;
+    /// The request, once; after it, its deadline passing.
+    async fn next_event(&mut self) -> StopEvent {
+        if self.since.is_none() {
+            self.requested().await;
+            return StopEvent::Requested;
+        }
         tokio::time::sleep(self.time_left()).await;
+        StopEvent::Expired
     }
 
     fn time_left(&self) -> Duration {
@@ -113,6 +119,7 @@ pub async fn run(
         let context = Context { config, store, mission, metrics };
         let ended = session(&context, &mut stop, &mut summary, &mut connected_before, lost).await;
         metrics.set_broker_connected(false);
+        metrics.unacknowledged_returned();
         let ended = ended?;
         match ended {
             SessionEnd::Stopped => {
@@ -217,6 +224,69 @@ async fn open(connection: &Connection, config: &Config) -> lapin::Result<(Channe
     Ok((consume, publish, consumer))
 }
 
+/// Deliveries gathered for one commit, each judged as it arrived.
+#[derive(Default)]
+struct Batch {
+    deliveries: Vec<Delivery>,
+    accepted: Vec<Incoming>,
+    /// The position (in `deliveries`) of the delivery each accepted report came in.
+    accepted_from: Vec<usize>,
+    rejected: Vec<(usize, Rejection)>,
+    /// When its first delivery arrived; the linger runs from then.
+    since: Option<tokio::time::Instant>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.deliveries.len()
+    }
+
+    fn add(&mut self, context: &Context<'_>, delivery: Delivery) {
+        context.metrics.received(1);
+        let properties = &delivery.properties;
+        let envelope = Envelope {
+            body: &delivery.data,
+            content_type: properties.content_type().as_ref().map(ShortString::as_str),
+            content_encoding: properties.content_encoding().as_ref().map(ShortString::as_str),
+            user_id: properties.user_id().as_ref().map(ShortString::as_str),
+            redelivered: delivery.redelivered,
+        };
+        let position = self.deliveries.len();
+        match judge(&envelope, context.mission, context.config.rules, Utc::now()) {
+            Ok(incoming) => {
+                self.accepted.push(incoming);
+                self.accepted_from.push(position);
+            }
+            Err(rejection) => self.rejected.push((position, rejection)),
+        }
+        self.since.get_or_insert_with(tokio::time::Instant::now);
+        self.deliveries.push(delivery);
+    }
+}
+
+/// A batch's commit, under way.
+type Committing<'a> = Pin<Box<dyn Future<Output = Committed> + Send + 'a>>;
+/// A committed batch's dead letters and acknowledgement, under way.
+type Acknowledging<'a> = Pin<Box<dyn Future<Output = lapin::Result<(u64, u64)>> + Send + 'a>>;
+
+/// What woke the batching loop, when it is more than a delivery to add to the batch.
+enum Event {
+    Committed(Committed),
+    Acknowledged(lapin::Result<(u64, u64)>),
+    Stop(StopEvent),
+    BrokerLost(lapin::Error),
+    Other,
+}
+
+/// Runs the batches through two stages, each one batch at a time: the store's commit, then the
+/// broker's part (publishing the rejections to the dead-letter exchange, waiting for the
+/// broker's confirms, acknowledging). Meanwhile the next batch fills and is judged. So the store
+/// commits batch n+1 while the broker confirms batch n's dead letters, and neither waits for the
+/// other. A batch is committed when it is full, or when its first delivery has waited
+/// `batch_linger`, and never before the previous batch is committed. Acknowledgements go out in
+/// delivery order, each after the batch before it is acknowledged: one `multiple` ack covers
+/// everything received before it, and a batch is acknowledged only once its rejections are safe
+/// in the dead-letter queue.
 async fn batches(
     context: &Context<'_>,
     stop: &mut Stop<'_>,
@@ -227,58 +297,75 @@ async fn batches(
 ) -> SessionEnd {
     let config = context.config;
     let batch_size = config.batch_size.clamp(1, usize::from(config.prefetch.max(1)));
+    let mut filling = Batch::default();
+    // At most one future in each. Held in a `FuturesUnordered` so that it is polled only when its
+    // own waker fires, not every time a delivery wakes this loop: polling a pending store future
+    // means taking the lock its database thread is working under.
+    let mut committing: FuturesUnordered<Committing<'_>> = FuturesUnordered::new();
+    let mut acknowledging: FuturesUnordered<Acknowledging<'_>> = FuturesUnordered::new();
+    // Committed batches waiting for the one before them to be acknowledged.
+    let mut committed: VecDeque<Committed> = VecDeque::new();
+    let mut taking = true;
     loop {
-        let first = tokio::select! {
+        let due = filling.since.map(|since| since + config.batch_linger);
+        let ready = filling.len() >= batch_size
+            || (filling.len() > 0 && !taking)
+            || due.is_some_and(|due| due <= tokio::time::Instant::now());
+        if committing.is_empty() && ready {
+            let batch = std::mem::take(&mut filling);
+            committing.push(Box::pin(commit_batch(*context, batch)));
+        }
+        if acknowledging.is_empty()
+            && let Some(next) = committed.pop_front()
+        {
+            acknowledging.push(Box::pin(acknowledge(*context, publish, consume, next)));
+        }
+        if !taking && committing.is_empty() && acknowledging.is_empty() {
+            return SessionEnd::Stopped;
+        }
+        let event = tokio::select! {
             biased;
-            () = stop.requested() => {
-                let _ = consume.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
-                return SessionEnd::Stopped;
-            }
-            next = consumer.next() => next,
+            Some(done) = acknowledging.next(), if !acknowledging.is_empty() => Event::Acknowledged(done),
+            Some(done) = committing.next(), if !committing.is_empty() => Event::Committed(done),
+            event = stop.next_event() => Event::Stop(event),
+            next = consumer.next(), if taking && filling.len() < batch_size => match next {
+                Some(Ok(delivery)) => {
+                    filling.add(context, delivery);
+                    Event::Other
+                }
+                // Nothing of the batches in hand is acknowledged; the broker redelivers all of it.
+                Some(Err(error)) => Event::BrokerLost(error),
+                None => Event::BrokerLost(cancelled()),
+            },
+            () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)),
+                if committing.is_empty() && due.is_some() => Event::Other,
         };
-        let mut batch = match first {
-            Some(Ok(delivery)) => vec![delivery],
-            Some(Err(error)) => return SessionEnd::Broker(error),
-            None => return SessionEnd::Broker(cancelled()),
-        };
-        let linger = tokio::time::sleep(config.batch_linger);
-        tokio::pin!(linger);
-        while batch.len() < batch_size && !stop.is_requested() {
-            tokio::select! {
-                biased;
-                () = &mut linger => break,
-                () = stop.requested() => break,
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => batch.push(delivery),
-                    // Nothing of this batch is acknowledged; the broker redelivers all of it.
-                    Some(Err(error)) => return SessionEnd::Broker(error),
-                    None => return SessionEnd::Broker(cancelled()),
-                },
-            }
-        }
-        if stop.is_requested() {
-            // Take nothing more; what the broker already sent beyond this batch goes back to
-            // the queue when the channel closes.
-            let _ = consume.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
-        }
-        context.metrics.received(batch.len());
-        match handle(context, stop, publish, consume, &batch).await {
-            Ok((committed, dead_lettered)) => {
-                summary.committed += committed;
+        match event {
+            Event::Committed(batch) => committed.push_back(batch),
+            Event::Acknowledged(Ok((stored, dead_lettered))) => {
+                summary.committed += stored;
                 summary.dead_lettered += dead_lettered;
                 summary.batches += 1;
             }
-            Err(Unfinished::Broker(error)) => return SessionEnd::Broker(error),
-            Err(Unfinished::OutOfTime) => {
+            Event::Acknowledged(Err(error)) | Event::BrokerLost(error) => return SessionEnd::Broker(error),
+            Event::Stop(StopEvent::Requested) => {
+                // Take nothing more; what the broker already sent beyond the batches in hand
+                // goes back to the queue when the channel closes.
+                taking = false;
+                let _ = consume.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
+            }
+            Event::Stop(StopEvent::Expired) => {
                 tracing::warn!(
-                    deliveries = batch.len(),
-                    "shutdown deadline passed; the batch is left to the next worker"
+                    filling = filling.len(),
+                    committing = !committing.is_empty(),
+                    unacknowledged = committed.len() + acknowledging.len(),
+                    "shutdown deadline passed; the batches in hand are left to the next worker"
                 );
+                // Dropping a commit rolls its transaction back, unless it already committed;
+                // then the redelivered reports are recognised as duplicates.
                 return SessionEnd::Stopped;
             }
-        }
-        if stop.is_requested() {
-            return SessionEnd::Stopped;
+            Event::Other => {}
         }
     }
 }
@@ -290,74 +377,59 @@ fn cancelled() -> lapin::Error {
     ))
 }
 
-/// Why a batch was left unacknowledged.
-enum Unfinished {
-    Broker(lapin::Error),
-    OutOfTime,
+/// A batch the store has committed, on its way to being acknowledged.
+struct Committed {
+    deliveries: Vec<Delivery>,
+    /// Rejections to dead-letter, by position in `deliveries`.
+    rejected: Vec<(usize, Rejection)>,
+    started: Instant,
 }
 
-/// Judges, commits, dead-letters and acknowledges one batch; returns (committed, dead-lettered).
-async fn handle(
-    context: &Context<'_>,
-    stop: &mut Stop<'_>,
-    publish: &Channel,
-    consume: &Channel,
-    batch: &[Delivery],
-) -> Result<(u64, u64), Unfinished> {
-    let Context { config, store, mission, metrics } = *context;
-    let now = Utc::now();
-    let mut accepted: Vec<Incoming> = Vec::new();
-    // The delivery each accepted report came in, by position.
-    let mut accepted_deliveries: Vec<&Delivery> = Vec::new();
-    let mut rejected: Vec<(&Delivery, Rejection)> = Vec::new();
-    for delivery in batch {
-        let properties = &delivery.properties;
-        let envelope = Envelope {
-            body: &delivery.data,
-            content_type: properties.content_type().as_ref().map(ShortString::as_str),
-            content_encoding: properties.content_encoding().as_ref().map(ShortString::as_str),
-            user_id: properties.user_id().as_ref().map(ShortString::as_str),
-            redelivered: delivery.redelivered,
-        };
-        match judge(&envelope, mission, config.rules, now) {
-            Ok(incoming) => {
-                accepted.push(incoming);
-                accepted_deliveries.push(delivery);
-            }
-            Err(rejection) => rejected.push((delivery, rejection)),
-        }
-    }
-
+/// Commits a batch's accepted reports (waiting out store outages) and counts their outcomes.
+async fn commit_batch(context: Context<'_>, batch: Batch) -> Committed {
+    let Context { store, metrics, .. } = context;
+    let Batch { deliveries, accepted, accepted_from, mut rejected, .. } = batch;
     let started = Instant::now();
-    let (outcomes, refused) = commit(store, stop, &accepted).await?;
+    let (outcomes, refused) = commit(store, &accepted).await;
     let committed_at = Utc::now().timestamp_micros();
     for outcome in outcomes {
         metrics.outcome(outcome);
     }
-    for delivery in &accepted_deliveries {
-        if let Some(published_at) = published_at(delivery) {
+    for &position in &accepted_from {
+        if let Some(published_at) = published_at(&deliveries[position]) {
             metrics.published_to_committed(Duration::from_micros(
                 committed_at.saturating_sub(published_at).max(0) as u64,
             ));
         }
     }
     for (index, error) in refused {
-        rejected.push((
-            accepted_deliveries[index],
-            Rejection::new(RejectCode::StoreRejected, "$", error.to_string()),
-        ));
+        rejected
+            .push((accepted_from[index], Rejection::new(RejectCode::StoreRejected, "$", error.to_string())));
     }
+    Committed { deliveries, rejected, started }
+}
+
+/// Dead-letters a committed batch's rejections, waits for the broker's confirms, then
+/// acknowledges the batch; returns (committed, dead-lettered).
+async fn acknowledge(
+    context: Context<'_>,
+    publish: &Channel,
+    consume: &Channel,
+    batch: Committed,
+) -> lapin::Result<(u64, u64)> {
+    let Context { config, metrics, .. } = context;
+    let Committed { deliveries, rejected, started } = batch;
     let dead_lettered = rejected.len() as u64;
-    dead_letter(config, publish, &rejected).await.map_err(Unfinished::Broker)?;
+    dead_letter(config, publish, &deliveries, &rejected).await?;
     for (_, rejection) in &rejected {
         metrics.dead_letter(rejection.code);
     }
-
-    let last = batch.iter().map(|d| d.delivery_tag).max().expect("a batch is not empty");
-    // Every delivery this channel has received so far is in this batch: one frame acks them all.
-    consume.basic_ack(last, BasicAckOptions { multiple: true }).await.map_err(Unfinished::Broker)?;
-    metrics.batch_done(batch.len(), started.elapsed());
-    Ok((batch.len() as u64 - dead_lettered, dead_lettered))
+    let last = deliveries.iter().map(|d| d.delivery_tag).max().expect("a batch is not empty");
+    // Every delivery this channel received before this batch's last one is acknowledged or in
+    // this batch: one frame acks them all.
+    consume.basic_ack(last, BasicAckOptions { multiple: true }).await?;
+    metrics.batch_done(deliveries.len(), started.elapsed());
+    Ok((deliveries.len() as u64 - dead_lettered, dead_lettered))
 }
 
 /// The publisher's [`PUBLISHED_AT_HEADER`], if the message has one.
@@ -370,55 +442,42 @@ fn published_at(delivery: &Delivery) -> Option<i64> {
     }
 }
 
-/// Commits `reports` in one transaction, waiting out store outages (nothing is acknowledged
-/// meanwhile, and the consumer takes nothing new: memory stays bounded by the prefetch). A batch
-/// the store refuses for good is retried report by report, and the reports it still refuses on
-/// their own are returned (by position) to be dead-lettered.
-async fn commit(
-    store: &Store,
-    stop: &mut Stop<'_>,
-    reports: &[Incoming],
-) -> Result<(Vec<Outcome>, Vec<(usize, StoreError)>), Unfinished> {
+/// Commits `reports` in one transaction, waiting out store outages for as long as it takes
+/// (nothing is acknowledged meanwhile, and the consumer takes at most one more batch: memory stays
+/// bounded by the prefetch; a shutdown deadline drops this future). A batch the store refuses for
+/// good is retried report by report, and the reports it still refuses on their own are returned
+/// (by position) to be dead-lettered.
+async fn commit(store: &Store, reports: &[Incoming]) -> (Vec<Outcome>, Vec<(usize, StoreError)>) {
     if reports.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
+        return (Vec::new(), Vec::new());
     }
-    match commit_with_retries(store, stop, reports).await? {
-        Ok(outcomes) => Ok((outcomes, Vec::new())),
+    match commit_with_retries(store, reports).await {
+        Ok(outcomes) => (outcomes, Vec::new()),
         Err(error) => {
             tracing::warn!(%error, reports = reports.len(), "the store refused a batch; trying its reports one by one");
             let (mut outcomes, mut refused) = (Vec::new(), Vec::new());
             for (index, report) in reports.iter().enumerate() {
-                match commit_with_retries(store, stop, std::slice::from_ref(report)).await? {
+                match commit_with_retries(store, std::slice::from_ref(report)).await {
                     Ok(outcome) => outcomes.extend(outcome),
                     Err(error) => refused.push((index, error)),
                 }
             }
-            Ok((outcomes, refused))
+            (outcomes, refused)
         }
     }
 }
 
-/// `Ok(Ok(outcomes))` committed; `Ok(Err(_))` refused for good; `Err` out of time while retrying.
-async fn commit_with_retries(
-    store: &Store,
-    stop: &mut Stop<'_>,
-    reports: &[Incoming],
-) -> Result<Result<Vec<Outcome>, StoreError>, Unfinished> {
+/// `Ok(outcomes)` committed; `Err(_)` refused for good. Retryable failures are retried with backoff.
+async fn commit_with_retries(store: &Store, reports: &[Incoming]) -> Result<Vec<Outcome>, StoreError> {
     let mut backoff = FIRST_BACKOFF;
     let mut failing = false;
     loop {
-        // A store that hangs (a lock held elsewhere, say) must not hold a shutdown past its
-        // deadline: the attempt is dropped, which rolls its transaction back.
-        let attempt = tokio::select! {
-            result = store.ingest_batch(reports) => result,
-            () = stop.expired() => return Err(Unfinished::OutOfTime),
-        };
-        let error = match attempt {
+        let error = match store.ingest_batch(reports).await {
             Ok(outcomes) => {
                 if failing {
                     tracing::info!("the store is back");
                 }
-                return Ok(Ok(outcomes));
+                return Ok(outcomes);
             }
             Err(error) => error,
         };
@@ -428,17 +487,10 @@ async fn commit_with_retries(
                     tracing::warn!(%error, "the store is unavailable; holding the batch and retrying");
                     failing = true;
                 }
-                if stop.out_of_time() {
-                    return Err(Unfinished::OutOfTime);
-                }
-                let wait = backoff.min(stop.time_left());
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = stop.requested() => {}
-                }
+                tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            Action::Ack | Action::DeadLetterThenAck => return Ok(Err(error)),
+            Action::Ack | Action::DeadLetterThenAck => return Err(error),
         }
     }
 }
@@ -448,10 +500,12 @@ async fn commit_with_retries(
 async fn dead_letter(
     config: &Config,
     publish: &Channel,
-    rejected: &[(&Delivery, Rejection)],
+    deliveries: &[Delivery],
+    rejected: &[(usize, Rejection)],
 ) -> lapin::Result<()> {
     let mut confirms = Vec::with_capacity(rejected.len());
-    for (delivery, rejection) in rejected {
+    for (position, rejection) in rejected {
+        let delivery = &deliveries[*position];
         tracing::info!(
             code = %rejection.code,
             detail = %rejection,

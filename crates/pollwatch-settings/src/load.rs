@@ -307,7 +307,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let loaded = Settings::load(&options(&dir.path().join("absent"), &[])).unwrap();
         assert_eq!(loaded.environment, "development");
-        assert_eq!(loaded.settings.amqp.prefetch, 200);
+        assert_eq!(loaded.settings.amqp.prefetch, 600);
         assert_eq!(loaded.settings.store.url.expose(), "sqlite://data/pollwatch.db");
         assert_eq!(loaded.origin_of("amqp.prefetch"), "config/default.toml (built in)");
     }
