@@ -155,12 +155,18 @@ impl Sql {
     }
 
     /// Appends ` IN (v1, v2, …)` on SQLite, ` = ANY($n::text[])` (one array) on PostgreSQL.
+    /// On SQLite the list is padded to a power of two by repeating its last value (which changes
+    /// nothing an `IN` matches), so that a few statement texts serve every batch size and stay
+    /// prepared in the connection's statement cache.
     pub(crate) fn bind_in(&mut self, values: Vec<String>) -> &mut Self {
         if matches!(self.args, Args::Postgres(_)) {
             return self.push(" = ANY(").bind_array(values, "text").push(")");
         }
+        let padded = values.len().next_power_of_two();
+        let last = values.last().cloned().unwrap_or_default();
         self.push(" IN (");
-        for (i, value) in values.into_iter().enumerate() {
+        let padding = std::iter::repeat_n(last, padded - values.len());
+        for (i, value) in values.into_iter().chain(padding).enumerate() {
             self.push(if i == 0 { "" } else { ", " }).bind(value);
         }
         self.push(")")
@@ -252,6 +258,11 @@ impl Sql {
 
 /// Most values bound in one SQLite statement; well under SQLite's limit of 32,766.
 const MAX_SQLITE_PARAMS: usize = 6_000;
+
+/// The largest power of two not above `n` (at least 1).
+fn sqlite_chunk(n: usize) -> usize {
+    if n <= 1 { 1 } else { 1 << (usize::BITS - 1 - n.leading_zeros()) }
+}
 
 /// One column of [`Rows`].
 pub(crate) enum Column {
@@ -350,24 +361,31 @@ impl Rows {
                 vec![sql]
             }
             Backend::Sqlite => {
-                let per_statement = (MAX_SQLITE_PARAMS / self.columns.len()).max(1);
-                (0..rows)
-                    .step_by(per_statement)
-                    .map(|start| {
-                        let mut sql = Sql::new(backend, &head);
-                        sql.push("VALUES ");
-                        for row in start..rows.min(start + per_statement) {
-                            sql.push(if row == start { "(" } else { ", (" });
-                            for (i, column) in self.columns.iter_mut().enumerate() {
-                                sql.push(if i == 0 { "" } else { ", " });
-                                column.bind_value(&mut sql, row);
-                            }
-                            sql.push(")");
+                let most = sqlite_chunk(MAX_SQLITE_PARAMS / self.columns.len());
+                let mut statements = Vec::new();
+                let mut start = 0;
+                while start < rows {
+                    // Statements of a power of two rows: a batch of any size then uses a handful
+                    // of statement texts that stay prepared in the connection's cache, instead of
+                    // one text per row count, each parsed anew and cached (sqlx caches 100
+                    // statements per connection; at thousands of parameters each, that was tens
+                    // of MiB).
+                    let size = sqlite_chunk(rows - start).min(most);
+                    let mut sql = Sql::new(backend, &head);
+                    sql.push("VALUES ");
+                    for row in start..start + size {
+                        sql.push(if row == start { "(" } else { ", (" });
+                        for (i, column) in self.columns.iter_mut().enumerate() {
+                            sql.push(if i == 0 { "" } else { ", " });
+                            column.bind_value(&mut sql, row);
                         }
-                        sql.push(tail);
-                        sql
-                    })
-                    .collect()
+                        sql.push(")");
+                    }
+                    sql.push(tail);
+                    statements.push(sql);
+                    start += size;
+                }
+                statements
             }
         }
     }

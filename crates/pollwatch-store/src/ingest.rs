@@ -91,7 +91,13 @@ impl fmt::Display for Outcome {
 pub fn content_hash(report: &Report) -> String {
     let canonical = serde_json::to_vec(report).expect("a report serialises");
     let digest = Sha256::digest(&canonical);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(digest.len() * 2);
+    for byte in digest {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    hex
 }
 
 /// Most bound values in one statement; well under SQLite's and PostgreSQL's limits.

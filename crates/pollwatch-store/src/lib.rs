@@ -65,12 +65,19 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
-                // 64 MiB of page cache per connection (SQLite's default is 2 MiB): the pages a
-                // batch updates stay in memory instead of being read back for every batch.
-                .pragma("cache_size", "-65536")
+                // 16 MiB of page cache per connection (SQLite's default is 2 MiB): the pages a
+                // batch updates stay in memory instead of being read back for every batch. The
+                // inserts append (time-ordered ids, sequence numbers), so the pages they touch are
+                // few and recent; 64 MiB bought nothing more and took the worker past its memory
+                // budget (docs/benchmarks.md).
+                .pragma("cache_size", "-16384")
+                // Rows of a statement's result stream to the caller while SQLite works; with
+                // sqlx's default of 50, a batch's RETURNING rows stall SQLite's thread until the
+                // async side has taken each fifty.
+                .row_buffer_size(4096)
                 // Copy the WAL back into the database every 40 MiB rather than every 4 MiB: a
                 // page updated by many batches is then written back once, not once per batch.
-                .pragma("wal_autocheckpoint", "10000")
+                .pragma("wal_autocheckpoint", "1000")
                 // Statement journals (a multi-row insert keeps one to undo itself on error) and
                 // temporary sort tables in memory, not in temporary files.
                 .pragma("temp_store", "memory");
