@@ -19,6 +19,13 @@ use pollwatch_settings::Settings;
 
 use crate::cli::{Cli, Command, ConfigCommand, DlqCommand, MissionCommand, ReportCommand};
 
+/// mimalloc instead of the C library's allocator, for every binary built on this crate: the
+/// worker allocates and frees for every message (the delivery, the decoded report, the
+/// statement arguments) across threads, and glibc's allocator spent a sixth of the worker's CPU
+/// time doing it and kept freed memory in per-thread arenas (`docs/benchmarks.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Loads settings, starts telemetry and runs the chosen subcommand.
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
     let loaded = Settings::load(&cli.global.load_options()).context("invalid settings")?;
