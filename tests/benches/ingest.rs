@@ -2,7 +2,7 @@
 //! A measurement, not a test: it prints figures and asserts nothing about speed.
 //!
 //!     cargo bench -p pollwatch-tests --bench ingest -- [--reports N] [--skip-postgres] [--json FILE]
-//!         [--prefetch N] [--batch N]
+//!         [--prefetch N] [--batch N] [--linger MS]
 //!     cargo bench -p pollwatch-tests --bench ingest -- --latency [--rate R] [--seconds D]
 //!
 //! N messages (default 200,000: simulated election days for `missions/kg-2021`, with their
@@ -13,7 +13,9 @@
 //!   (b) `pollwatch worker` (the release build, as a process) on SQLite;
 //!   (c) the same on PostgreSQL (the container harness's server, or POLLWATCH_TEST_DATABASE_URL).
 //! For (b) and (c): wall time from the process's start to the last message handled (the mission
-//! is imported beforehand), peak RSS (VmHWM) and CPU time of the worker process.
+//! is imported beforehand), peak RSS (VmHWM) and CPU time of the worker process. For every run,
+//! the CPU time the whole machine spent meanwhile (all cores, from /proc/stat): the broker, the
+//! database server and the kernel share the same cores, and this says whether they ran out.
 //!
 //! `--latency`: the worker on SQLite, idle, then R messages a second (default 2,000) for D seconds
 //! (default 30); p50, p99 and the maximum of the time from publication (the publisher's
@@ -35,11 +37,11 @@ use pollwatch_tests::{TestBroker, fixtures, free_address, http_get, pollwatch_co
 use serde::Serialize;
 
 const POLLWATCH: &str = env!("CARGO_BIN_EXE_pollwatch-as-installed");
-/// The worker's defaults (config/default.toml), which the no-op consumer copies; `--prefetch`
-/// and `--batch` change both, for the worker through its settings.
-const PREFETCH: u16 = 200;
-const BATCH: usize = 100;
-const LINGER: Duration = Duration::from_millis(50);
+/// The worker's defaults (config/default.toml), which the no-op consumer copies; `--prefetch`,
+/// `--batch` and `--linger` change both, for the worker through its settings.
+const PREFETCH: u16 = 600;
+const BATCH: usize = 200;
+const LINGER_MS: u64 = 5;
 
 struct Options {
     reports: usize,
@@ -50,6 +52,7 @@ struct Options {
     seconds: u64,
     prefetch: u16,
     batch: usize,
+    linger: Duration,
 }
 
 fn options() -> Options {
@@ -62,6 +65,7 @@ fn options() -> Options {
         seconds: 30,
         prefetch: PREFETCH,
         batch: BATCH,
+        linger: Duration::from_millis(LINGER_MS),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -74,6 +78,10 @@ fn options() -> Options {
             "--latency" => options.latency = true,
             "--prefetch" => options.prefetch = args.next().and_then(|v| v.parse().ok()).expect("a prefetch"),
             "--batch" => options.batch = args.next().and_then(|v| v.parse().ok()).expect("a batch size"),
+            "--linger" => {
+                options.linger =
+                    Duration::from_millis(args.next().and_then(|v| v.parse().ok()).expect("milliseconds"));
+            }
             "--rate" => options.rate = args.next().and_then(|v| v.parse().ok()).expect("a rate"),
             "--seconds" => {
                 options.seconds = args.next().and_then(|v| v.parse().ok()).expect("a number of seconds");
@@ -97,6 +105,33 @@ struct Run {
     ratio: f64,
     peak_rss_mib: Option<f64>,
     cpu_seconds: Option<f64>,
+    /// CPU time of the whole machine (every process, every core) during the run.
+    machine_cpu_seconds: f64,
+    cores: usize,
+    /// The worker's batches: how many, their mean size and mean time from the start of the
+    /// commit to the acknowledgement (from its /metrics).
+    batches: Option<Batches>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Batches {
+    count: f64,
+    mean_size: f64,
+    mean_commit_ms: f64,
+}
+
+impl Batches {
+    fn from_metrics(metrics: &str) -> Option<Self> {
+        let value = |name: &str| {
+            metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+        };
+        let count = value("pollwatch_batch_size_count")?;
+        Some(Self {
+            count,
+            mean_size: value("pollwatch_batch_size_sum")? / count,
+            mean_commit_ms: value("pollwatch_commit_seconds_sum")? / count * 1e3,
+        })
+    }
 }
 
 /// Simulated election days, one seed after another, until there are `n` messages.
@@ -135,7 +170,7 @@ fn config(broker: &TestBroker, run: &str, options: &Options) -> Config {
         queue_kind: QueueKind::Quorum,
         delivery_limit: 20,
         batch_size: options.batch,
-        batch_linger: LINGER,
+        batch_linger: options.linger,
         rules: Rules { max_body_bytes: 262_144, require_sender_auth: false },
         shutdown_deadline: Duration::from_secs(20),
     }
@@ -163,11 +198,16 @@ async fn preload(broker: &TestBroker, config: &Config, messages: &[Message]) -> 
 
 /// (a): takes every message with the worker's prefetch and acknowledges in batches, as the worker
 /// does, storing nothing.
-async fn drain_without_storing(broker: &TestBroker, config: &Config, n: usize) -> anyhow::Result<Duration> {
+async fn drain_without_storing(
+    broker: &TestBroker,
+    config: &Config,
+    n: usize,
+) -> anyhow::Result<(Duration, f64)> {
     let connection = broker.connect().await?;
     let channel = connection.create_channel().await?;
     channel.basic_qos(config.prefetch, BasicQosOptions::default()).await?;
     let started = Instant::now();
+    let machine_before = machine_cpu()?;
     let mut consumer = channel
         .basic_consume(
             config.queue.as_str().into(),
@@ -177,7 +217,7 @@ async fn drain_without_storing(broker: &TestBroker, config: &Config, n: usize) -
         )
         .await?;
     let (mut taken, mut unacked, mut last_tag) = (0, 0, 0);
-    let mut deadline = tokio::time::Instant::now() + LINGER;
+    let mut deadline = tokio::time::Instant::now() + config.batch_linger;
     while taken < n {
         tokio::select! {
             delivery = consumer.next() => {
@@ -186,7 +226,7 @@ async fn drain_without_storing(broker: &TestBroker, config: &Config, n: usize) -
                 unacked += 1;
                 last_tag = delivery.delivery_tag;
                 if unacked == 1 {
-                    deadline = tokio::time::Instant::now() + LINGER;
+                    deadline = tokio::time::Instant::now() + config.batch_linger;
                 }
             }
             () = tokio::time::sleep_until(deadline), if unacked > 0 => {}
@@ -200,8 +240,9 @@ async fn drain_without_storing(broker: &TestBroker, config: &Config, n: usize) -
         }
     }
     let elapsed = started.elapsed();
+    let machine = machine_cpu()? - machine_before;
     let _ = connection.close(200, "drained".into()).await;
-    Ok(elapsed)
+    Ok((elapsed, machine))
 }
 
 /// Messages the worker has handled: committed (any outcome) or dead-lettered.
@@ -233,6 +274,7 @@ fn spawn_worker(
         .env("POLLWATCH__HTTP__BIND", http.to_string())
         .env("POLLWATCH__AMQP__PREFETCH", config.prefetch.to_string())
         .env("POLLWATCH__INGEST__BATCH_SIZE", config.batch_size.to_string())
+        .env("POLLWATCH__INGEST__BATCH_LINGER_MS", config.batch_linger.as_millis().to_string())
         .stdout(std::process::Stdio::null())
         .spawn()?)
 }
@@ -265,26 +307,28 @@ async fn stop(mut worker: tokio::process::Child) -> anyhow::Result<()> {
 }
 
 /// (b) and (c): `pollwatch worker` on `store_url` until it has handled `n` messages; wall time,
-/// peak RSS and CPU time of the process.
+/// peak RSS and CPU time of the process, and the machine's CPU time meanwhile.
 async fn drain_with_worker(
     broker: &TestBroker,
     config: &Config,
     store_url: &str,
     mission: &Mission,
     n: usize,
-) -> anyhow::Result<(Duration, f64, f64)> {
+) -> anyhow::Result<(Duration, f64, f64, f64, Option<Batches>)> {
     let store = Store::open(store_url).await?;
     store.import_mission(mission).await?;
     store.close().await;
     let http = free_address()?;
     let started = Instant::now();
+    let machine_before = machine_cpu()?;
     let mut worker = spawn_worker(broker, config, store_url, http)?;
     let pid = worker.id().expect("running");
-    until_handled(&mut worker, http, n).await?;
+    let metrics = until_handled(&mut worker, http, n).await?;
     let elapsed = started.elapsed();
+    let machine = machine_cpu()? - machine_before;
     let (rss, cpu) = usage(pid)?;
     stop(worker).await?;
-    Ok((elapsed, rss, cpu))
+    Ok((elapsed, rss, cpu, machine, Batches::from_metrics(&metrics)))
 }
 
 /// `--latency`: a steady flow into an idle worker; p50, p99 and the maximum publish-to-commit
@@ -365,7 +409,25 @@ fn usage(pid: u32) -> anyhow::Result<(f64, f64)> {
     Ok((hwm / 1024.0, (ticks(11) + ticks(12)) / 100.0))
 }
 
-fn run(consumer: &str, n: usize, elapsed: Duration, ceiling: Option<f64>, usage: Option<(f64, f64)>) -> Run {
+/// CPU time the machine has spent so far, all cores, in seconds: every field of /proc/stat's
+/// `cpu` line but idle and iowait (in clock ticks, 100 a second).
+fn machine_cpu() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().find(|l| l.starts_with("cpu ")).ok_or_else(|| anyhow::anyhow!("no cpu line"))?;
+    let ticks: Vec<f64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    let busy: f64 = ticks.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    Ok(busy / 100.0)
+}
+
+fn run(
+    consumer: &str,
+    n: usize,
+    elapsed: Duration,
+    ceiling: Option<f64>,
+    usage: Option<(f64, f64)>,
+    machine_cpu_seconds: f64,
+    batches: Option<Batches>,
+) -> Run {
     let per_second = n as f64 / elapsed.as_secs_f64();
     Run {
         consumer: consumer.to_owned(),
@@ -375,13 +437,18 @@ fn run(consumer: &str, n: usize, elapsed: Duration, ceiling: Option<f64>, usage:
         ratio: ceiling.map_or(1.0, |c| per_second / c),
         peak_rss_mib: usage.map(|u| u.0),
         cpu_seconds: usage.map(|u| u.1),
+        machine_cpu_seconds,
+        cores: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        batches,
     }
 }
 
 fn print(run: &Run) {
     let optional = |v: Option<f64>, unit: &str| v.map_or("-".to_owned(), |v| format!("{v:.1}{unit}"));
+    // Of the CPU time the machine's cores could have given during the run, how much was used.
+    let busy = run.machine_cpu_seconds / (run.seconds * run.cores as f64) * 100.0;
     println!(
-        "| {} | {} | {:.2} s | {:.0} | {:.2} | {} | {} |",
+        "| {} | {} | {:.2} s | {:.0} | {:.2} | {} | {} | {busy:.0} % |",
         run.consumer,
         run.messages,
         run.seconds,
@@ -411,21 +478,23 @@ async fn main() -> anyhow::Result<()> {
     }
     let messages = backlog(&mission, options.reports);
     println!(
-        "ingest benchmark: {} messages (simulated kg-2021 election days), prefetch {}, batches of {}\n",
+        "ingest benchmark: {} messages (simulated kg-2021 election days), prefetch {}, batches of {}, \
+         linger {} ms\n",
         messages.len(),
         options.prefetch,
-        options.batch
+        options.batch,
+        options.linger.as_millis()
     );
     println!(
-        "| consumer | messages | wall time | messages/s | ratio to (a) | worker peak RSS | worker CPU |"
+        "| consumer | messages | wall time | messages/s | ratio to (a) | worker peak RSS | worker CPU | machine busy |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut runs = Vec::new();
 
     let a = config(&broker, "a", &options);
     preload(&broker, &a, &messages).await?;
-    let elapsed = drain_without_storing(&broker, &a, messages.len()).await?;
-    runs.push(run("(a) no-op consumer", messages.len(), elapsed, None, None));
+    let (elapsed, machine) = drain_without_storing(&broker, &a, messages.len()).await?;
+    runs.push(run("(a) no-op consumer", messages.len(), elapsed, None, None, machine, None));
     print(runs.last().expect("a run"));
     let ceiling = runs[0].per_second;
 
@@ -433,20 +502,34 @@ async fn main() -> anyhow::Result<()> {
     let b = config(&broker, "b", &options);
     preload(&broker, &b, &messages).await?;
     let sqlite = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
-    let (elapsed, rss, cpu) = drain_with_worker(&broker, &b, &sqlite, &mission, messages.len()).await?;
-    runs.push(run("(b) worker, SQLite", messages.len(), elapsed, Some(ceiling), Some((rss, cpu))));
+    let (elapsed, rss, cpu, machine, batches) =
+        drain_with_worker(&broker, &b, &sqlite, &mission, messages.len()).await?;
+    let usage = Some((rss, cpu));
+    runs.push(run("(b) worker, SQLite", messages.len(), elapsed, Some(ceiling), usage, machine, batches));
     print(runs.last().expect("a run"));
 
     if options.postgres {
         let database = pollwatch_tests::database().await?;
         let c = config(&broker, "c", &options);
         preload(&broker, &c, &messages).await?;
-        let (elapsed, rss, cpu) =
+        let (elapsed, rss, cpu, machine, batches) =
             drain_with_worker(&broker, &c, &database.url, &mission, messages.len()).await?;
-        runs.push(run("(c) worker, PostgreSQL", messages.len(), elapsed, Some(ceiling), Some((rss, cpu))));
+        let usage = Some((rss, cpu));
+        let c =
+            run("(c) worker, PostgreSQL", messages.len(), elapsed, Some(ceiling), usage, machine, batches);
+        runs.push(c);
         print(runs.last().expect("a run"));
     }
 
+    println!();
+    for run in &runs {
+        if let Some(b) = run.batches {
+            println!(
+                "{}: {:.0} batches, {:.1} deliveries each on average, {:.1} ms each from commit to ack",
+                run.consumer, b.count, b.mean_size, b.mean_commit_ms
+            );
+        }
+    }
     let json = serde_json::to_string_pretty(&runs)?;
     println!("\n{json}");
     if let Some(path) = options.json {
