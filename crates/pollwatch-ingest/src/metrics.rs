@@ -86,7 +86,9 @@ impl Metrics {
     }
 
     pub(crate) fn batch_done(&self, size: usize, commit: Duration) {
-        self.in_flight.fetch_sub(size as u64, Ordering::Relaxed);
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(size as u64)));
         let bounds = BATCH_BUCKETS.map(|b| b as f64);
         self.batch_sizes.lock().expect("metrics lock").observe(&bounds, size as f64);
         self.commit_seconds.lock().expect("metrics lock").observe(&LATENCY_BUCKETS, commit.as_secs_f64());
@@ -217,12 +219,16 @@ mod tests {
         metrics.outcome(Outcome::Stored);
         metrics.outcome(Outcome::Duplicate);
         metrics.dead_letter(RejectCode::MalformedJson);
+        // A batch of 60 filling while the batch of 3 is committed.
+        metrics.received(60);
+        assert!(metrics.render().lines().any(|l| l == "pollwatch_deliveries_in_flight 63"));
         metrics.batch_done(3, Duration::from_millis(3));
+        assert!(metrics.render().lines().any(|l| l == "pollwatch_deliveries_in_flight 60"));
         metrics.batch_done(60, Duration::from_millis(30));
         let text = metrics.render();
         for line in [
             "pollwatch_broker_connected 1",
-            "pollwatch_deliveries_received_total 3",
+            "pollwatch_deliveries_received_total 63",
             "pollwatch_deliveries_in_flight 0",
             "pollwatch_reports_total{outcome=\"stored\"} 2",
             "pollwatch_reports_total{outcome=\"duplicate\"} 1",
