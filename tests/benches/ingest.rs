@@ -21,6 +21,8 @@
 //! (default 30); p50, p99 and the maximum of the time from publication (the publisher's
 //! `x-pollwatch-published-at` header) to the commit, from the worker's
 //! `pollwatch_publish_to_commit_seconds` histogram (quantiles interpolated within its buckets).
+//! Then the same messages at the same rate into a consumer that stores nothing (as (a)), timed
+//! from publication to delivery, exactly: what the broker alone adds.
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -197,12 +199,13 @@ async fn preload(broker: &TestBroker, config: &Config, messages: &[Message]) -> 
 }
 
 /// (a): takes every message with the worker's prefetch and acknowledges in batches, as the worker
-/// does, storing nothing.
+/// does, storing nothing. Returns the wall time, the machine's CPU time and, for each message
+/// with the publisher's timestamp, the milliseconds from its publishing to its delivery here.
 async fn drain_without_storing(
     broker: &TestBroker,
     config: &Config,
     n: usize,
-) -> anyhow::Result<(Duration, f64)> {
+) -> anyhow::Result<(Duration, f64, Vec<f64>)> {
     let connection = broker.connect().await?;
     let channel = connection.create_channel().await?;
     channel.basic_qos(config.prefetch, BasicQosOptions::default()).await?;
@@ -217,11 +220,15 @@ async fn drain_without_storing(
         )
         .await?;
     let (mut taken, mut unacked, mut last_tag) = (0, 0, 0);
+    let mut delays = Vec::new();
     let mut deadline = tokio::time::Instant::now() + config.batch_linger;
     while taken < n {
         tokio::select! {
             delivery = consumer.next() => {
                 let delivery = delivery.ok_or_else(|| anyhow::anyhow!("the consumer ended"))??;
+                if let Some(published_at) = published_at(&delivery) {
+                    delays.push((chrono::Utc::now().timestamp_micros() - published_at) as f64 / 1e3);
+                }
                 taken += 1;
                 unacked += 1;
                 last_tag = delivery.delivery_tag;
@@ -242,7 +249,16 @@ async fn drain_without_storing(
     let elapsed = started.elapsed();
     let machine = machine_cpu()? - machine_before;
     let _ = connection.close(200, "drained".into()).await;
-    Ok((elapsed, machine))
+    Ok((elapsed, machine, delays))
+}
+
+/// The publisher's timestamp (microseconds since the epoch), if the message has one.
+fn published_at(delivery: &lapin::message::Delivery) -> Option<i64> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get(pollwatch_ingest::PUBLISHED_AT_HEADER)? {
+        lapin::types::AMQPValue::LongLongInt(us) => Some(*us),
+        _ => None,
+    }
 }
 
 /// Messages the worker has handled: committed (any outcome) or dead-lettered.
@@ -349,15 +365,7 @@ async fn latency(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let due: Vec<Duration> =
-        (0..messages.len()).map(|i| Duration::from_secs_f64(i as f64 / options.rate)).collect();
-    let publisher = PublisherConfig {
-        url: broker.url.clone(),
-        exchange: config.exchange.clone(),
-        user_id: None,
-        window: 1_000,
-    };
-    publish_all(&publisher, messages, Some(&due), &|_| {}).await?;
+    publish_paced(broker, &config, messages, options.rate).await?;
     let metrics = until_handled(&mut worker, http, messages.len()).await?;
     stop(worker).await?;
     let mut buckets: Vec<(f64, f64)> = Vec::new();
@@ -374,15 +382,72 @@ async fn latency(
     Ok((quantile(&buckets, 0.5, max) * 1e3, quantile(&buckets, 0.99, max) * 1e3, max * 1e3))
 }
 
+/// Publish to delivery at a consumer that stores nothing (as (a)), paced as in [`latency`]: what
+/// the broker alone adds. (p50, p99, max) in milliseconds, exact.
+async fn broker_latency(
+    broker: &TestBroker,
+    messages: &[Message],
+    options: &Options,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let config = config(broker, "latency-noop", options);
+    let connection = broker.connect().await?;
+    let channel = connection.create_channel().await?;
+    pollwatch_ingest::topology::declare(&channel, &config).await?;
+    let draining = tokio::spawn({
+        let (broker, config, n) = (broker.clone(), config.clone(), messages.len());
+        async move { drain_without_storing(&broker, &config, n).await }
+    });
+    // Publish only once the consumer is there, so that nothing waits in the queue for it.
+    let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+    while channel
+        .queue_declare(config.queue.as_str().into(), passive, FieldTable::default())
+        .await?
+        .consumer_count()
+        == 0
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    publish_paced(broker, &config, messages, options.rate).await?;
+    let (_, _, mut delays) = draining.await??;
+    let _ = connection.close(200, "measured".into()).await;
+    anyhow::ensure!(
+        delays.len() == messages.len(),
+        "{} of {} messages had a timestamp",
+        delays.len(),
+        messages.len()
+    );
+    delays.sort_by(f64::total_cmp);
+    let at = |q: f64| delays[((q * delays.len() as f64).ceil() as usize).clamp(1, delays.len()) - 1];
+    Ok((at(0.5), at(0.99), at(1.0)))
+}
+
+/// Publishes `messages` at `rate` a second, from the start.
+async fn publish_paced(
+    broker: &TestBroker,
+    config: &Config,
+    messages: &[Message],
+    rate: f64,
+) -> anyhow::Result<()> {
+    let due: Vec<Duration> = (0..messages.len()).map(|i| Duration::from_secs_f64(i as f64 / rate)).collect();
+    let publisher = PublisherConfig {
+        url: broker.url.clone(),
+        exchange: config.exchange.clone(),
+        user_id: None,
+        window: 1_000,
+    };
+    publish_all(&publisher, messages, Some(&due), &|_| {}).await?;
+    Ok(())
+}
+
 /// The `q` quantile of a cumulative histogram, interpolated linearly within its bucket (the
-/// last, unbounded bucket ends at `max`).
+/// last, unbounded bucket ends at `max`, and no quantile is above `max`).
 fn quantile(buckets: &[(f64, f64)], q: f64, max: f64) -> f64 {
     let total = buckets.last().map_or(0.0, |b| b.1);
     let rank = q * total;
     let mut previous = (0.0, 0.0);
     for &(bound, cumulative) in buckets {
         if cumulative >= rank {
-            let upper = if bound.is_finite() { bound } else { max };
+            let upper = bound.min(max);
             let share =
                 if cumulative > previous.1 { (rank - previous.1) / (cumulative - previous.1) } else { 1.0 };
             return previous.0 + (upper - previous.0) * share;
@@ -474,6 +539,16 @@ async fn main() -> anyhow::Result<()> {
             messages.len(),
             options.rate
         );
+        // The broker writes what went through its queue to its segment files for a while after;
+        // let that settle before the second run.
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let (p50, p99, max) = broker_latency(&broker, &messages, &options).await?;
+        println!(
+            "latency: {} messages at {} a second into a consumer that stores nothing: publish to delivery \
+             p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+            messages.len(),
+            options.rate
+        );
         return Ok(());
     }
     let messages = backlog(&mission, options.reports);
@@ -493,7 +568,7 @@ async fn main() -> anyhow::Result<()> {
 
     let a = config(&broker, "a", &options);
     preload(&broker, &a, &messages).await?;
-    let (elapsed, machine) = drain_without_storing(&broker, &a, messages.len()).await?;
+    let (elapsed, machine, _) = drain_without_storing(&broker, &a, messages.len()).await?;
     runs.push(run("(a) no-op consumer", messages.len(), elapsed, None, None, machine, None));
     print(runs.last().expect("a run"));
     let ceiling = runs[0].per_second;
