@@ -226,7 +226,7 @@ async fn drain_without_storing(
         tokio::select! {
             delivery = consumer.next() => {
                 let delivery = delivery.ok_or_else(|| anyhow::anyhow!("the consumer ended"))??;
-                if let Some(published_at) = published_at(&delivery) {
+                if let Some(published_at) = pollwatch_ingest::published_at(&delivery) {
                     delays.push((chrono::Utc::now().timestamp_micros() - published_at) as f64 / 1e3);
                 }
                 taken += 1;
@@ -250,15 +250,6 @@ async fn drain_without_storing(
     let machine = machine_cpu()? - machine_before;
     let _ = connection.close(200, "drained".into()).await;
     Ok((elapsed, machine, delays))
-}
-
-/// The publisher's timestamp (microseconds since the epoch), if the message has one.
-fn published_at(delivery: &lapin::message::Delivery) -> Option<i64> {
-    let headers = delivery.properties.headers().as_ref()?;
-    match headers.inner().get(pollwatch_ingest::PUBLISHED_AT_HEADER)? {
-        lapin::types::AMQPValue::LongLongInt(us) => Some(*us),
-        _ => None,
-    }
 }
 
 /// Messages the worker has handled: committed (any outcome) or dead-lettered.

@@ -22,7 +22,7 @@ use pollwatch_store::{Outcome, StoreError};
 
 pub use message::{Envelope, Rules, judge};
 pub use metrics::Metrics;
-pub use worker::{Summary, WorkerError, run};
+pub use worker::{Summary, WorkerError, published_at, run};
 
 /// Headers a dead letter carries, besides the original message's own.
 pub const ERROR_HEADER: &str = "x-pollwatch-error";

@@ -136,7 +136,7 @@ impl Metrics {
         simple(
             "pollwatch_deliveries_in_flight",
             "gauge",
-            "Deliveries received and not yet acknowledged (the batch being committed and the one filling).",
+            "Deliveries received and not yet acknowledged (every batch in hand: filling, committing, being acknowledged).",
             self.in_flight.load(Ordering::Relaxed),
         );
         simple(

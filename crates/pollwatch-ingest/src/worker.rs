@@ -432,8 +432,8 @@ async fn acknowledge(
     Ok((deliveries.len() as u64 - dead_lettered, dead_lettered))
 }
 
-/// The publisher's [`PUBLISHED_AT_HEADER`], if the message has one.
-fn published_at(delivery: &Delivery) -> Option<i64> {
+/// The publisher's [`PUBLISHED_AT_HEADER`] (microseconds since the epoch), if the message has one.
+pub fn published_at(delivery: &Delivery) -> Option<i64> {
     let headers = delivery.properties.headers().as_ref()?;
     match headers.inner().get(&ShortString::from(PUBLISHED_AT_HEADER))? {
         AMQPValue::LongLongInt(us) => Some(*us),
