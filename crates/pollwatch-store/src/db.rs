@@ -261,7 +261,7 @@ const MAX_SQLITE_PARAMS: usize = 6_000;
 
 /// The largest power of two not above `n` (at least 1).
 fn sqlite_chunk(n: usize) -> usize {
-    if n <= 1 { 1 } else { 1 << (usize::BITS - 1 - n.leading_zeros()) }
+    1 << n.max(1).ilog2()
 }
 
 /// One column of [`Rows`].
