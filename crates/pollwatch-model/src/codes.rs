@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::detail::{bounded_message, bounded_path};
+
 macro_rules! codes {
     ($(#[$meta:meta])* $name:ident { $($(#[doc = $doc:literal])+ $variant:ident => $code:literal,)+ }) => {
         $(#[$meta])*
@@ -97,6 +99,13 @@ codes! {
         /// The store refused the report for good (a constraint it can never satisfy); the detail
         /// carries the database's message.
         StoreRejected => "store_rejected",
+        /// The message's own headers do not fit in a dead letter beside the worker's reason (one
+        /// AMQP frame): the dead letter carries the headers that fit and the body intact, and its
+        /// detail gives the original reason.
+        HeadersTooLarge => "headers_too_large",
+        /// An object holds the same key twice, at any depth; the path names the second one.
+        /// JSON leaves duplicates to the reader, and readers disagree on which one wins.
+        DuplicateKey => "duplicate_key",
     }
 }
 
@@ -163,6 +172,7 @@ pub fn codes_markdown() -> String {
 }
 
 /// Why a report was rejected: a code, the path of the offending field, and a message for people.
+/// Built with [`Rejection::new`], it is short whatever the input ([`crate::MAX_DETAIL_BYTES`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{code} at {path}: {message}")]
 pub struct Rejection {
@@ -173,12 +183,17 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// A rejection whose path is at most [`crate::MAX_PATH_BYTES`] and whose display is at most
+    /// [`crate::MAX_DETAIL_BYTES`], control characters escaped: longer ones are cut and marked.
     pub fn new(code: RejectCode, path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { code, path: path.into(), message: message.into() }
+        let path = bounded_path(path.into());
+        let message = bounded_message(code.as_str(), &path, message.into());
+        Self { code, path, message }
     }
 }
 
-/// Why an accepted report is held for review.
+/// Why an accepted report is held for review. Built with [`Flag::new`], it is as short as a
+/// [`Rejection`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Flag {
     pub code: FlagCode,
@@ -188,8 +203,11 @@ pub struct Flag {
 }
 
 impl Flag {
+    /// A flag bounded as [`Rejection::new`] bounds a rejection.
     pub fn new(code: FlagCode, path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { code, path: path.into(), message: message.into() }
+        let path = bounded_path(path.into());
+        let message = bounded_message(code.as_str(), &path, message.into());
+        Self { code, path, message }
     }
 }
 

@@ -3,9 +3,14 @@
 //!
 //! This crate does no I/O. Missions parse from the text of their files ([`Mission::parse`]),
 //! reports from payload bytes ([`decode`], [`check`]); the caller reads files and brokers.
+//! [`json_text`] is the JSON text of a payload as the worker stores it (without a leading
+//! byte-order mark); a rejection or flag is short whatever the input ([`MAX_DETAIL_BYTES`],
+//! [`echo`]).
 
 mod codes;
 mod decode;
+mod detail;
+mod json;
 mod mission;
 mod report;
 #[cfg(feature = "sample")]
@@ -17,6 +22,8 @@ mod validate;
 
 pub use codes::{Flag, FlagCode, RejectCode, Rejection, codes_markdown};
 pub use decode::decode;
+pub use detail::{MAX_DETAIL_BYTES, MAX_ECHO_CHARS, MAX_PATH_BYTES, echo};
+pub use json::json_text;
 pub use mission::*;
 pub use report::*;
 pub use schema::report_schema;

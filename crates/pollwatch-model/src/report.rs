@@ -28,8 +28,8 @@ pub const MAX_CHOICES: usize = 100;
 
 /// One observer report. `report_id` and `revision` identify it: a resend repeats both, a
 /// correction repeats the id with a higher revision.
-// Reports are read only through `crate::decode`, which reports errors with field paths;
-// `Serialize` writes the same wire format back.
+// Reports and their parts are read only through `crate::decode`, which reads exactly what the
+// schema generated from these types accepts; `Serialize` writes the same wire format back.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[schemars(title = "pollwatch observer report, wire format v1")]
 pub struct Report {
@@ -59,7 +59,7 @@ pub struct Report {
     pub location: Option<Location>,
     /// Checklist answers keyed by question code.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(length(max = 200))]
+    #[schemars(extend("maxProperties" = 200))]
     pub answers: BTreeMap<String, Answer>,
     /// The observer's overall assessment of what was observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,7 +162,7 @@ impl Report {
 }
 
 /// Where the device was when the report was written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
     /// Degrees, -90 to 90.
@@ -178,7 +178,7 @@ pub struct Location {
 }
 
 /// A checklist answer: yes/no, a whole number, or text (a choice is its code as text).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Answer {
     YesNo(bool),
@@ -210,7 +210,7 @@ impl Assessment {
 }
 
 /// A file that belongs to the report but travels separately.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Attachment {
     /// SHA-256 of the file, 64 lower-case hexadecimal digits.
@@ -224,7 +224,7 @@ pub struct Attachment {
 }
 
 /// What the team saw at the count.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CountingBody {
     /// One results protocol per contest counted at the station.
@@ -233,7 +233,7 @@ pub struct CountingBody {
 }
 
 /// A station's results protocol for one contest, as the observers copied it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Protocol {
     /// The contest id, e.g. `president` or `referendum`.
@@ -251,7 +251,7 @@ pub struct Protocol {
     /// Ballots found in the box and declared invalid.
     pub invalid: u32,
     /// Valid votes per candidate or option code.
-    #[schemars(length(max = 100))]
+    #[schemars(extend("maxProperties" = 100))]
     pub votes: BTreeMap<String, u32>,
 }
 
@@ -263,7 +263,7 @@ impl Protocol {
 }
 
 /// Something that went wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentBody {
     pub category: IncidentCategory,
@@ -272,7 +272,6 @@ pub struct IncidentBody {
     #[schemars(length(min = 1, max = 4000))]
     pub description: String,
     /// When it happened (RFC 3339 with offset).
-    #[serde(deserialize_with = "crate::decode::rfc3339")]
     pub occurred_at: DateTime<FixedOffset>,
 }
 

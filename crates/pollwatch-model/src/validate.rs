@@ -3,11 +3,17 @@
 //! Rejections are reports that cannot be right whatever the roster says; flags are reports that
 //! may be right but need a person to look: the report is stored, visible, and kept out of the
 //! results until released.
+//!
+//! A report reaches validation decoded ([`crate::decode`]), so every rule of the JSON Schema —
+//! types, formats, lengths, counts, ranges — already holds. What is here is what the schema does
+//! not say: blank or control characters in identifiers, NUL in text, the mission, the clock,
+//! the contests and the roster. Input quoted in a message goes through [`echo`].
 
-use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone as _, Timelike as _, Utc};
+use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone as _, Utc};
 
 use crate::codes::{Flag, FlagCode, RejectCode, Rejection};
 use crate::decode::decode;
+use crate::detail::echo;
 use crate::mission::{AnswerType, Mission, Station};
 use crate::report::*;
 
@@ -73,9 +79,6 @@ fn reject(code: RejectCode, path: impl Into<String>, message: impl Into<String>)
 }
 
 fn reject_impossible(report: &Report, context: &Context<'_>) -> Result<(), Rejection> {
-    if report.revision == 0 {
-        reject(RejectCode::InvalidRevision, "revision", "revisions start at 1")?;
-    }
     for (path, value) in
         [("mission", &report.mission), ("observer", &report.observer), ("station", &report.station)]
     {
@@ -85,30 +88,19 @@ fn reject_impossible(report: &Report, context: &Context<'_>) -> Result<(), Rejec
         reject(
             RejectCode::WrongMission,
             "mission",
-            format!("report is for mission `{}`, this is mission `{}`", report.mission, context.mission.id),
+            format!(
+                "report is for mission {}, this is mission `{}`",
+                echo(&report.mission),
+                context.mission.id
+            ),
         )?;
     }
     check_timestamp("observed_at", &report.observed_at, context.now)?;
     check_timestamp("submitted_at", &report.submitted_at, context.now)?;
-    if let Some(location) = &report.location {
-        check_location(location)?;
-    }
-    if report.answers.len() > MAX_ANSWERS {
-        reject(RejectCode::TooManyItems, "answers", format!("at most {MAX_ANSWERS} answers"))?;
-    }
     for (code, answer) in &report.answers {
         check_identifier(&format!("answers.{code}"), code)?;
         if let Answer::Text(text) = answer {
             check_text(&format!("answers.{code}"), text)?;
-        }
-        if let Answer::Text(text) = answer
-            && text.chars().count() > MAX_ANSWER_TEXT_LEN
-        {
-            reject(
-                RejectCode::TextTooLong,
-                format!("answers.{code}"),
-                format!("an answer is at most {MAX_ANSWER_TEXT_LEN} characters"),
-            )?;
         }
     }
     check_attachments(&report.attachments)?;
@@ -119,6 +111,8 @@ fn reject_impossible(report: &Report, context: &Context<'_>) -> Result<(), Rejec
     }
 }
 
+/// Decoding bounds the envelope's identifiers; an answer's question code is bounded here, as the
+/// schema leaves the keys of `answers` free.
 fn check_identifier(path: &str, value: &str) -> Result<(), Rejection> {
     if value.trim().is_empty() {
         reject(RejectCode::InvalidValue, path, "must not be empty")?;
@@ -126,7 +120,7 @@ fn check_identifier(path: &str, value: &str) -> Result<(), Rejection> {
     if value.chars().any(char::is_control) {
         reject(RejectCode::InvalidValue, path, "an identifier cannot contain control characters")?;
     }
-    if value.chars().count() > MAX_ID_LEN {
+    if value.chars().take(MAX_ID_LEN + 1).count() > MAX_ID_LEN {
         reject(RejectCode::TextTooLong, path, format!("at most {MAX_ID_LEN} characters"))?;
     }
     Ok(())
@@ -141,18 +135,10 @@ fn check_text(path: &str, value: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// A timestamp is RFC 3339 by the time it is decoded (leap seconds included); here only the
+/// clock can refuse it.
 fn check_timestamp(path: &str, at: &DateTime<FixedOffset>, now: DateTime<Utc>) -> Result<(), Rejection> {
-    // chrono reads second 60 at any minute; RFC 3339 and the schema's `date-time` allow it only
-    // as a leap second, 23:59:60 UTC (a leap second is a nanosecond count of a second or more).
-    let utc = at.with_timezone(&Utc);
-    if utc.nanosecond() >= 1_000_000_000 && (utc.hour(), utc.minute()) != (23, 59) {
-        reject(
-            RejectCode::InvalidValue,
-            path,
-            format!("{} has second 60, which only a leap second at 23:59:60 UTC can have", at.to_rfc3339()),
-        )?;
-    }
-    if utc > now + CLOCK_TOLERANCE {
+    if at.with_timezone(&Utc) > now + CLOCK_TOLERANCE {
         reject(
             RejectCode::TimestampInFuture,
             path,
@@ -162,48 +148,12 @@ fn check_timestamp(path: &str, at: &DateTime<FixedOffset>, now: DateTime<Utc>) -
     Ok(())
 }
 
-fn check_location(location: &Location) -> Result<(), Rejection> {
-    if !(-90.0..=90.0).contains(&location.lat) {
-        reject(
-            RejectCode::CoordinateOutOfRange,
-            "location.lat",
-            format!("latitude {} is not in -90..90", location.lat),
-        )?;
-    }
-    if !(-180.0..=180.0).contains(&location.lon) {
-        reject(
-            RejectCode::CoordinateOutOfRange,
-            "location.lon",
-            format!("longitude {} is not in -180..180", location.lon),
-        )?;
-    }
-    if location.accuracy.is_some_and(|a| a < 0.0) {
-        reject(
-            RejectCode::InvalidValue,
-            "location.accuracy",
-            "accuracy is a distance and cannot be negative",
-        )?;
-    }
-    Ok(())
-}
-
+/// Decoding bounds the count, the checksum and the media type's length; what a media type
+/// looks like is a rule of ours the schema does not state.
 fn check_attachments(attachments: &[Attachment]) -> Result<(), Rejection> {
-    if attachments.len() > MAX_ATTACHMENTS {
-        reject(RejectCode::TooManyItems, "attachments", format!("at most {MAX_ATTACHMENTS} attachments"))?;
-    }
     for (i, attachment) in attachments.iter().enumerate() {
-        let hex = attachment.sha256.len() == 64
-            && attachment.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !hex {
-            reject(
-                RejectCode::InvalidValue,
-                format!("attachments[{i}].sha256"),
-                "a SHA-256 is 64 lower-case hexadecimal digits",
-            )?;
-        }
         let media_type = &attachment.media_type;
-        let plain = !media_type.chars().any(char::is_control);
-        if !(3..=100).contains(&media_type.len()) || !media_type.contains('/') || !plain {
+        if !media_type.contains('/') || media_type.chars().any(char::is_control) {
             reject(
                 RejectCode::InvalidValue,
                 format!("attachments[{i}].media_type"),
@@ -214,17 +164,9 @@ fn check_attachments(attachments: &[Attachment]) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// Decoding bounds the number of protocols and of vote entries; which contests and choices
+/// exist is the mission's.
 fn check_counting(body: &CountingBody, mission: &Mission) -> Result<(), Rejection> {
-    if body.protocols.is_empty() {
-        reject(
-            RejectCode::InvalidValue,
-            "body.protocols",
-            "a counting report carries at least one protocol",
-        )?;
-    }
-    if body.protocols.len() > MAX_PROTOCOLS {
-        reject(RejectCode::TooManyItems, "body.protocols", format!("at most {MAX_PROTOCOLS} protocols"))?;
-    }
     for (i, protocol) in body.protocols.iter().enumerate() {
         let path = format!("body.protocols[{i}]");
         let Some(contest) = mission.contest(&protocol.contest) else {
@@ -232,46 +174,37 @@ fn check_counting(body: &CountingBody, mission: &Mission) -> Result<(), Rejectio
             return Err(Rejection::new(
                 RejectCode::UnknownContest,
                 format!("{path}.contest"),
-                format!("mission {} holds no contest `{}` (it holds {held})", mission.id, protocol.contest),
+                format!(
+                    "mission {} holds no contest {} (it holds {held})",
+                    mission.id,
+                    echo(&protocol.contest)
+                ),
             ));
         };
         if body.protocols[..i].iter().any(|p| p.contest == protocol.contest) {
             reject(
                 RejectCode::DuplicateContest,
                 format!("{path}.contest"),
-                format!("a second protocol for contest `{}`", protocol.contest),
-            )?;
-        }
-        if protocol.votes.len() > MAX_CHOICES {
-            reject(
-                RejectCode::TooManyItems,
-                format!("{path}.votes"),
-                format!("at most {MAX_CHOICES} entries"),
+                format!("a second protocol for contest {}", echo(&protocol.contest)),
             )?;
         }
         if let Some(code) = protocol.votes.keys().find(|code| contest.choice(code).is_none()) {
             reject(
                 RejectCode::UnknownChoice,
                 format!("{path}.votes.{code}"),
-                format!("contest `{}` has no candidate or option `{code}`", contest.id),
+                format!("contest `{}` has no candidate or option {}", contest.id, echo(code)),
             )?;
         }
     }
     Ok(())
 }
 
+/// Decoding bounds the description's length; a blank one or a NUL is ours to refuse.
 fn check_incident(body: &IncidentBody, now: DateTime<Utc>) -> Result<(), Rejection> {
     if body.description.trim().is_empty() {
         reject(RejectCode::InvalidValue, "body.description", "describe what happened")?;
     }
     check_text("body.description", &body.description)?;
-    if body.description.chars().count() > MAX_DESCRIPTION_LEN {
-        reject(
-            RejectCode::TextTooLong,
-            "body.description",
-            format!("a description is at most {MAX_DESCRIPTION_LEN} characters"),
-        )?;
-    }
     check_timestamp("body.occurred_at", &body.occurred_at, now)
 }
 
@@ -281,14 +214,14 @@ fn flag_roster(report: &Report, context: &Context<'_>, flags: &mut Vec<Flag>) {
         flags.push(Flag::new(
             FlagCode::UnknownStation,
             "station",
-            format!("station `{}` is not in the roster of mission {}", report.station, mission.id),
+            format!("station {} is not in the roster of mission {}", echo(&report.station), mission.id),
         ));
     }
     match mission.observer(&report.observer) {
         None => flags.push(Flag::new(
             FlagCode::UnknownObserver,
             "observer",
-            format!("observer `{}` is not in the roster of mission {}", report.observer, mission.id),
+            format!("observer {} is not in the roster of mission {}", echo(&report.observer), mission.id),
         )),
         Some(observer) => {
             if let Some(sender) = context.sender
@@ -298,8 +231,10 @@ fn flag_roster(report: &Report, context: &Context<'_>, flags: &mut Vec<Flag>) {
                     FlagCode::SenderMismatch,
                     "observer",
                     format!(
-                        "sent by `{sender}`, but observer {}'s device is `{}`",
-                        observer.id, observer.device_user
+                        "sent by {}, but observer {}'s device is `{}`",
+                        echo(sender),
+                        observer.id,
+                        observer.device_user
                     ),
                 ));
             }
@@ -355,7 +290,10 @@ fn flag_answers(report: &Report, mission: &Mission, flags: &mut Vec<Flag>) {
                 .then(|| (FlagCode::AnswerOutOfRange, format!("{n} is outside {min}..{max}"))),
             (AnswerType::Choice { choices }, Answer::Text(choice)) => {
                 (!choices.contains(choice)).then(|| {
-                    (FlagCode::AnswerOutOfRange, format!("`{choice}` is not one of {}", choices.join(", ")))
+                    (
+                        FlagCode::AnswerOutOfRange,
+                        format!("{} is not one of {}", echo(choice), choices.join(", ")),
+                    )
                 })
             }
             (AnswerType::Text { max_length }, Answer::Text(text)) => {
