@@ -9,7 +9,8 @@
 //!
 //! The payload is UTF-8 JSON text. One leading UTF-8 byte-order mark is ignored (RFC 8259,
 //! section 8.1, lets a parser do so); [`crate::json_text`] gives the text without it, which is
-//! what the worker stores. A second mark, or a mark in any other encoding, is malformed JSON.
+//! what the worker stores. A second mark is malformed JSON; a UTF-16 or UTF-32 mark is not UTF-8
+//! (`invalid_utf8`).
 //!
 //! The report is read field by field from the parsed value rather than with serde's derive,
 //! which reads a JSON array as a struct (`[lat, lon]` as a location) and says what went wrong
