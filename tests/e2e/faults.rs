@@ -24,7 +24,7 @@ use pollwatch_tests::{
 };
 use tokio::process::Child;
 
-const POLLWATCH: &str = env!("CARGO_BIN_EXE_pollwatch-as-installed");
+pub(crate) const POLLWATCH: &str = env!("CARGO_BIN_EXE_pollwatch-as-installed");
 
 /// How big the suite runs.
 #[derive(Debug, Clone, Copy)]
@@ -169,7 +169,7 @@ fn summary(scenario: &str, published: &Published, audit: &Audit, dead_lettered: 
 
 /// Settings of a worker for `broker` and `store_url`, its HTTP endpoint on a free port (the same
 /// for each worker started again).
-fn settings(broker: &TestBroker, store_url: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
+pub(crate) fn settings(broker: &TestBroker, store_url: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
     Ok(vec![
         ("POLLWATCH__AMQP__URL", broker.url.clone()),
         ("POLLWATCH__AMQP__EXCHANGE", broker.name("reports")),
@@ -181,7 +181,7 @@ fn settings(broker: &TestBroker, store_url: &str) -> anyhow::Result<Vec<(&'stati
     ])
 }
 
-fn spawn_worker(settings: &[(&'static str, String)]) -> anyhow::Result<Child> {
+pub(crate) fn spawn_worker(settings: &[(&'static str, String)]) -> anyhow::Result<Child> {
     let mut command = pollwatch_command(POLLWATCH);
     command
         .args(["worker", "--mission", "missions/kg-2021"])
@@ -198,7 +198,7 @@ async fn ready(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
 
 /// Waits until the worker answers `/readyz` with 200: connected, its exchanges, queues and
 /// bindings declared, consuming.
-async fn until_ready(settings: &[(&'static str, String)]) -> anyhow::Result<()> {
+pub(crate) async fn until_ready(settings: &[(&'static str, String)]) -> anyhow::Result<()> {
     let (_, bind) = settings.iter().find(|(k, _)| *k == "POLLWATCH__HTTP__BIND").expect("an HTTP address");
     let address: std::net::SocketAddr = bind.parse()?;
     within(Duration::from_secs(60), "the worker ready", async {
@@ -211,7 +211,7 @@ async fn until_ready(settings: &[(&'static str, String)]) -> anyhow::Result<()> 
 
 /// Waits until the store holds `revisions` revisions (or the step's deadline passes, for the
 /// audit to say what is missing) and then until the count stays put for a second.
-async fn until_settled(store: &Store, revisions: usize) -> anyhow::Result<()> {
+pub(crate) async fn until_settled(store: &Store, revisions: usize) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + STEP;
     let mut last = -1;
     loop {
@@ -224,7 +224,7 @@ async fn until_settled(store: &Store, revisions: usize) -> anyhow::Result<()> {
     }
 }
 
-async fn sigterm(mut worker: Child) -> anyhow::Result<()> {
+pub(crate) async fn sigterm(mut worker: Child) -> anyhow::Result<()> {
     let pid = worker.id().expect("running").to_string();
     anyhow::ensure!(tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await?.success());
     let status = within(Duration::from_secs(60), "the worker exiting", worker.wait()).await??;
@@ -460,7 +460,7 @@ fn hostile(k: usize, report: &Report, device: &str, spoofed: &str, rng: &mut fix
 }
 
 /// 16 MiB of spaces in a few kilobytes of gzip, made once.
-fn gzip_bomb() -> &'static [u8] {
+pub(crate) fn gzip_bomb() -> &'static [u8] {
     static BOMB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     BOMB.get_or_init(|| {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -470,7 +470,7 @@ fn gzip_bomb() -> &'static [u8] {
 }
 
 /// Peak resident memory of a process, from /proc (Linux), in KiB.
-fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).ok_or_else(|| anyhow::anyhow!("no VmHWM"))?;
     Ok(line.split_whitespace().nth(1).unwrap_or_default().parse()?)
@@ -554,7 +554,7 @@ async fn hostile_payloads_are_dead_lettered_with_reasons_and_valid_reports_store
     let dead_letters = broker.name("dead-letters");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let letters = loop {
-        let letters = pollwatch_ingest::dlq::list(&connection, &dead_letters).await?;
+        let letters = pollwatch_ingest::dlq::list(&connection, &dead_letters, "guest").await?;
         if letters.len() >= scale.hostile || tokio::time::Instant::now() >= deadline {
             break letters;
         }

@@ -2,6 +2,8 @@
 //! one broker and one database server.
 
 mod faults;
+mod hostile;
+mod pipeline;
 mod publisher;
 mod simulator;
 mod smoke;

@@ -17,9 +17,9 @@ use pollwatch_tests::{TestBroker, fixtures, free_address, http_get, within};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-const STEP: Duration = Duration::from_secs(30);
+pub(crate) const STEP: Duration = Duration::from_secs(30);
 
-fn config(broker: &TestBroker, rules: Rules) -> Config {
+pub(crate) fn config(broker: &TestBroker, rules: Rules) -> Config {
     Config {
         amqp_url: broker.url.clone(),
         exchange: broker.name("reports"),
@@ -36,19 +36,19 @@ fn config(broker: &TestBroker, rules: Rules) -> Config {
     }
 }
 
-const RULES: Rules = Rules { max_body_bytes: 16 * 1024, require_sender_auth: false };
+pub(crate) const RULES: Rules = Rules { max_body_bytes: 16 * 1024, require_sender_auth: false };
 
 /// A worker running in the background, with a SQLite store of its own.
-struct Running {
-    store: Store,
-    metrics: Arc<Metrics>,
+pub(crate) struct Running {
+    pub(crate) store: Store,
+    pub(crate) metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<Summary, pollwatch_ingest::WorkerError>>,
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Running {
-    async fn start(config: &Config, mission: &Mission) -> anyhow::Result<Self> {
+    pub(crate) async fn start(config: &Config, mission: &Mission) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let store = Store::open(&format!("sqlite://{}", dir.path().join("pollwatch.db").display())).await?;
         store.import_mission(mission).await?;
@@ -74,7 +74,7 @@ impl Running {
     }
 
     /// Requests shutdown and waits for the worker; the store (and its folder) stay open.
-    async fn stop(mut self) -> anyhow::Result<(Summary, Store, tempfile::TempDir)> {
+    pub(crate) async fn stop(mut self) -> anyhow::Result<(Summary, Store, tempfile::TempDir)> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -84,11 +84,11 @@ impl Running {
 }
 
 /// Waits until the store holds `n` revisions.
-async fn until_stored(store: &Store, n: i64) -> anyhow::Result<()> {
+pub(crate) async fn until_stored(store: &Store, n: i64) -> anyhow::Result<()> {
     until_stored_within(store, n, STEP).await
 }
 
-async fn until_stored_within(store: &Store, n: i64, limit: Duration) -> anyhow::Result<()> {
+pub(crate) async fn until_stored_within(store: &Store, n: i64, limit: Duration) -> anyhow::Result<()> {
     within(limit, "reports reaching the store", async {
         loop {
             if store.totals().await?.revisions >= n {
@@ -100,19 +100,19 @@ async fn until_stored_within(store: &Store, n: i64, limit: Duration) -> anyhow::
     .await?
 }
 
-async fn publisher(broker: &TestBroker) -> anyhow::Result<Channel> {
+pub(crate) async fn publisher(broker: &TestBroker) -> anyhow::Result<Channel> {
     let connection = broker.connect().await?;
     let channel = connection.create_channel().await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
     Ok(channel)
 }
 
-fn json() -> BasicProperties {
+pub(crate) fn json() -> BasicProperties {
     BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into())
 }
 
 /// Publishes and waits for the broker's confirm; `mandatory`, so an unroutable message fails.
-async fn publish(
+pub(crate) async fn publish(
     channel: &Channel,
     exchange: &str,
     key: &str,
@@ -129,7 +129,7 @@ async fn publish(
 /// Waits until the worker has declared its topology: the exchange exists (asked on throwaway
 /// channels, since a publish to a missing exchange closes the channel) and `probe` routes to
 /// the ingest queue.
-async fn until_ready(
+pub(crate) async fn until_ready(
     broker: &TestBroker,
     channel: &Channel,
     config: &Config,
@@ -165,7 +165,7 @@ async fn until_ready(
 
 /// Sends `reports` as devices would once the worker is ready: the first as the readiness probe,
 /// the rest with confirms over a window as wide as the batch.
-async fn send_stream(
+pub(crate) async fn send_stream(
     broker: &TestBroker,
     channel: &Channel,
     config: &Config,
@@ -189,7 +189,7 @@ async fn send_stream(
 }
 
 /// The committed example of each report kind, by kind.
-fn examples() -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn examples() -> BTreeMap<String, Vec<u8>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/examples");
     ["arrival", "opening", "voting", "closing", "counting", "incident", "departure"]
         .into_iter()
@@ -426,7 +426,7 @@ async fn the_worker_command_stores_reports_and_exits_cleanly_on_sigterm() -> any
     until_stored(&store, 2).await?;
     let connection = broker.connect().await?;
     within(STEP, "the malformed report dead-lettered", async {
-        while pollwatch_ingest::dlq::list(&connection, &config.dead_letter_queue).await?.is_empty() {
+        while pollwatch_ingest::dlq::list(&connection, &config.dead_letter_queue, "guest").await?.is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         anyhow::Ok(())
@@ -591,7 +591,7 @@ async fn dead_letters_are_counted_and_replayed_once() -> anyhow::Result<()> {
     let connection = broker.connect().await?;
     let letters = within(STEP, "four dead letters", async {
         loop {
-            let letters = dlq::list(&connection, &strict.dead_letter_queue).await?;
+            let letters = dlq::list(&connection, &strict.dead_letter_queue, "guest").await?;
             if letters.len() >= 4 {
                 return anyhow::Ok(letters);
             }
@@ -602,18 +602,28 @@ async fn dead_letters_are_counted_and_replayed_once() -> anyhow::Result<()> {
     let (_, store, dir) = worker.stop().await?;
     let counts: Vec<(&str, u64)> = dlq::stats(&letters).into_iter().collect();
     assert_eq!(counts, [("malformed_json", 1), ("sender_missing", 3)]);
-    assert_eq!(dlq::list(&connection, &strict.dead_letter_queue).await?.len(), 4, "listing removed letters");
+    assert_eq!(
+        dlq::list(&connection, &strict.dead_letter_queue, "guest").await?.len(),
+        4,
+        "listing removed letters"
+    );
 
     // Sender authentication switched off; the sender_missing letters go back and are stored.
     let lenient = config(&broker, RULES);
     let worker = Running { dir, ..Running::start_on(&lenient, &mission, store).await? };
-    let replayed =
-        dlq::replay(&connection, &strict.dead_letter_queue, &strict.exchange, Some("sender_missing")).await?;
+    let replayed = dlq::replay(
+        &connection,
+        &strict.dead_letter_queue,
+        &strict.exchange,
+        Some("sender_missing"),
+        "guest",
+    )
+    .await?;
     assert_eq!(replayed, dlq::Replayed { moved: 3, kept: 1 });
     until_stored(&worker.store, 3).await?;
     let (_, store, _dir) = worker.stop().await?;
     assert_eq!(store.totals().await?.revisions, 3);
-    let left = dlq::list(&connection, &strict.dead_letter_queue).await?;
+    let left = dlq::list(&connection, &strict.dead_letter_queue, "guest").await?;
     assert_eq!(left.iter().map(|l| l.code.as_str()).collect::<Vec<_>>(), ["malformed_json"]);
     assert_eq!(left[0].body, b"not json");
     Ok(())

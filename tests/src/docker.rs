@@ -181,6 +181,13 @@ impl Container {
         Ok(())
     }
 
+    /// Runs `command` inside the running container (`docker exec`); its standard output.
+    pub async fn exec(&self, command: &[&str]) -> anyhow::Result<String> {
+        let mut args = vec!["exec".to_owned(), self.id.clone()];
+        args.extend(command.iter().map(|part| (*part).to_owned()));
+        docker(&args).await
+    }
+
     /// Starts a stopped container again; the caller waits for its service.
     pub async fn start_again(&self) -> anyhow::Result<()> {
         docker(&["start".into(), self.id.clone()]).await?;

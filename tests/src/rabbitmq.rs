@@ -131,6 +131,12 @@ impl DedicatedBroker {
         self.container.stop().await
     }
 
+    /// Runs `rabbitmqctl` with `args` in the broker's container, e.g. `close_all_connections`.
+    pub async fn rabbitmqctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let command: Vec<&str> = std::iter::once("rabbitmqctl").chain(args.iter().copied()).collect();
+        self.container.exec(&command).await
+    }
+
     /// Starts the stopped broker on the same port and waits until it accepts connections.
     pub async fn start_again(&self) -> anyhow::Result<()> {
         self.container.start_again().await?;

@@ -10,6 +10,7 @@
 //!   broker goes away, and stops cleanly when its `shutdown` future completes.
 
 pub mod dlq;
+pub mod letter;
 pub mod message;
 mod metrics;
 pub mod topology;
@@ -35,6 +36,12 @@ pub const USER_ID_HEADER: &str = "x-pollwatch-user-id";
 /// When the message was published, in microseconds since the Unix epoch (pollwatch's publisher
 /// sets it); the worker measures from it to the commit (`pollwatch_publish_to_commit_seconds`).
 pub const PUBLISHED_AT_HEADER: &str = "x-pollwatch-published-at";
+
+/// The broker user an AMQP URL logs in as (`guest` when it names none, as the broker assumes).
+pub fn broker_user(url: &str) -> String {
+    url.parse::<lapin::uri::AMQPUri>()
+        .map_or_else(|_| "guest".to_owned(), |uri| uri.authority.userinfo.username)
+}
 
 /// The kind of ingest queue to declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,7 +49,10 @@ pub fn judge(
         Some(content_type) if !is_json(content_type) => {
             return Err(transport(
                 RejectCode::UnsupportedContentType,
-                format!("content_type is `{content_type}`; reports are application/json"),
+                format!(
+                    "content_type is {}; reports are application/json",
+                    pollwatch_model::echo(content_type)
+                ),
             ));
         }
         Some(_) => {}
@@ -62,7 +65,7 @@ pub fn judge(
         Some(other) => {
             return Err(transport(
                 RejectCode::UnsupportedContentEncoding,
-                format!("content_encoding is `{other}`; only gzip is accepted"),
+                format!("content_encoding is {}; only gzip is accepted", pollwatch_model::echo(other)),
             ));
         }
     };
@@ -82,19 +85,24 @@ pub fn judge(
         if device != Some(sender) {
             let message = match device {
                 Some(device) => format!(
-                    "sent by `{sender}`, but observer {}'s device account is `{device}`",
+                    "sent by {}, but observer {}'s device account is `{device}`",
+                    pollwatch_model::echo(sender),
                     checked.report.observer
                 ),
                 None => format!(
-                    "sent by `{sender}` for observer {}, who is not in the roster",
-                    checked.report.observer
+                    "sent by {} for observer {}, who is not in the roster",
+                    pollwatch_model::echo(sender),
+                    pollwatch_model::echo(&checked.report.observer)
                 ),
             };
             return Err(Rejection::new(RejectCode::SenderMismatch, "observer", message));
         }
     }
-    // `check` accepted it, so it is UTF-8.
-    let payload = String::from_utf8(payload).expect("an accepted payload is UTF-8");
+    // `check` accepted it, so it is UTF-8; what is stored is the JSON text, without the
+    // byte-order mark that RFC 8259 lets a sender put before it.
+    let payload = std::str::from_utf8(pollwatch_model::json_text(&payload))
+        .expect("an accepted payload is UTF-8")
+        .to_owned();
     let delivery =
         Delivery { sender: sender.map(str::to_owned), redelivered: envelope.redelivered, received_at: now };
     Ok(Incoming::new(checked.report, checked.flags, payload, delivery))
@@ -106,11 +114,13 @@ fn is_json(content_type: &str) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
-/// Decompresses at most `limit` bytes: a small body cannot expand into an unbounded one.
+/// Decompresses at most `limit` bytes: a small body cannot expand into an unbounded one. Every
+/// member of the stream is read: RFC 1952 lets a gzip file be several members one after the
+/// other (what `cat a.gz b.gz` makes), meaning their contents joined.
 fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
     let mut out = Vec::new();
     let limit_plus_one = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    flate2::read::GzDecoder::new(body).take(limit_plus_one).read_to_end(&mut out).map_err(|e| {
+    flate2::read::MultiGzDecoder::new(body).take(limit_plus_one).read_to_end(&mut out).map_err(|e| {
         Rejection::new(RejectCode::UnsupportedContentEncoding, "$", format!("the gzip body is broken: {e}"))
     })?;
     if out.len() > limit {
@@ -224,6 +234,30 @@ mod tests {
         assert!(bomb.len() < RULES.max_body_bytes);
         let bomb = Envelope { content_encoding: Some("gzip"), ..envelope(&bomb) };
         assert_eq!(code(judge(&bomb, &mission, RULES, now())), RejectCode::BodyTooLarge);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_accepted_and_not_stored() {
+        let body = report();
+        let mission = mission();
+        let marked = [b"\xEF\xBB\xBF".as_slice(), &body].concat();
+        let incoming = judge(&envelope(&marked), &mission, RULES, now()).unwrap();
+        assert_eq!(incoming.payload.as_bytes(), body.as_slice());
+    }
+
+    #[test]
+    fn a_gzip_body_of_several_members_is_read_whole() {
+        let body = report();
+        let mission = mission();
+        let (head, tail) = body.split_at(body.len() / 2);
+        let mut members = Vec::new();
+        for part in [head, tail] {
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(part).unwrap();
+            members.extend(encoder.finish().unwrap());
+        }
+        let gzip = Envelope { content_encoding: Some("gzip"), ..envelope(&members) };
+        assert_eq!(judge(&gzip, &mission, RULES, now()).unwrap().payload.as_bytes(), body.as_slice());
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Metrics {
     received: AtomicU64,
     in_flight: AtomicU64,
     reconnects: AtomicU64,
+    /// Rejected messages handed to the broker's own dead-lettering because their letter failed.
+    dead_letters_refused: AtomicU64,
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
     dead_letters: Mutex<BTreeMap<&'static str, u64>>,
     batch_sizes: Mutex<Histogram>,
@@ -111,6 +113,10 @@ impl Metrics {
         *self.dead_letters.lock().expect("metrics lock").entry(code.as_str()).or_default() += 1;
     }
 
+    pub(crate) fn dead_letter_refused(&self) {
+        self.dead_letters_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn reconnected(&self) {
         self.reconnects.fetch_add(1, Ordering::Relaxed);
     }
@@ -144,6 +150,12 @@ impl Metrics {
             "counter",
             "Connections to the broker after the first.",
             self.reconnects.load(Ordering::Relaxed),
+        );
+        simple(
+            "pollwatch_dead_letters_refused_total",
+            "counter",
+            "Rejected messages whose dead letter failed twice or was refused, handed to the broker's own dead-lettering (x-death reason rejected).",
+            self.dead_letters_refused.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,

@@ -1,8 +1,10 @@
 //! The consume → judge → commit → dead-letter → ack loop, its reconnects and its shutdown.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::hash::{BuildHasher as _, Hash as _, Hasher as _, RandomState};
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -11,23 +13,26 @@ use futures_util::stream::FuturesUnordered;
 use lapin::message::Delivery;
 use lapin::options::ConfirmSelectOptions;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use pollwatch_model::{Mission, RejectCode, Rejection};
 use pollwatch_store::{Incoming, Outcome, Store, StoreError};
 
+use crate::letter::{Carry, letter};
 use crate::message::{Envelope, judge};
 use crate::metrics::Metrics;
-use crate::{
-    Action, Config, DETAIL_HEADER, Disposition, ERROR_HEADER, PUBLISHED_AT_HEADER, ROUTING_KEY_HEADER,
-    USER_ID_HEADER, action, carried_over, topology,
-};
+use crate::{Action, Config, Disposition, PUBLISHED_AT_HEADER, action, broker_user, topology};
 
 /// Longest wait between two attempts to reach the broker or the store.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// How often the worker looks at its channel while it takes no deliveries (its batches wait for
+/// the store): a connection lost meanwhile ends the session, so that what it holds goes back to
+/// the queue at once rather than when the store is back.
+const BROKER_CHECK: Duration = Duration::from_millis(250);
 /// How long connecting to the broker may take before it counts as a failure.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -54,8 +59,15 @@ pub enum WorkerError {
 enum SessionEnd {
     /// Shutdown was requested and the session closed cleanly (or ran out of time).
     Stopped,
-    /// The broker went away or misbehaved; reconnect.
-    Broker(lapin::Error),
+    /// The broker went away or misbehaved; reconnect. `consumed` says whether the session got as
+    /// far as consuming.
+    Broker { error: lapin::Error, consumed: bool },
+}
+
+impl SessionEnd {
+    fn unreachable(error: lapin::Error) -> Self {
+        Self::Broker { error, consumed: false }
+    }
 }
 
 /// A shutdown request and how long the worker has left to honour it.
@@ -115,8 +127,11 @@ pub async fn run(
     let mut backoff = FIRST_BACKOFF;
     let mut connected_before = false;
     let lost = &mut false;
+    let suspects = Suspects::default();
+    let worker_user = broker_user(&config.amqp_url);
     loop {
-        let context = Context { config, store, mission, metrics };
+        let context =
+            Context { config, store, mission, metrics, suspects: &suspects, worker_user: &worker_user };
         let ended = session(&context, &mut stop, &mut summary, &mut connected_before, lost).await;
         metrics.set_broker_connected(false);
         metrics.unacknowledged_returned();
@@ -126,7 +141,12 @@ pub async fn run(
                 tracing::info!(?summary, "worker stopped");
                 return Ok(summary);
             }
-            SessionEnd::Broker(error) => {
+            SessionEnd::Broker { error, consumed } => {
+                // A session that consumed was an outage's end, not one more failed attempt: the
+                // next outage starts from the shortest wait again.
+                if consumed {
+                    backoff = FIRST_BACKOFF;
+                }
                 // Once per outage, not once per attempt.
                 if !*lost && connected_before {
                     tracing::warn!(%error, "lost the broker; reconnecting with backoff");
@@ -160,6 +180,9 @@ struct Context<'a> {
     store: &'a Store,
     mission: &'a Mission,
     metrics: &'a Metrics,
+    suspects: &'a Suspects,
+    /// The broker user the worker connects as: the `user_id` of its dead letters.
+    worker_user: &'a str,
 }
 
 /// One connection: set up, then batches until shutdown or a broker failure.
@@ -174,9 +197,9 @@ async fn session(
     let connecting = Connection::connect(&config.amqp_url, ConnectionProperties::default());
     let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(connection)) => connection,
-        Ok(Err(error)) => return Ok(SessionEnd::Broker(error)),
+        Ok(Err(error)) => return Ok(SessionEnd::unreachable(error)),
         Err(_) => {
-            return Ok(SessionEnd::Broker(lapin::Error::from(std::io::Error::from(
+            return Ok(SessionEnd::unreachable(lapin::Error::from(std::io::Error::from(
                 std::io::ErrorKind::TimedOut,
             ))));
         }
@@ -184,14 +207,16 @@ async fn session(
     let (consume, publish, consumer) = match open(&connection, config).await {
         Ok(opened) => opened,
         Err(error) if is_refusal(&error) => return Err(WorkerError::Setup(error.to_string())),
-        Err(error) => return Ok(SessionEnd::Broker(error)),
+        Err(error) => return Ok(SessionEnd::unreachable(error)),
     };
     tracing::info!(queue = %config.queue, prefetch = config.prefetch, "consuming");
     *connected_before = true;
     *lost = false;
     context.metrics.set_broker_connected(true);
 
-    let end = batches(context, stop, summary, &consume, &publish, consumer).await;
+    let session =
+        Session { consume: &consume, publish: &publish, frame_max: connection.configuration().frame_max() };
+    let end = batches(context, stop, summary, &session, consumer).await;
     if matches!(end, SessionEnd::Stopped) {
         // Unacknowledged deliveries (none, unless time ran out) go back to the queue on close.
         let _ = consume.close(200, "worker stopping".into()).await;
@@ -291,8 +316,7 @@ async fn batches(
     context: &Context<'_>,
     stop: &mut Stop<'_>,
     summary: &mut Summary,
-    consume: &Channel,
-    publish: &Channel,
+    session: &Session<'_>,
     mut consumer: Consumer,
 ) -> SessionEnd {
     let config = context.config;
@@ -318,17 +342,18 @@ async fn batches(
         if acknowledging.is_empty()
             && let Some(next) = committed.pop_front()
         {
-            acknowledging.push(Box::pin(acknowledge(*context, publish, consume, next)));
+            acknowledging.push(Box::pin(acknowledge(*context, session, next)));
         }
         if !taking && committing.is_empty() && acknowledging.is_empty() {
             return SessionEnd::Stopped;
         }
+        let polling = taking && filling.len() < batch_size;
         let event = tokio::select! {
             biased;
             Some(done) = acknowledging.next(), if !acknowledging.is_empty() => Event::Acknowledged(done),
             Some(done) = committing.next(), if !committing.is_empty() => Event::Committed(done),
             event = stop.next_event() => Event::Stop(event),
-            next = consumer.next(), if taking && filling.len() < batch_size => match next {
+            next = consumer.next(), if polling => match next {
                 Some(Ok(delivery)) => {
                     filling.add(context, delivery);
                     Event::Other
@@ -339,6 +364,9 @@ async fn batches(
             },
             () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)),
                 if committing.is_empty() && due.is_some() => Event::Other,
+            () = tokio::time::sleep(BROKER_CHECK), if !polling => {
+                if session.consume.status().connected() { Event::Other } else { Event::BrokerLost(channel_lost()) }
+            }
         };
         match event {
             Event::Committed(batch) => committed.push_back(batch),
@@ -347,12 +375,14 @@ async fn batches(
                 summary.dead_lettered += dead_lettered;
                 summary.batches += 1;
             }
-            Event::Acknowledged(Err(error)) | Event::BrokerLost(error) => return SessionEnd::Broker(error),
+            Event::Acknowledged(Err(error)) | Event::BrokerLost(error) => {
+                return SessionEnd::Broker { error, consumed: true };
+            }
             Event::Stop(StopEvent::Requested) => {
                 // Take nothing more; what the broker already sent beyond the batches in hand
                 // goes back to the queue when the channel closes.
                 taking = false;
-                let _ = consume.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
+                let _ = session.consume.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
             }
             Event::Stop(StopEvent::Expired) => {
                 tracing::warn!(
@@ -368,6 +398,13 @@ async fn batches(
             Event::Other => {}
         }
     }
+}
+
+fn channel_lost() -> lapin::Error {
+    lapin::Error::from(std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "the channel closed while the batches in hand waited",
+    ))
 }
 
 fn cancelled() -> lapin::Error {
@@ -413,21 +450,17 @@ async fn commit_batch(context: Context<'_>, batch: Batch) -> Committed {
 /// acknowledges the batch; returns (committed, dead-lettered).
 async fn acknowledge(
     context: Context<'_>,
-    publish: &Channel,
-    consume: &Channel,
+    session: &Session<'_>,
     batch: Committed,
 ) -> lapin::Result<(u64, u64)> {
-    let Context { config, metrics, .. } = context;
     let Committed { deliveries, rejected, started } = batch;
     let dead_lettered = rejected.len() as u64;
-    dead_letter(config, publish, &deliveries, &rejected).await?;
-    for (_, rejection) in &rejected {
-        metrics.dead_letter(rejection.code);
-    }
+    dead_letter(context, session, &deliveries, &rejected).await?;
     let last = deliveries.iter().map(|d| d.delivery_tag).max().expect("a batch is not empty");
-    // Every delivery this channel received before this batch's last one is acknowledged or in
-    // this batch: one frame acks them all.
-    consume.basic_ack(last, BasicAckOptions { multiple: true }).await?;
+    // Every delivery this channel received before this batch's last one is acknowledged, handed
+    // back to the broker, or in this batch: one frame acks them all.
+    session.consume.basic_ack(last, BasicAckOptions { multiple: true }).await?;
+    let metrics = context.metrics;
     metrics.batch_done(deliveries.len(), started.elapsed());
     Ok((deliveries.len() as u64 - dead_lettered, dead_lettered))
 }
@@ -495,51 +528,131 @@ async fn commit_with_retries(store: &Store, reports: &[Incoming]) -> Result<Vec<
     }
 }
 
+/// The channels of one connection to the broker, and its negotiated frame size.
+struct Session<'a> {
+    consume: &'a Channel,
+    publish: &'a Channel,
+    frame_max: u32,
+}
+
 /// Publishes a copy of each rejected message to the dead-letter exchange, with the reason in
 /// headers, and waits until the broker has confirmed every one.
+///
+/// No message can hold up the others: a letter is built to fit the connection's frame
+/// ([`letter`]); a message whose letter failed before (the connection closed under it) is
+/// recognised when it comes back and dead-lettered without its own headers; one that failed that
+/// way too, or whose letter the broker refused, is handed to the broker's own dead-lettering
+/// (`basic.nack` without requeue: it reaches the dead-letter queue with the broker's `x-death`
+/// reason `rejected`).
 async fn dead_letter(
-    config: &Config,
-    publish: &Channel,
+    context: Context<'_>,
+    session: &Session<'_>,
     deliveries: &[Delivery],
     rejected: &[(usize, Rejection)],
 ) -> lapin::Result<()> {
+    let Context { config, metrics, suspects, worker_user, .. } = context;
     let mut confirms = Vec::with_capacity(rejected.len());
+    let mut fingerprints = Vec::with_capacity(rejected.len());
     for (position, rejection) in rejected {
         let delivery = &deliveries[*position];
+        let (fingerprint, failed_before) = suspects.attempt(delivery);
+        fingerprints.push(fingerprint);
+        let carry = match failed_before {
+            0 => Carry::Headers,
+            1 => Carry::Nothing,
+            _ => {
+                tracing::warn!(code = %rejection.code, "a dead letter of this message failed twice; the broker dead-letters it");
+                give_to_broker(session, delivery).await?;
+                metrics.dead_letter_refused();
+                continue;
+            }
+        };
+        let letter = letter(
+            &delivery.properties,
+            delivery.routing_key.as_str(),
+            rejection,
+            worker_user,
+            session.frame_max,
+            carry,
+        );
         tracing::info!(
-            code = %rejection.code,
+            code = %letter.code,
             detail = %rejection,
             routing_key = %delivery.routing_key,
+            dropped_headers = letter.dropped_headers,
             "dead-lettering a report"
         );
-        let original = &delivery.properties;
-        let mut headers = original.headers().clone().unwrap_or_default();
-        let text = |value: &str| AMQPValue::LongString(value.into());
-        headers.insert(ERROR_HEADER.into(), text(rejection.code.as_str()));
-        headers.insert(DETAIL_HEADER.into(), text(&rejection.to_string()));
-        headers.insert(ROUTING_KEY_HEADER.into(), text(delivery.routing_key.as_str()));
-        if let Some(user) = original.user_id() {
-            headers.insert(USER_ID_HEADER.into(), text(user.as_str()));
-        }
-        let properties = carried_over(original, headers);
-        let confirm = publish
+        let confirm = session
+            .publish
             .basic_publish(
                 config.dead_letter_exchange.as_str().into(),
                 delivery.routing_key.clone(),
                 BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
                 &delivery.data,
-                properties,
+                letter.properties,
             )
             .await?;
-        confirms.push(confirm);
+        confirms.push((delivery, letter.code, confirm));
     }
-    for confirm in confirms {
+    for (delivery, code, confirm) in confirms {
         let confirmation = confirm.await?;
-        if !confirmation.is_ack() || confirmation.take_message().is_some() {
-            return Err(lapin::Error::from(std::io::Error::other(
-                "the broker did not take a dead letter; the batch will be redelivered",
-            )));
+        if confirmation.is_ack() && confirmation.take_message().is_none() {
+            metrics.dead_letter(code);
+        } else {
+            tracing::warn!(%code, "the broker refused a dead letter; the broker dead-letters the message itself");
+            give_to_broker(session, delivery).await?;
+            metrics.dead_letter_refused();
         }
     }
+    suspects.settled(&fingerprints);
     Ok(())
+}
+
+/// Hands a delivery back to the broker's own dead-lettering (to our dead-letter exchange, with
+/// `x-death`), so that it neither blocks the queue nor comes round again.
+async fn give_to_broker(session: &Session<'_>, delivery: &Delivery) -> lapin::Result<()> {
+    session
+        .consume
+        .basic_nack(delivery.delivery_tag, BasicNackOptions { multiple: false, requeue: false })
+        .await
+}
+
+/// Messages whose dead letter was being published when the connection failed, by fingerprint,
+/// with how many such attempts they have had: when they come back, the worker writes their
+/// letter without the part that may have failed, and after that leaves them to the broker.
+#[derive(Debug, Default)]
+struct Suspects {
+    attempts: Mutex<HashMap<u64, u8>>,
+    /// Keyed per process, so that nobody can craft messages that share a fingerprint.
+    hasher: RandomState,
+}
+
+impl Suspects {
+    /// More suspects than any run of failures leaves; past it, they are forgotten.
+    const MAX: usize = 100_000;
+
+    /// Records an attempt at dead-lettering `delivery`: its fingerprint, and the attempts before.
+    fn attempt(&self, delivery: &Delivery) -> (u64, u8) {
+        let mut hasher = self.hasher.build_hasher();
+        delivery.routing_key.as_str().hash(&mut hasher);
+        delivery.properties.message_id().as_ref().map(ShortString::as_str).hash(&mut hasher);
+        delivery.data.hash(&mut hasher);
+        let fingerprint = hasher.finish();
+        let mut attempts = self.attempts.lock().expect("suspects lock");
+        if attempts.len() >= Self::MAX {
+            attempts.clear();
+        }
+        let count = attempts.entry(fingerprint).or_default();
+        let before = *count;
+        *count = count.saturating_add(1);
+        (fingerprint, before)
+    }
+
+    /// The letters of these messages are confirmed (or given to the broker).
+    fn settled(&self, fingerprints: &[u64]) {
+        let mut attempts = self.attempts.lock().expect("suspects lock");
+        for fingerprint in fingerprints {
+            attempts.remove(fingerprint);
+        }
+    }
 }

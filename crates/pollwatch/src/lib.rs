@@ -97,24 +97,31 @@ async fn dlq(settings: &Settings, command: &DlqCommand) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("timed out connecting to the broker at {}", amqp.url))?
         .with_context(|| format!("connecting to the broker at {}", amqp.url))?;
     let queue = amqp.dead_letter_queue.as_str();
+    // The worker reads the same settings: its letters are the ones its broker user published.
+    let worker = pollwatch_ingest::broker_user(amqp.url.expose());
     let in_queue = || format!("reading the dead-letter queue `{queue}`");
     match command {
         DlqCommand::Stats => {
-            let letters = dlq::list(&connection, queue).await.with_context(in_queue)?;
+            let letters = dlq::list(&connection, queue, &worker).await.with_context(in_queue)?;
             println!("{} dead letters in {queue}", letters.len());
             for (code, count) in dlq::stats(&letters) {
                 println!("{count:>8}  {code}");
             }
         }
         DlqCommand::Show { code, limit } => {
-            let letters = dlq::list(&connection, queue).await.with_context(in_queue)?;
+            let letters = dlq::list(&connection, queue, &worker).await.with_context(in_queue)?;
             let shown = letters.iter().filter(|l| code.as_ref().is_none_or(|c| *c == l.code));
             for letter in shown.take(*limit) {
                 let body = String::from_utf8_lossy(&letter.body);
                 let body: String = body.chars().take(300).collect();
                 println!("{}  {}", letter.code, letter.detail);
+                let origin = match letter.origin {
+                    dlq::Origin::Worker => "the worker",
+                    dlq::Origin::Broker => "the broker",
+                    dlq::Origin::Unverified => "unverified",
+                };
                 println!(
-                    "  routing key {}  message id {}  sender {}",
+                    "  dead-lettered by {origin}  routing key {}  message id {}  sender {}",
                     letter.routing_key,
                     letter.message_id.as_deref().unwrap_or("-"),
                     letter.sender.as_deref().unwrap_or("-")
@@ -123,7 +130,7 @@ async fn dlq(settings: &Settings, command: &DlqCommand) -> anyhow::Result<()> {
             }
         }
         DlqCommand::Replay { code } => {
-            let replayed = dlq::replay(&connection, queue, &amqp.exchange, code.as_deref())
+            let replayed = dlq::replay(&connection, queue, &amqp.exchange, code.as_deref(), &worker)
                 .await
                 .with_context(|| format!("replaying from `{queue}` to `{}`", amqp.exchange))?;
             println!(

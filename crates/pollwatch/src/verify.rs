@@ -50,10 +50,12 @@ pub async fn run(settings: &Settings, file: &Path, wait: Duration) -> anyhow::Re
         );
     }
     let want = comparable(&expected);
+    // The worker reads the same settings: its letters are the ones its broker user published.
+    let worker = pollwatch_ingest::broker_user(amqp.url.expose());
     let deadline = Instant::now() + wait;
     let differences = loop {
         // Until the deadline, a failed look (the worker not up yet, say) is retried too.
-        match observe(&store, &connection, &amqp.dead_letter_queue, &expected).await {
+        match observe(&store, &connection, &amqp.dead_letter_queue, &worker, &expected).await {
             Ok(observed) => {
                 let mut differences = Vec::new();
                 diff("", &want, &serde_json::to_value(&observed).expect("serialises"), &mut differences);
@@ -105,11 +107,12 @@ async fn observe(
     store: &Store,
     connection: &lapin::Connection,
     dead_letter_queue: &str,
+    worker_user: &str,
     expected: &Expectation,
 ) -> anyhow::Result<Observed> {
     let mission = expected.mission.as_str();
     let totals = store.totals().await.context("counting the store's reports")?;
-    let letters = pollwatch_ingest::dlq::list(connection, dead_letter_queue)
+    let letters = pollwatch_ingest::dlq::list(connection, dead_letter_queue, worker_user)
         .await
         .with_context(|| format!("reading the dead-letter queue `{dead_letter_queue}`"))?;
     let dead_letters =
