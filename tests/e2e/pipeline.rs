@@ -50,22 +50,22 @@ fn fuzzed(id: usize, report: &Report, rng: &mut fixtures::Rng) -> Message {
         BasicProperties::default().with_delivery_mode(2).with_message_id(id.to_string().into());
     properties = match rng.below(10) {
         0 => properties,
-        1 => properties.with_content_type(random_text(rng, 200).as_str().into()),
+        1 => properties.with_content_type(short_text(rng, 200).as_str().into()),
         2 => properties.with_content_type("application/json; charset=utf-8".into()),
         _ => properties.with_content_type("application/json".into()),
     };
     if let Some(encoding) = encoding {
         properties = properties.with_content_encoding(encoding.into());
     } else if rng.below(20) == 0 {
-        properties = properties.with_content_encoding(random_text(rng, 50).as_str().into());
+        properties = properties.with_content_encoding(short_text(rng, 50).as_str().into());
     }
     if rng.below(3) == 0 {
         properties = properties.with_headers(headers(rng));
     }
     if rng.below(5) == 0 {
         properties = properties
-            .with_type(random_text(rng, 255).as_str().into())
-            .with_correlation_id(random_text(rng, 255).as_str().into())
+            .with_type(short_text(rng, 255).as_str().into())
+            .with_correlation_id(short_text(rng, 255).as_str().into())
             .with_priority(rng.below(256) as u8)
             .with_timestamp(rng.next_u64());
     }
@@ -182,6 +182,15 @@ fn random_text(rng: &mut fixtures::Rng, max: u64) -> String {
         .collect()
 }
 
+/// Random text of at most `max` bytes: what an AMQP short string holds.
+fn short_text(rng: &mut fixtures::Rng, max: usize) -> String {
+    let mut text = random_text(rng, max as u64);
+    while text.len() > max {
+        text.pop();
+    }
+    text
+}
+
 /// A random header table: values of every AMQP type, nested tables and arrays, forged headers
 /// of ours and of the broker's, within what the broker takes in one frame.
 fn headers(rng: &mut fixtures::Rng) -> FieldTable {
@@ -199,7 +208,7 @@ fn headers(rng: &mut fixtures::Rng) -> FieldTable {
         let name: String = if rng.below(4) == 0 {
             forged[rng.below(forged.len() as u64) as usize].to_owned()
         } else {
-            random_text(rng, 255).chars().take(60).collect()
+            short_text(rng, 255)
         };
         table.insert(ShortString::from(name), value(rng, 0));
     }
