@@ -209,13 +209,13 @@ async fn session(
         Err(error) if is_refusal(&error) => return Err(WorkerError::Setup(error.to_string())),
         Err(error) => return Ok(SessionEnd::unreachable(error)),
     };
-    tracing::info!(queue = %config.queue, prefetch = config.prefetch, "consuming");
+    let frame_max = connection.configuration().frame_max();
+    tracing::info!(queue = %config.queue, prefetch = config.prefetch, frame_max, "consuming");
     *connected_before = true;
     *lost = false;
     context.metrics.set_broker_connected(true);
 
-    let session =
-        Session { consume: &consume, publish: &publish, frame_max: connection.configuration().frame_max() };
+    let session = Session { consume: &consume, publish: &publish, frame_max };
     let end = batches(context, stop, summary, &session, consumer).await;
     if matches!(end, SessionEnd::Stopped) {
         // Unacknowledged deliveries (none, unless time ran out) go back to the queue on close.
@@ -552,11 +552,17 @@ async fn dead_letter(
 ) -> lapin::Result<()> {
     let Context { config, metrics, suspects, worker_user, .. } = context;
     let mut confirms = Vec::with_capacity(rejected.len());
-    let mut fingerprints = Vec::with_capacity(rejected.len());
-    for (position, rejection) in rejected {
+    let fingerprints: Vec<u64> = rejected
+        .iter()
+        .map(|(position, _)| {
+            let delivery = &deliveries[*position];
+            let message_id = delivery.properties.message_id().as_ref().map(ShortString::as_str);
+            suspects.fingerprint(delivery.routing_key.as_str(), message_id, &delivery.data)
+        })
+        .collect();
+    let failed_before = suspects.attempt(&fingerprints);
+    for ((position, rejection), failed_before) in rejected.iter().zip(failed_before) {
         let delivery = &deliveries[*position];
-        let (fingerprint, failed_before) = suspects.attempt(delivery);
-        fingerprints.push(fingerprint);
         let carry = match failed_before {
             0 => Carry::Headers,
             1 => Carry::Nothing,
@@ -580,6 +586,7 @@ async fn dead_letter(
             detail = %rejection,
             routing_key = %delivery.routing_key,
             dropped_headers = letter.dropped_headers,
+            properties_bytes = crate::letter::encoded_len(&delivery.properties),
             "dead-lettering a report"
         );
         let confirm = session
@@ -631,21 +638,30 @@ impl Suspects {
     /// More suspects than any run of failures leaves; past it, they are forgotten.
     const MAX: usize = 100_000;
 
-    /// Records an attempt at dead-lettering `delivery`: its fingerprint, and the attempts before.
-    fn attempt(&self, delivery: &Delivery) -> (u64, u8) {
+    /// The fingerprint of the message published with `routing_key`, `message_id` and `body`.
+    fn fingerprint(&self, routing_key: &str, message_id: Option<&str>, body: &[u8]) -> u64 {
         let mut hasher = self.hasher.build_hasher();
-        delivery.routing_key.as_str().hash(&mut hasher);
-        delivery.properties.message_id().as_ref().map(ShortString::as_str).hash(&mut hasher);
-        delivery.data.hash(&mut hasher);
-        let fingerprint = hasher.finish();
+        routing_key.hash(&mut hasher);
+        message_id.hash(&mut hasher);
+        body.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// Records an attempt at dead-lettering one batch's messages: for each, the failed attempts
+    /// before this batch (two equal messages in one batch are one attempt, not a failure).
+    fn attempt(&self, fingerprints: &[u64]) -> Vec<u8> {
         let mut attempts = self.attempts.lock().expect("suspects lock");
         if attempts.len() >= Self::MAX {
             attempts.clear();
         }
-        let count = attempts.entry(fingerprint).or_default();
-        let before = *count;
-        *count = count.saturating_add(1);
-        (fingerprint, before)
+        let before: Vec<u8> =
+            fingerprints.iter().map(|f| attempts.get(f).copied().unwrap_or_default()).collect();
+        let distinct: std::collections::HashSet<&u64> = fingerprints.iter().collect();
+        for fingerprint in distinct {
+            let count = attempts.entry(*fingerprint).or_default();
+            *count = count.saturating_add(1);
+        }
+        before
     }
 
     /// The letters of these messages are confirmed (or given to the broker).
@@ -654,5 +670,26 @@ impl Suspects {
         for fingerprint in fingerprints {
             attempts.remove(fingerprint);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_whose_letter_failed_is_recognised_until_its_letter_is_settled() {
+        let suspects = Suspects::default();
+        let message = suspects.fingerprint("report.voting", Some("id-1"), b"{}");
+        // Two equal messages in one batch are not each other's failure.
+        assert_eq!(suspects.attempt(&[message, message]), [0, 0]);
+        // The connection failed under that batch's letters: the message comes back, and again.
+        assert_eq!(suspects.attempt(&[message]), [1]);
+        assert_eq!(suspects.attempt(&[message]), [2]);
+        // Another message, or the same body under another id, is not a suspect.
+        assert_ne!(suspects.fingerprint("report.voting", Some("id-2"), b"{}"), message);
+        assert_ne!(suspects.fingerprint("report.voting", Some("id-1"), b"[]"), message);
+        suspects.settled(&[message]);
+        assert_eq!(suspects.attempt(&[message]), [0], "settled letters are forgotten");
     }
 }
