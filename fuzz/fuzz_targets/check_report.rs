@@ -21,21 +21,13 @@ use chrono::{DateTime, Utc};
 use libfuzzer_sys::fuzz_target;
 use pollwatch_model::{
     Answer, CLOCK_TOLERANCE, Checked, Content, Context, FlagCode, MAX_ANSWER_TEXT_LEN, MAX_ANSWERS,
-    MAX_ATTACHMENTS, MAX_CHOICES, MAX_DESCRIPTION_LEN, MAX_ID_LEN, MAX_PROTOCOLS, Mission, MissionSources,
+    MAX_ATTACHMENTS, MAX_CHOICES, MAX_DESCRIPTION_LEN, MAX_ID_LEN, MAX_PROTOCOLS, Mission,
     Report, SCHEMA_VERSION, check, report_schema,
 };
 
 fn mission() -> &'static Mission {
     static MISSION: OnceLock<Mission> = OnceLock::new();
-    MISSION.get_or_init(|| {
-        Mission::parse(MissionSources {
-            mission_toml: include_str!("../../missions/kg-2021/mission.toml"),
-            forms_toml: include_str!("../../missions/kg-2021/forms.toml"),
-            stations_csv: include_str!("../../missions/kg-2021/stations.csv"),
-            observers_csv: include_str!("../../missions/kg-2021/observers.csv"),
-        })
-        .expect("the kg-2021 sample mission parses")
-    })
+    MISSION.get_or_init(pollwatch_model::sample::kg_2021)
 }
 
 fn schema() -> &'static jsonschema::Validator {

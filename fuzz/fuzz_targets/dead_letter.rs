@@ -21,19 +21,11 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use libfuzzer_sys::fuzz_target;
 use pollwatch_ingest::letter::{Carry, MAX_DETAIL_BYTES, encoded_len, letter};
 use pollwatch_ingest::{DETAIL_HEADER, ERROR_HEADER};
-use pollwatch_model::{Context, Mission, MissionSources, RejectCode, Rejection, check};
+use pollwatch_model::{Context, Mission, RejectCode, Rejection, check};
 
 fn mission() -> &'static Mission {
     static MISSION: OnceLock<Mission> = OnceLock::new();
-    MISSION.get_or_init(|| {
-        Mission::parse(MissionSources {
-            mission_toml: include_str!("../../missions/kg-2021/mission.toml"),
-            forms_toml: include_str!("../../missions/kg-2021/forms.toml"),
-            stations_csv: include_str!("../../missions/kg-2021/stations.csv"),
-            observers_csv: include_str!("../../missions/kg-2021/observers.csv"),
-        })
-        .expect("the kg-2021 sample mission parses")
-    })
+    MISSION.get_or_init(pollwatch_model::sample::kg_2021)
 }
 
 fn now() -> DateTime<Utc> {

@@ -20,7 +20,7 @@ use pollwatch_publish::{Message, Outbox, PublisherConfig, publish_all};
 use pollwatch_store::{ReportFilter, Store};
 use pollwatch_tests::{
     DedicatedBroker, DedicatedDatabase, TestBroker, fixtures, free_address, http_get, pollwatch_command,
-    within,
+    until_dead_letters, within,
 };
 use tokio::process::Child;
 
@@ -400,6 +400,31 @@ async fn postgres_stopped_mid_flow_acks_nothing_and_loses_nothing() -> anyhow::R
     Ok(())
 }
 
+/// Publishes `messages` (routing key, body, properties) to `exchange` as `mandatory`, with at most
+/// 500 unconfirmed at a time; fails if the broker refuses one.
+pub(crate) async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    messages: impl IntoIterator<Item = (String, Vec<u8>, BasicProperties)>,
+) -> anyhow::Result<()> {
+    let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+    let mut confirms = Vec::new();
+    for (key, body, properties) in messages {
+        confirms.push(
+            channel.basic_publish(exchange.into(), key.as_str().into(), options, &body, properties).await?,
+        );
+        if confirms.len() >= 500 {
+            for confirm in confirms.drain(..) {
+                anyhow::ensure!(confirm.await?.is_ack(), "the broker refused a message");
+            }
+        }
+    }
+    for confirm in confirms {
+        anyhow::ensure!(confirm.await?.is_ack(), "the broker refused a message");
+    }
+    Ok(())
+}
+
 /// One hostile message: its body, content type, content encoding and user_id.
 struct Hostile {
     body: Vec<u8>,
@@ -501,7 +526,7 @@ async fn hostile_payloads_are_dead_lettered_with_reasons_and_valid_reports_store
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
     let exchange = broker.name("reports");
     let mut rng = fixtures::Rng::new(76);
-    let mut confirms = Vec::new();
+    let mut messages = Vec::with_capacity(2 * valid.len());
     for (k, report) in valid.iter().enumerate() {
         // Another observer's device: any but the report's own observer's.
         let others = mission.observers.iter().filter(|o| o.id != report.observer);
@@ -523,43 +548,19 @@ async fn hostile_payloads_are_dead_lettered_with_reasons_and_valid_reports_store
             if let Some(encoding) = message.content_encoding {
                 properties = properties.with_content_encoding(encoding.into());
             }
-            let key = format!("report.{}", report.kind().as_str());
-            let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
-            confirms.push(
-                channel
-                    .basic_publish(
-                        exchange.as_str().into(),
-                        key.as_str().into(),
-                        options,
-                        &message.body,
-                        properties,
-                    )
-                    .await?,
-            );
-        }
-        if confirms.len() >= 500 {
-            for confirm in confirms.drain(..) {
-                anyhow::ensure!(confirm.await?.is_ack(), "the broker refused a message");
-            }
+            messages.push((format!("report.{}", report.kind().as_str()), message.body, properties));
         }
     }
-    for confirm in confirms.drain(..) {
-        anyhow::ensure!(confirm.await?.is_ack(), "the broker refused a message");
-    }
+    publish_confirmed(&channel, &exchange, messages).await?;
 
     let store = Store::open(&store_url).await?;
     until_settled(&store, published.unique()).await?;
     // The store has settled, so the worker has judged every message; the letters are counted
     // as soon as they are all there, or after a minute, for the assertions to say what is not.
     let dead_letters = broker.name("dead-letters");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let letters = loop {
-        let letters = pollwatch_ingest::dlq::list(&connection, &dead_letters, "guest").await?;
-        if letters.len() >= scale.hostile || tokio::time::Instant::now() >= deadline {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let letters =
+        until_dead_letters(&connection, &dead_letters, "guest", scale.hostile, Duration::from_secs(60))
+            .await?;
     let pid = worker.id().expect("running");
     let peak_mib = peak_rss_kib(pid)? / 1024;
     let mut worker = worker;

@@ -5,13 +5,15 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use lapin::options::{BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicGetOptions, BasicNackOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use pollwatch_ingest::dlq::{self, Origin};
 use pollwatch_ingest::letter::{MAX_DETAIL_BYTES, encoded_len};
 use pollwatch_ingest::{Config, Rules};
 use pollwatch_model::Report;
-use pollwatch_tests::{DedicatedBroker, TestBroker, fixtures, free_address, http_get, within};
+use pollwatch_tests::{
+    DedicatedBroker, Readiness, TestBroker, fixtures, free_address, until_dead_letters, within,
+};
 use sqlx::Connection as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -44,47 +46,29 @@ fn deployed(broker: &TestBroker) -> anyhow::Result<Config> {
     })
 }
 
-/// `/readyz` of a worker running in this process, polled until stopped: every answer that
-/// differs from the one before.
-struct Readiness {
+/// `/readyz` of a worker running in this process, served on a free port and watched.
+struct Health {
+    readiness: Readiness,
     stop: oneshot::Sender<()>,
-    poller: JoinHandle<anyhow::Result<Vec<u16>>>,
     server: JoinHandle<std::io::Result<()>>,
 }
 
-impl Readiness {
+impl Health {
     async fn watch(worker: &Running) -> anyhow::Result<Self> {
         let address = free_address()?;
         let listener = tokio::net::TcpListener::bind(address).await?;
         let health = pollwatch::http::Health { metrics: worker.metrics.clone(), store: worker.store.clone() };
         let (stop, stopped) = oneshot::channel::<()>();
-        let (stop_server, server_stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(pollwatch::http::serve(listener, health, async {
-            let _ = server_stopped.await;
+            let _ = stopped.await;
         }));
-        let poller = tokio::spawn(async move {
-            let mut seen: Vec<u16> = Vec::new();
-            let mut stopped = stopped;
-            loop {
-                let (status, _) = http_get(address, "/readyz").await?;
-                if seen.last() != Some(&status) {
-                    seen.push(status);
-                }
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-            }
-            let _ = stop_server.send(());
-            anyhow::Ok(seen)
-        });
-        Ok(Self { stop, poller, server })
+        Ok(Self { readiness: Readiness::watch(address), stop, server })
     }
 
-    /// Stops polling; what `/readyz` answered meanwhile.
+    /// Stops watching and serving; what `/readyz` answered meanwhile.
     async fn seen(self) -> anyhow::Result<Vec<u16>> {
+        let seen = self.readiness.seen().await?;
         let _ = self.stop.send(());
-        let seen = within(STEP, "the readiness poller", self.poller).await???;
         within(STEP, "the HTTP server", self.server).await???;
         Ok(seen)
     }
@@ -138,7 +122,7 @@ async fn an_oversized_rejection_among_valid_reports_costs_no_reconnect() -> anyh
     let reports = fixtures::reports(&mission, N, 131);
     let (before, after) = reports.split_at(N / 2);
     send_stream(&broker, &channel, &config, before).await?;
-    let readiness = Readiness::watch(&worker).await?;
+    let readiness = Health::watch(&worker).await?;
 
     let long = long_kind(&reports[0])?;
     assert!(long.len() > 200_000 && long.len() <= config.rules.max_body_bytes);
@@ -155,16 +139,7 @@ async fn an_oversized_rejection_among_valid_reports_costs_no_reconnect() -> anyh
     until_stored_within(&worker.store, N as i64, Duration::from_secs(120)).await?;
 
     let connection = broker.connect().await?;
-    let letters = within(STEP, "three dead letters", async {
-        loop {
-            let letters = dlq::list(&connection, &config.dead_letter_queue, "guest").await?;
-            if letters.len() >= 3 {
-                return anyhow::Ok(letters);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await??;
+    let letters = until_dead_letters(&connection, &config.dead_letter_queue, "guest", 3, STEP).await?;
     let seen = readiness.seen().await?;
     let (summary, store, _dir) = worker.stop().await?;
 
@@ -204,18 +179,11 @@ async fn connections_closed_again_and_again_push_no_report_into_dead_letters() -
         let setup = connection.create_channel().await?;
         pollwatch_ingest::topology::declare(&setup, &config).await?;
         let channel = publisher(broker).await?;
-        let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
-        let mut confirms = Vec::new();
-        for report in &reports {
+        let messages = reports.iter().map(|report| {
             let key = format!("report.{}", report.kind().as_str());
-            let body = serde_json::to_vec(report)?;
-            let exchange = config.exchange.as_str().into();
-            confirms
-                .push(channel.basic_publish(exchange, key.as_str().into(), options, &body, json()).await?);
-        }
-        for confirm in confirms {
-            anyhow::ensure!(within(STEP, "a confirm", confirm).await??.is_ack());
-        }
+            (key, serde_json::to_vec(report).expect("a report serialises"), json())
+        });
+        crate::faults::publish_confirmed(&channel, &config.exchange, messages).await?;
     }
     let worker = Running::start(&config, &mission).await?;
     // The store is slow to come back meanwhile (another process holds its write lock), so the
@@ -311,16 +279,8 @@ async fn dead_letters_are_told_apart_by_what_a_device_cannot_forge() -> anyhow::
     // And a letter published straight to the dead-letter exchange, claiming to be the worker's.
     publish(&channel, &config.dead_letter_exchange, &key, b"{}", json().with_headers(forged)).await?;
 
-    let letters = within(STEP, "two dead letters", async {
-        loop {
-            let letters = dlq::list(&connection, &config.dead_letter_queue, "pollwatch-worker").await?;
-            if letters.len() >= 2 {
-                return anyhow::Ok(letters);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await??;
+    let letters =
+        until_dead_letters(&connection, &config.dead_letter_queue, "pollwatch-worker", 2, STEP).await?;
     let stats: Vec<(&str, u64)> = dlq::stats(&letters).into_iter().collect();
     assert_eq!(stats, [("delivery_limit", 1), (dlq::UNVERIFIED_CODE, 1)]);
     let by_broker = letters.iter().find(|l| l.origin == Origin::Broker).context("the broker's letter")?;

@@ -14,14 +14,16 @@ use std::time::Duration;
 
 use chrono::Utc;
 use lapin::BasicProperties;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::ConfirmSelectOptions;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
 use pollwatch_ingest::{Envelope, Rules, judge};
 use pollwatch_model::{Mission, RejectCode, Report};
 use pollwatch_store::Store;
-use pollwatch_tests::{fixtures, http_get, within};
+use pollwatch_tests::{Readiness, fixtures, http_get, until_dead_letters};
 
-use crate::faults::{gzip_bomb, peak_rss_kib, settings, sigterm, spawn_worker, until_ready, until_settled};
+use crate::faults::{
+    gzip_bomb, peak_rss_kib, publish_confirmed, settings, sigterm, spawn_worker, until_ready, until_settled,
+};
 
 /// Messages per run: half valid reports, half fuzzed ones.
 fn messages() -> usize {
@@ -299,81 +301,34 @@ async fn fuzzed_messages_through_the_whole_pipeline_harm_no_valid_report() -> an
 
     let worker = spawn_worker(&settings)?;
     until_ready(&settings).await?;
-    let (seen_tx, seen_rx) = tokio::sync::watch::channel(Vec::<u16>::new());
-    let poller = tokio::spawn(async move {
-        loop {
-            let status = http_get(address, "/readyz").await.map_or(0, |(status, _)| status);
-            seen_tx.send_if_modified(|seen| {
-                let changed = seen.last() != Some(&status);
-                if changed {
-                    seen.push(status);
-                }
-                changed
-            });
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let readiness = Readiness::watch(address);
 
     let connection = broker.connect().await?;
     let channel = connection.create_channel().await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
-    let exchange = broker.name("reports");
-    let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
     let json = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
-    let mut confirms = Vec::new();
-    for (report, message) in valid.iter().zip(&fuzz) {
-        let good = serde_json::to_vec(report)?;
+    let mut messages = Vec::with_capacity(valid.len() + fuzz.len());
+    for (report, message) in valid.iter().zip(fuzz.iter()) {
         let key = format!("report.{}", report.kind().as_str());
-        confirms.push(
-            channel
-                .basic_publish(exchange.as_str().into(), key.as_str().into(), options, &good, json.clone())
-                .await?,
-        );
-        confirms.push(
-            channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    message.key.as_str().into(),
-                    options,
-                    &message.body,
-                    message.properties.clone(),
-                )
-                .await?,
-        );
-        if confirms.len() >= 500 {
-            for confirm in confirms.drain(..) {
-                anyhow::ensure!(confirm.await?.is_ack(), "the broker refused a message");
-            }
-        }
+        messages.push((key, serde_json::to_vec(report)?, json.clone()));
+        messages.push((message.key.clone(), message.body.clone(), message.properties.clone()));
     }
-    for confirm in confirms.drain(..) {
-        anyhow::ensure!(confirm.await?.is_ack(), "the broker refused a message");
-    }
+    publish_confirmed(&channel, &broker.name("reports"), messages).await?;
 
     let store = Store::open(&store_url).await?;
     let expected_stored = valid.len() + accepted;
     until_settled(&store, expected_stored).await?;
     let rejected = fuzz.len() - accepted;
     let dead_letters = broker.name("dead-letters");
-    let letters = within(Duration::from_secs(120), "the dead letters", async {
-        loop {
-            let letters = pollwatch_ingest::dlq::list(&connection, &dead_letters, "guest").await?;
-            if letters.len() >= rejected {
-                return anyhow::Ok(letters);
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    })
-    .await;
+    let letters =
+        until_dead_letters(&connection, &dead_letters, "guest", rejected, Duration::from_secs(120)).await?;
     let (_, metrics) = http_get(address, "/metrics").await?;
-    poller.abort();
-    let seen = seen_rx.borrow().clone();
+    let seen = readiness.seen().await?;
     let pid = worker.id().expect("running");
     let peak_mib = peak_rss_kib(pid)? / 1024;
     let mut worker = worker;
     assert!(worker.try_wait()?.is_none(), "the worker is alive");
     sigterm(worker).await?;
-    let letters = letters??;
 
     // Every dead letter is one of the rejected messages, with the code `judge` gave it.
     let mut wrong = Vec::new();

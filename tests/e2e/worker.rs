@@ -13,7 +13,7 @@ use lapin::{BasicProperties, Channel};
 use pollwatch_ingest::{Config, Metrics, QueueKind, Rules, Summary};
 use pollwatch_model::Mission;
 use pollwatch_store::Store;
-use pollwatch_tests::{TestBroker, fixtures, free_address, http_get, within};
+use pollwatch_tests::{TestBroker, fixtures, free_address, http_get, until_dead_letters, within};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -589,16 +589,7 @@ async fn dead_letters_are_counted_and_replayed_once() -> anyhow::Result<()> {
     let as_guest = json().with_user_id("guest".into());
     publish(&channel, &strict.exchange, "report.voting", b"not json", as_guest).await?;
     let connection = broker.connect().await?;
-    let letters = within(STEP, "four dead letters", async {
-        loop {
-            let letters = dlq::list(&connection, &strict.dead_letter_queue, "guest").await?;
-            if letters.len() >= 4 {
-                return anyhow::Ok(letters);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await??;
+    let letters = until_dead_letters(&connection, &strict.dead_letter_queue, "guest", 4, STEP).await?;
     let (_, store, dir) = worker.stop().await?;
     let counts: Vec<(&str, u64)> = dlq::stats(&letters).into_iter().collect();
     assert_eq!(counts, [("malformed_json", 1), ("sender_missing", 3)]);

@@ -68,6 +68,60 @@ pub async fn http_get(address: std::net::SocketAddr, path: &str) -> anyhow::Resu
     Ok((status, body))
 }
 
+/// The letters in `queue` (read as `dlq` reads them, the worker being `worker_user`) as soon as
+/// there are at least `at_least`, or whatever is there once `limit` has passed, so that the
+/// caller's assertions say what is missing.
+pub async fn until_dead_letters(
+    connection: &lapin::Connection,
+    queue: &str,
+    worker_user: &str,
+    at_least: usize,
+    limit: Duration,
+) -> anyhow::Result<Vec<pollwatch_ingest::dlq::DeadLetter>> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let letters = pollwatch_ingest::dlq::list(connection, queue, worker_user).await?;
+        if letters.len() >= at_least || tokio::time::Instant::now() >= deadline {
+            return Ok(letters);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `/readyz` at an address, polled every 50 ms until [`Readiness::seen`]: each answer that differs
+/// from the one before (0 for no answer).
+#[derive(Debug)]
+pub struct Readiness {
+    stop: tokio::sync::oneshot::Sender<()>,
+    poller: tokio::task::JoinHandle<Vec<u16>>,
+}
+
+impl Readiness {
+    pub fn watch(address: std::net::SocketAddr) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let poller = tokio::spawn(async move {
+            let mut seen: Vec<u16> = Vec::new();
+            loop {
+                let status = http_get(address, "/readyz").await.map_or(0, |(status, _)| status);
+                if seen.last() != Some(&status) {
+                    seen.push(status);
+                }
+                tokio::select! {
+                    _ = &mut stopped => return seen,
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        });
+        Self { stop, poller }
+    }
+
+    /// Stops polling; what `/readyz` answered meanwhile.
+    pub async fn seen(self) -> anyhow::Result<Vec<u16>> {
+        let _ = self.stop.send(());
+        Ok(within(Duration::from_secs(30), "the readiness poller", self.poller).await??)
+    }
+}
+
 /// A free port of 127.0.0.1 for a server the test starts.
 pub fn free_address() -> anyhow::Result<std::net::SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)

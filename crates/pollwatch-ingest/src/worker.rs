@@ -460,8 +460,7 @@ async fn acknowledge(
     // Every delivery this channel received before this batch's last one is acknowledged, handed
     // back to the broker, or in this batch: one frame acks them all.
     session.consume.basic_ack(last, BasicAckOptions { multiple: true }).await?;
-    let metrics = context.metrics;
-    metrics.batch_done(deliveries.len(), started.elapsed());
+    context.metrics.batch_done(deliveries.len(), started.elapsed());
     Ok((deliveries.len() as u64 - dead_lettered, dead_lettered))
 }
 
@@ -586,7 +585,6 @@ async fn dead_letter(
             detail = %rejection,
             routing_key = %delivery.routing_key,
             dropped_headers = letter.dropped_headers,
-            properties_bytes = crate::letter::encoded_len(&delivery.properties),
             "dead-lettering a report"
         );
         let confirm = session
