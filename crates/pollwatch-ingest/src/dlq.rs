@@ -71,17 +71,9 @@ fn text(value: &AMQPValue) -> Option<String> {
     Some(bounded(text))
 }
 
-/// `text` cut to [`MAX_TEXT`] bytes on a character boundary, marked as cut.
-fn bounded(mut text: String) -> String {
-    if text.len() > MAX_TEXT {
-        let mut end = MAX_TEXT;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push_str("… (cut)");
-    }
-    text
+/// `text` cut to [`MAX_TEXT`] bytes, control characters escaped: it is printed to operators.
+fn bounded(text: String) -> String {
+    pollwatch_model::bounded(text, MAX_TEXT)
 }
 
 /// The broker's latest dead-lettering of a message: `x-death`'s first entry.

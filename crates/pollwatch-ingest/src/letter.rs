@@ -10,12 +10,12 @@
 use lapin::BasicProperties;
 use lapin::protocol::basic::gen_properties;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use pollwatch_model::{RejectCode, Rejection};
+use pollwatch_model::{RejectCode, Rejection, bounded};
 
 use crate::{DETAIL_HEADER, ERROR_HEADER, ROUTING_KEY_HEADER, USER_ID_HEADER, carried_over};
 
-/// Longest `x-pollwatch-detail` the worker writes, in bytes.
-pub const MAX_DETAIL_BYTES: usize = 1024;
+/// Longest `x-pollwatch-detail` the worker writes, in bytes: a rejection's own bound.
+pub use pollwatch_model::MAX_DETAIL_BYTES;
 
 /// The frame size to assume when the connection negotiated none (0, "no limit" in AMQP 0-9-1):
 /// RabbitMQ's default.
@@ -69,7 +69,7 @@ pub fn letter(
             headers.insert((*name).clone(), (*value).clone());
         }
         headers.insert(ERROR_HEADER.into(), text(code.as_str()));
-        headers.insert(DETAIL_HEADER.into(), text(&bounded(detail, MAX_DETAIL_BYTES)));
+        headers.insert(DETAIL_HEADER.into(), text(&bounded(detail.to_owned(), MAX_DETAIL_BYTES)));
         headers.insert(ROUTING_KEY_HEADER.into(), text(routing_key));
         if let Some(sender) = sender {
             headers.insert(USER_ID_HEADER.into(), text(sender));
@@ -149,19 +149,6 @@ fn entry_len((name, value): (&ShortString, &AMQPValue)) -> usize {
 
 fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(value.into())
-}
-
-/// `text` cut to at most `max` bytes on a character boundary, marked as cut.
-fn bounded(text: &str, max: usize) -> String {
-    const MARK: &str = "… (cut)";
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max - MARK.len();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{MARK}", &text[..end])
 }
 
 #[cfg(test)]

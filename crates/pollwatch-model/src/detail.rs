@@ -49,7 +49,9 @@ pub(crate) fn bounded_message(code: &str, path: &str, message: String) -> String
 
 /// `text` with control characters escaped, cut on a character boundary to `limit` bytes with
 /// [`CUT`] at its end. Text that is already printable and short enough is returned as it is.
-fn bounded(text: String, limit: usize) -> String {
+/// Whatever echoes text it did not write (a dead letter's detail, a header an operator reads)
+/// bounds it with this.
+pub fn bounded(text: String, limit: usize) -> String {
     if text.len() <= limit && !text.chars().any(char::is_control) {
         return text;
     }

@@ -22,7 +22,7 @@ mod validate;
 
 pub use codes::{Flag, FlagCode, RejectCode, Rejection, codes_markdown};
 pub use decode::decode;
-pub use detail::{MAX_DETAIL_BYTES, MAX_ECHO_CHARS, MAX_PATH_BYTES, echo};
+pub use detail::{MAX_DETAIL_BYTES, MAX_ECHO_CHARS, MAX_PATH_BYTES, bounded, echo};
 pub use json::json_text;
 pub use mission::*;
 pub use report::*;
