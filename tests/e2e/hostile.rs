@@ -193,12 +193,15 @@ async fn connections_closed_again_and_again_push_no_report_into_dead_letters() -
     let mut lock = sqlx::SqliteConnection::connect(&db).await?;
     sqlx::query("BEGIN EXCLUSIVE").execute(&mut lock).await?;
     let mut in_flight_at_close = 0;
-    for _ in 0..CLOSES {
-        // Closed when the worker is consuming again and holds deliveries.
+    for closed in 0..CLOSES as u64 {
+        // Closed when the worker has come back from the previous close (its metrics still say
+        // connected until it notices a close), is consuming again and holds deliveries.
         within(STEP, "the worker consuming again", async {
-            while !(worker.metrics.broker_connected()
-                && metric(&worker.metrics.render(), "pollwatch_deliveries_in_flight") > 0)
-            {
+            while !(worker.metrics.broker_connected() && {
+                let metrics = worker.metrics.render();
+                metric(&metrics, "pollwatch_broker_reconnects_total") >= closed
+                    && metric(&metrics, "pollwatch_deliveries_in_flight") > 0
+            }) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
