@@ -32,8 +32,8 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use pollwatch_ingest::{Config, QueueKind, Rules};
 use pollwatch_model::Mission;
-use pollwatch_publish::simulate::{self, GroundTruth, Options as DayOptions};
 use pollwatch_publish::{Message, PublisherConfig, publish_all};
+use pollwatch_sim::{GroundTruth, Options as DayOptions};
 use pollwatch_store::Store;
 use pollwatch_tests::{TestBroker, fixtures, free_address, http_get, pollwatch_command};
 use serde::Serialize;
@@ -153,7 +153,7 @@ fn backlog(mission: &Mission, n: usize) -> Vec<Message> {
             senders: false,
             require_sender_auth: false,
         };
-        let day = simulate::simulate(mission, &truth, &options).expect("a day");
+        let day = pollwatch_sim::simulate(mission, &truth, &options).expect("a day");
         messages.extend(day.messages.into_iter().map(|m| m.message));
         seed += 1;
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use pollwatch_publish::simulate::Expectation;
+use pollwatch_sim::Expectation;
 use pollwatch_tests::{free_address, http_get, pollwatch_command, within};
 
 const STEP: Duration = Duration::from_secs(120);

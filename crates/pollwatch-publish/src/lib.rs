@@ -6,13 +6,10 @@
 //! the field's path, why a report would be refused. Resending is always safe: the worker stores a
 //! report id and revision once.
 //!
-//! [`simulate`] makes a whole election day of messages, with what must come of them, for
-//! `pollwatch simulate`.
+//! Only what a device runs lives here; the election-day simulator is `pollwatch-sim`.
 
-pub mod generate;
 pub mod outbox;
 pub mod publisher;
-pub mod simulate;
 
 pub use outbox::{Outbox, OutboxError, Pending};
 pub use publisher::{

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use pollwatch_model::Mission;
-use pollwatch_publish::simulate::{self, Day, GroundTruth, Options};
 use pollwatch_publish::{Flushed, Message, PublisherConfig, publish_all};
 use pollwatch_settings::Settings;
+use pollwatch_sim::{Day, GroundTruth, Options};
 
 use crate::cli::{Senders, SimulateArgs};
 
@@ -50,7 +50,7 @@ pub async fn run(settings: &Settings, mission: &Mission, args: &SimulateArgs) ->
         senders: args.senders == Senders::Device,
         require_sender_auth,
     };
-    let day = simulate::simulate(mission, &truth, &options)?;
+    let day = pollwatch_sim::simulate(mission, &truth, &options)?;
     // The worker rejects reports written later than its own clock (timestamp_in_future).
     let latest = day.messages.iter().map(|m| m.at).max();
     if let Some(latest) = latest.filter(|at| *at > chrono::Utc::now() + pollwatch_model::CLOCK_TOLERANCE) {
@@ -176,7 +176,7 @@ async fn burst(
     seed: u64,
     window: usize,
 ) -> anyhow::Result<()> {
-    let mut reports = pollwatch_publish::generate::reports(mission, n, seed);
+    let mut reports = pollwatch_sim::generate::reports(mission, n, seed);
     // In the order devices would send them.
     reports.sort_by_key(|r| r.submitted_at);
     let messages: Vec<Message> = reports.iter().map(|r| Message::report(r, None)).collect();
@@ -205,7 +205,7 @@ async fn burst(
 #[cfg(test)]
 mod tests {
     use pollwatch_ingest::{Envelope, Rules, judge};
-    use pollwatch_publish::simulate::Fate;
+    use pollwatch_sim::Fate;
 
     use super::*;
 
@@ -239,7 +239,7 @@ mod tests {
                 senders: true,
                 require_sender_auth,
             };
-            let day = simulate::simulate(&mission, &truth, &options).expect("a day");
+            let day = pollwatch_sim::simulate(&mission, &truth, &options).expect("a day");
             let rules = Rules { max_body_bytes: 256 * 1024, require_sender_auth };
             for planned in &day.messages {
                 let message = &planned.message;

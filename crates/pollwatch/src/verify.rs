@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use pollwatch_model::ReportKind;
-use pollwatch_publish::simulate::{Expectation, StoreCounts, Tally};
 use pollwatch_settings::Settings;
+use pollwatch_sim::{Expectation, StoreCounts, Tally};
 use pollwatch_store::Store;
 use serde::Serialize;
 use serde_json::Value;

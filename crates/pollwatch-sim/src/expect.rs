@@ -12,8 +12,8 @@ use pollwatch_model::{Content, Mission, Report, ReportKind};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::truth::{Count, Tally};
-use super::{Fate, Options, Planned, Why};
+use crate::truth::{Count, Tally};
+use crate::{Fate, Options, Planned, Why};
 
 /// What a simulated day must leave behind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,8 +180,8 @@ impl Expectation {
 
 #[cfg(test)]
 mod tests {
-    use crate::simulate::tests::{kg_2021, noisy, quiet, truth};
-    use crate::simulate::{Options, simulate};
+    use crate::tests::{kg_2021, noisy, quiet, truth};
+    use crate::{Options, simulate};
 
     #[test]
     fn a_day_without_anomalies_stores_each_report_once_and_counts_every_team_station() {

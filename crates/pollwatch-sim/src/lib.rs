@@ -9,6 +9,7 @@
 //! once the worker has taken every message.
 
 mod expect;
+pub mod generate;
 mod malform;
 pub mod truth;
 
@@ -24,7 +25,7 @@ pub use malform::MALFORMATIONS;
 pub use truth::{Count, GroundTruth, Tally, TruthError};
 
 use crate::generate::{Rng, compose, content};
-use crate::publisher::Message;
+use pollwatch_publish::Message;
 
 /// How the day goes wrong, and how the worker judges senders.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,7 +4,7 @@
 use pollwatch_model::RejectCode;
 use serde_json::{Map, Value};
 
-use crate::publisher::Message;
+use pollwatch_publish::Message;
 
 /// The ways a message is broken, in the order the simulator uses them, with the code each one
 /// must be dead-lettered with.
@@ -81,8 +81,8 @@ pub(super) fn malform(original: &Message, k: usize) -> (Message, RejectCode) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulate::tests::{kg_2021, options, truth};
-    use crate::simulate::{Fate, Why, simulate};
+    use crate::tests::{kg_2021, options, truth};
+    use crate::{Fate, Why, simulate};
 
     /// The worker checks the content type before the body; every other malformation is the
     /// model's to find, and it must find exactly the planned code.

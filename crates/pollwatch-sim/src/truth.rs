@@ -287,7 +287,7 @@ pub fn apportion(total: u64, weights: &[f64], caps: &[u64]) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulate::tests::{kg_2021, truth};
+    use crate::tests::{kg_2021, truth};
 
     #[test]
     fn apportioned_parts_add_up_and_respect_caps() {
