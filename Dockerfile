@@ -1,10 +1,12 @@
 # The pollwatch worker image.
 #
-#   docker compose up --build     builds it from source: stage `build` (the official Rust image),
-#                                 then `runtime` (Debian slim with the binary)
-#   docker build --target prebuilt --build-arg BINARY=pollwatch-bin -t pollwatch:local .
-#                                 packs a binary built on the host instead (what CI does: it
-#                                 cannot pull a Rust image; the host is Debian bookworm too)
+#   docker compose up --build     builds it from source: stage `base` (Debian slim, the user,
+#                                 config/ and missions/), `build` (the official Rust image), then
+#                                 `runtime` (base with the binary)
+#
+# A pure build from source, with any builder (BuildKit or the classic one, which builds every
+# stage up to the target). CI, which cannot pull a Rust image, packs a binary built on the host
+# with .ci/prebuilt.Dockerfile on top of stage `base` instead.
 #
 # The image holds the binary, config/ and missions/; it runs `pollwatch worker` as an
 # unprivileged user, keeps a SQLite store in the volume /var/lib/pollwatch, and serves /healthz,
@@ -29,12 +31,6 @@ USER pollwatch
 ENTRYPOINT ["pollwatch"]
 CMD ["worker", "--mission", "missions/kg-2021"]
 
-FROM base AS prebuilt
-ARG BINARY=pollwatch-bin
-COPY ${BINARY} /usr/local/bin/pollwatch
-
-# After `prebuilt`, so that a builder without BuildKit, which builds every stage before the
-# target, builds `prebuilt` without pulling the Rust image.
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY . .
