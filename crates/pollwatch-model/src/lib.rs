@@ -16,6 +16,7 @@ mod report;
 #[cfg(feature = "sample")]
 pub mod sample;
 mod schema;
+mod tally;
 #[cfg(test)]
 mod test_support;
 mod validate;
@@ -27,4 +28,5 @@ pub use json::json_text;
 pub use mission::*;
 pub use report::*;
 pub use schema::report_schema;
+pub use tally::{ContestResults, Precedence, station_result};
 pub use validate::{CLOCK_TOLERANCE, Checked, Context, check, validate};

@@ -157,7 +157,8 @@ impl Sql {
     /// Appends ` IN (v1, v2, …)` on SQLite, ` = ANY($n::text[])` (one array) on PostgreSQL.
     /// On SQLite the list is padded to a power of two by repeating its last value (which changes
     /// nothing an `IN` matches), so that a few statement texts serve every batch size and stay
-    /// prepared in the connection's statement cache.
+    /// prepared in the connection's statement cache. Callers split longer lists into
+    /// [`rows_per_statement`]`(1)` values each, which the padding keeps within the limit.
     pub(crate) fn bind_in(&mut self, values: Vec<String>) -> &mut Self {
         if matches!(self.args, Args::Postgres(_)) {
             return self.push(" = ANY(").bind_array(values, "text").push(")");
@@ -256,11 +257,20 @@ impl Sql {
     }
 }
 
-/// Most values bound in one SQLite statement; well under SQLite's limit of 32,766.
-const MAX_SQLITE_PARAMS: usize = 6_000;
+/// Most values bound in one statement: well under SQLite's limit of 32,766 and PostgreSQL's of
+/// 65,535. Statements that bind a value per row go through [`rows_per_statement`].
+const MAX_PARAMS: usize = 6_000;
+
+/// How many rows of `values_per_row` bound values one statement takes: the largest power of two
+/// that keeps it within [`MAX_PARAMS`], and at least one row. Powers of two also keep the
+/// statement texts few, so that they stay prepared in the connection's cache (see
+/// [`Rows::insert`] and [`Sql::bind_in`]).
+pub(crate) fn rows_per_statement(values_per_row: usize) -> usize {
+    largest_power_of_two(MAX_PARAMS / values_per_row.max(1))
+}
 
 /// The largest power of two not above `n` (at least 1).
-fn sqlite_chunk(n: usize) -> usize {
+fn largest_power_of_two(n: usize) -> usize {
     1 << n.max(1).ilog2()
 }
 
@@ -361,7 +371,7 @@ impl Rows {
                 vec![sql]
             }
             Backend::Sqlite => {
-                let most = sqlite_chunk(MAX_SQLITE_PARAMS / self.columns.len());
+                let most = rows_per_statement(self.columns.len());
                 let mut statements = Vec::new();
                 let mut start = 0;
                 while start < rows {
@@ -370,7 +380,7 @@ impl Rows {
                     // one text per row count, each parsed anew and cached (sqlx caches 100
                     // statements per connection; at thousands of parameters each, that was tens
                     // of MiB).
-                    let size = sqlite_chunk(rows - start).min(most);
+                    let size = largest_power_of_two(rows - start).min(most);
                     let mut sql = Sql::new(backend, &head);
                     sql.push("VALUES ");
                     for row in start..start + size {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use pollwatch_model::{Content, Flag, IncidentBody, Protocol, Report};
 use sha2::{Digest as _, Sha256};
 
-use crate::db::{Rows, Sql, Tx};
+use crate::db::{Rows, Sql, Tx, rows_per_statement};
 use crate::{Backend, Store, StoreError};
 
 /// How a report reached the worker.
@@ -100,9 +100,6 @@ pub fn content_hash(report: &Report) -> String {
     hex
 }
 
-/// Most bound values in one statement; well under SQLite's and PostgreSQL's limits.
-const MAX_PARAMS: usize = 6_000;
-
 /// One report of a batch, with what the store derives from it.
 struct Item<'a> {
     /// Position in the batch, for the outcome.
@@ -113,6 +110,16 @@ struct Item<'a> {
     hash: String,
 }
 
+impl Item<'_> {
+    fn key(&self) -> (&str, i64) {
+        (&self.id, self.revision)
+    }
+
+    fn is_quarantined(&self) -> bool {
+        !self.incoming.flags.is_empty()
+    }
+}
+
 impl Store {
     /// Commits `batch` in one transaction and returns one outcome per report, in batch order.
     /// Nothing is committed unless everything is; on `Err` the caller must not acknowledge any
@@ -120,108 +127,96 @@ impl Store {
     ///
     /// The batch is written with a few multi-row statements. Within a batch, reports are taken in
     /// (report id, revision) order, so a revision and its correction in one batch come out as
-    /// stored (or revised) and then revised.
+    /// stored (or revised) and then revised. Each report's outcome is [`outcome`] of what the
+    /// store holds against it.
     pub async fn ingest_batch(&self, batch: &[Incoming]) -> Result<Vec<Outcome>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut items: Vec<Item<'_>> = batch
-            .iter()
-            .enumerate()
-            .map(|(index, incoming)| Item {
-                index,
-                incoming,
-                id: incoming.report.report_id.to_string(),
-                revision: i64::from(incoming.report.revision),
-                hash: incoming.hash.clone(),
-            })
-            .collect();
-        // A fixed order makes concurrent transactions take row locks in the same order, so two
-        // workers with overlapping batches cannot deadlock.
-        items.sort_by(|a, b| (&a.id, a.revision, a.index).cmp(&(&b.id, b.revision, b.index)));
-
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
+        let backend = self.backend;
+        let items = in_write_order(batch);
+        let firsts = firsts(&items);
         let mut tx = self.pool.begin().await?;
-
-        // The first of several copies of one (id, revision) in the batch stands for them all.
-        let mut firsts: Vec<&Item<'_>> = Vec::new();
-        let mut repeats: Vec<&Item<'_>> = Vec::new();
-        for item in &items {
-            match firsts.last() {
-                Some(first) if first.id == item.id && first.revision == item.revision => repeats.push(item),
-                _ => firsts.push(item),
-            }
-        }
-
-        // A report keeps its observer and kind across revisions: a "revision" from someone else,
-        // or of another kind, is kept aside as a conflict and never becomes current.
-        let current = current_rows(&mut tx, self.backend, &firsts).await?;
-        let mut identity: HashMap<&str, (&str, &str)> = current
-            .iter()
-            .map(|(id, row)| (id.as_str(), (row.observer.as_str(), row.kind.as_str())))
-            .collect();
-        let mut conflicts: Vec<&Item<'_>> = Vec::new();
-        let mut foreign: HashSet<(&str, i64)> = HashSet::new();
-        firsts.retain(|item| {
-            let report = &item.incoming.report;
-            let own = (report.observer.as_str(), report.kind().as_str());
-            let expected = *identity.entry(item.id.as_str()).or_insert(own);
-            if expected == own {
-                return true;
-            }
-            tracing::warn!(
-                report_id = item.id,
-                revision = item.revision,
-                "a revision with another observer or kind"
-            );
-            foreign.insert((item.id.as_str(), item.revision));
-            outcomes[item.index] = Some(Outcome::Conflict);
-            conflicts.push(item);
-            false
-        });
-
-        let new = insert_revisions(&mut tx, self.backend, &firsts).await?;
-        // The sequence number of each report of the batch that was recorded now, by position.
-        let mut seqs: Vec<Option<i64>> = vec![None; batch.len()];
-        for item in &firsts {
-            seqs[item.index] = new.get(&(item.id.clone(), item.revision)).copied();
-        }
-        // What the store held for each (id, revision) before, or what this batch stored.
-        let mut known: HashMap<(String, i64), String> =
-            existing_hashes(&mut tx, self.backend, &firsts, &seqs).await?;
-        for item in firsts.iter().filter(|i| seqs[i.index].is_none()) {
-            let stored = &known[&(item.id.clone(), item.revision)];
-            outcomes[item.index] = Some(if *stored == item.hash {
-                Outcome::Duplicate
-            } else {
-                conflicts.push(item);
-                Outcome::Conflict
-            });
-        }
-        for item in firsts.iter().filter(|i| seqs[i.index].is_some()) {
-            known.insert((item.id.clone(), item.revision), item.hash.clone());
-        }
-        for item in &repeats {
-            let duplicate = !foreign.contains(&(item.id.as_str(), item.revision))
-                && known[&(item.id.clone(), item.revision)] == item.hash;
-            outcomes[item.index] = Some(if duplicate {
-                Outcome::Duplicate
-            } else {
-                conflicts.push(item);
-                Outcome::Conflict
-            });
-        }
-        insert_conflicts(&mut tx, self.backend, &mut conflicts).await?;
-
-        let fresh: Vec<&Item<'_>> = firsts.iter().copied().filter(|i| seqs[i.index].is_some()).collect();
-        write_derived(&mut tx, self.backend, &fresh, &seqs).await?;
-        let promoted = label_current(&mut tx, self.backend, &fresh, &seqs, &current, &mut outcomes).await?;
-        if self.backend == Backend::Sqlite {
-            update_summaries(&mut tx, &fresh, &current, &promoted).await?;
-        }
+        let current = current_rows(&mut tx, backend, &firsts).await?;
+        let (own, foreign) = split_foreign(&firsts, &current);
+        let seqs = insert_revisions(&mut tx, backend, &own, batch.len()).await?;
+        let (fresh, known): (Vec<&Item<'_>>, Vec<&Item<'_>>) =
+            own.iter().partition(|item| seqs[item.index].is_some());
+        let recorded = recorded_hashes(&mut tx, backend, &known).await?;
+        write_derived(&mut tx, backend, &fresh, &seqs).await?;
+        let promoted = promote(&mut tx, backend, &fresh, &seqs).await?;
+        let found = Found { foreign, seqs, recorded, current, promoted };
+        let outcomes = judge(&items, &found);
+        insert_conflicts(&mut tx, backend, &items, &outcomes).await?;
+        update_summaries(&mut tx, backend, &fresh, &found.current, &found.promoted).await?;
         tx.commit().await?;
-        Ok(outcomes.into_iter().map(|o| o.expect("every report has an outcome")).collect())
+        Ok(outcomes)
     }
+}
+
+/// What the store holds against one incoming revision of a report, once the batch is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held<'a> {
+    /// The report belongs to another observer or is of another kind: as the store holds it, or
+    /// as the batch's first revision of a new report made it.
+    Foreign,
+    /// This revision was recorded before, with this content hash: by an earlier batch, or by an
+    /// earlier copy in this one.
+    Recorded(&'a str),
+    /// This revision was recorded now, and the batch made the report's highest new revision
+    /// current. `current` is the revision that was current before this one (the store's, or a
+    /// lower one of this batch), `None` for a new report.
+    New { current: Option<i64> },
+    /// This revision was recorded now, but the store holds a revision at least as high as any of
+    /// the batch's as current (perhaps from another worker).
+    Superseded,
+}
+
+/// The duplicate/conflict rule, one for both backends: what becomes of an incoming revision
+/// given what the store holds against it. Labels are those a sequence of single inserts would
+/// give; which revision is current is decided by the database's upsert (see [`promote`]).
+fn outcome(revision: i64, hash: &str, quarantined: bool, held: Held<'_>) -> Outcome {
+    match held {
+        Held::Foreign => Outcome::Conflict,
+        Held::Recorded(stored) if stored == hash => Outcome::Duplicate,
+        Held::Recorded(_) => Outcome::Conflict,
+        Held::Superseded => Outcome::Stale,
+        Held::New { current: Some(current) } if revision <= current => Outcome::Stale,
+        Held::New { .. } if quarantined => Outcome::Quarantined,
+        Held::New { current: Some(_) } => Outcome::Revised,
+        Held::New { current: None } => Outcome::Stored,
+    }
+}
+
+/// The batch's reports in the order they are written: by (report id, revision), then batch
+/// order. A fixed order makes concurrent transactions take row locks in the same order, so two
+/// workers with overlapping batches cannot deadlock.
+fn in_write_order(batch: &[Incoming]) -> Vec<Item<'_>> {
+    let mut items: Vec<Item<'_>> = batch
+        .iter()
+        .enumerate()
+        .map(|(index, incoming)| Item {
+            index,
+            incoming,
+            id: incoming.report.report_id.to_string(),
+            revision: i64::from(incoming.report.revision),
+            hash: incoming.hash.clone(),
+        })
+        .collect();
+    items.sort_by(|a, b| (&a.id, a.revision, a.index).cmp(&(&b.id, b.revision, b.index)));
+    items
+}
+
+/// The first of several copies of one (id, revision) in the batch stands for them all: the
+/// firsts are written, the other copies only judged against them (see [`judge`]).
+fn firsts<'i, 'b>(items: &'i [Item<'b>]) -> Vec<&'i Item<'b>> {
+    let mut firsts: Vec<&Item<'_>> = Vec::new();
+    for item in items {
+        if firsts.last().is_none_or(|first| first.key() != item.key()) {
+            firsts.push(item);
+        }
+    }
+    firsts
 }
 
 /// What the store holds as current for a report.
@@ -244,7 +239,7 @@ async fn current_rows(
     let mut ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
     ids.dedup();
     let mut current = HashMap::new();
-    for chunk in ids.chunks(MAX_PARAMS) {
+    for chunk in ids.chunks(rows_per_statement(1)) {
         let mut sql = Sql::new(
             backend,
             "SELECT report_id, revision, mission, observer, station, kind FROM reports WHERE report_id",
@@ -267,12 +262,43 @@ async fn current_rows(
     Ok(current)
 }
 
-/// Inserts the revisions the store does not have yet; returns their sequence numbers.
+/// A report keeps its observer and kind across revisions: a "revision" from someone else, or of
+/// another kind, is set aside (a conflict) and never written as a revision. For a report the
+/// store does not hold, its first revision in the batch fixes them. Returns the revisions to
+/// write and the (id, revision) of those set aside.
+fn split_foreign<'i, 'b>(
+    firsts: &[&'i Item<'b>],
+    current: &HashMap<String, CurrentRow>,
+) -> (Vec<&'i Item<'b>>, HashSet<(&'i str, i64)>) {
+    let mut identity: HashMap<&str, (&str, &str)> =
+        current.iter().map(|(id, row)| (id.as_str(), (row.observer.as_str(), row.kind.as_str()))).collect();
+    let mut own = Vec::new();
+    let mut foreign = HashSet::new();
+    for &item in firsts {
+        let report = &item.incoming.report;
+        let claimed = (report.observer.as_str(), report.kind().as_str());
+        if *identity.entry(item.id.as_str()).or_insert(claimed) == claimed {
+            own.push(item);
+        } else {
+            tracing::warn!(
+                report_id = item.id,
+                revision = item.revision,
+                "a revision with another observer or kind"
+            );
+            foreign.insert(item.key());
+        }
+    }
+    (own, foreign)
+}
+
+/// Inserts the revisions the store does not have yet; returns the sequence number of each
+/// report of the batch that was recorded now, by position in the batch.
 async fn insert_revisions(
     tx: &mut Tx,
     backend: Backend,
     items: &[&Item<'_>],
-) -> Result<HashMap<(String, i64), i64>, StoreError> {
+    batch_len: usize,
+) -> Result<Vec<Option<i64>>, StoreError> {
     let rows = Rows::default()
         .text("report_id", items.iter().map(|i| i.id.clone()))
         .int("revision", items.iter().map(|i| i.revision))
@@ -290,28 +316,31 @@ async fn insert_revisions(
         .optional_text("sender", items.iter().map(|i| i.incoming.delivery.sender.clone()))
         .bool("redelivered", items.iter().map(|i| i.incoming.delivery.redelivered))
         .int("received_at_us", items.iter().map(|i| i.incoming.delivery.received_at.timestamp_micros()));
-    let mut new = HashMap::new();
+    let mut new: HashMap<(String, i64), i64> = HashMap::new();
     let tail = " ON CONFLICT (report_id, revision) DO NOTHING RETURNING report_id, revision, seq";
     for sql in rows.insert(backend, "report_revisions", tail) {
         for row in sql.fetch_all_in(tx).await? {
             new.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
         }
     }
-    Ok(new)
+    let mut seqs = vec![None; batch_len];
+    for item in items {
+        seqs[item.index] = new.get(&(item.id.clone(), item.revision)).copied();
+    }
+    Ok(seqs)
 }
 
-/// The content hashes already stored for the batch's revisions that were not new.
-async fn existing_hashes(
+/// The content hashes the store already held for the revisions of `known`, which the insert
+/// found recorded.
+async fn recorded_hashes(
     tx: &mut Tx,
     backend: Backend,
-    firsts: &[&Item<'_>],
-    seqs: &[Option<i64>],
+    known: &[&Item<'_>],
 ) -> Result<HashMap<(String, i64), String>, StoreError> {
-    let mut ids: Vec<String> =
-        firsts.iter().filter(|i| seqs[i.index].is_none()).map(|i| i.id.clone()).collect();
+    let mut ids: Vec<String> = known.iter().map(|i| i.id.clone()).collect();
     ids.dedup();
     let mut hashes = HashMap::new();
-    for chunk in ids.chunks(MAX_PARAMS) {
+    for chunk in ids.chunks(rows_per_statement(1)) {
         let mut sql = Sql::new(
             backend,
             "SELECT report_id, revision, content_hash FROM report_revisions WHERE report_id",
@@ -324,52 +353,21 @@ async fn existing_hashes(
     Ok(hashes)
 }
 
-/// Keeps every conflicting version beside the audit trail (once per distinct content).
-async fn insert_conflicts(tx: &mut Tx, backend: Backend, items: &mut [&Item<'_>]) -> Result<(), StoreError> {
-    // The same global order as every other write, so that two workers cannot deadlock here.
-    items.sort_by(|a, b| (&a.id, a.revision, &a.hash).cmp(&(&b.id, b.revision, &b.hash)));
-    for item in items.iter() {
-        tracing::warn!(
-            report_id = item.id,
-            revision = item.revision,
-            "a conflicting version of a report, kept aside"
-        );
-    }
-    let rows = Rows::default()
-        .text("report_id", items.iter().map(|i| i.id.clone()))
-        .int("revision", items.iter().map(|i| i.revision))
-        .text("content_hash", items.iter().map(|i| i.hash.clone()))
-        .text("payload", items.iter().map(|i| i.incoming.payload.clone()))
-        .optional_text("sender", items.iter().map(|i| i.incoming.delivery.sender.clone()))
-        .int("received_at_us", items.iter().map(|i| i.incoming.delivery.received_at.timestamp_micros()));
-    let tail = " ON CONFLICT (report_id, revision, content_hash) DO NOTHING";
-    for sql in rows.insert(backend, "conflicts", tail) {
-        sql.execute_in(tx).await?;
-    }
-    Ok(())
-}
-
-/// Makes the highest new revision of each report current unless the store has a higher one,
-/// and labels every new revision as a sequence of single inserts would have.
-async fn label_current(
+/// Makes the highest new revision of each report current unless the store has a higher one;
+/// returns the ids of the reports it made current.
+async fn promote(
     tx: &mut Tx,
     backend: Backend,
     fresh: &[&Item<'_>],
     seqs: &[Option<i64>],
-    current: &HashMap<String, CurrentRow>,
-    outcomes: &mut [Option<Outcome>],
 ) -> Result<HashSet<String>, StoreError> {
-    // `fresh` is sorted by (id, revision): group it by report.
-    let mut groups: Vec<&[&Item<'_>]> = Vec::new();
-    let mut start = 0;
-    for i in 1..=fresh.len() {
-        if i == fresh.len() || fresh[i].id != fresh[start].id {
-            groups.push(&fresh[start..i]);
-            start = i;
-        }
-    }
-
-    let highest: Vec<&Item<'_>> = groups.iter().map(|g| *g.last().expect("groups are not empty")).collect();
+    // `fresh` is sorted by (id, revision): the last of each report's revisions is its highest.
+    let highest: Vec<&Item<'_>> = fresh
+        .iter()
+        .enumerate()
+        .filter(|(i, item)| fresh.get(i + 1).is_none_or(|next| next.id != item.id))
+        .map(|(_, item)| *item)
+        .collect();
     let rows = Rows::default()
         .text("report_id", highest.iter().map(|i| i.id.clone()))
         .int("revision", highest.iter().map(|i| i.revision))
@@ -392,7 +390,7 @@ async fn label_current(
             "incident_severity",
             highest.iter().map(|i| incident(i).map(|b| b.severity.as_str().to_owned())),
         )
-        .bool("quarantined", highest.iter().map(|i| !i.incoming.flags.is_empty()));
+        .bool("quarantined", highest.iter().map(|i| i.is_quarantined()));
     let tail = " ON CONFLICT (report_id) DO UPDATE SET revision = excluded.revision, \
          revision_seq = excluded.revision_seq, mission = excluded.mission, observer = excluded.observer, \
          station = excluded.station, kind = excluded.kind, observed_at_us = excluded.observed_at_us, \
@@ -405,42 +403,109 @@ async fn label_current(
             promoted.insert(row.try_get(0)?);
         }
     }
-
-    for group in groups {
-        let id = &group[0].id;
-        // Not promoted: the store already has a higher revision (perhaps from another worker).
-        let mut now_current =
-            if promoted.contains(id) { current.get(id).map(|row| row.revision) } else { Some(i64::MAX) };
-        for item in group {
-            let outcome = if now_current.is_some_and(|c| item.revision <= c) {
-                Outcome::Stale
-            } else if !item.incoming.flags.is_empty() {
-                Outcome::Quarantined
-            } else if now_current.is_some() {
-                Outcome::Revised
-            } else {
-                Outcome::Stored
-            };
-            if outcome != Outcome::Stale {
-                now_current = Some(item.revision);
-            }
-            outcomes[item.index] = Some(outcome);
-        }
-    }
     Ok(promoted)
 }
 
-/// SQLite only: the summary tables that stand in for scattered indexes there (migration 0002):
-/// how many current reports each station has of each kind, and when each observer last sent
-/// anything. One statement each per batch. Exact because SQLite runs one writing transaction at
-/// a time, and this one read the rows it replaces (`current`) itself: had another committed since,
-/// SQLite would have refused this transaction's first write.
+/// What the phases of [`Store::ingest_batch`] found out, from which every outcome follows.
+struct Found<'i> {
+    /// Revisions set aside by [`split_foreign`].
+    foreign: HashSet<(&'i str, i64)>,
+    /// By position in the batch: the sequence number of each revision recorded now.
+    seqs: Vec<Option<i64>>,
+    /// The content hashes of revisions the store had recorded before.
+    recorded: HashMap<(String, i64), String>,
+    /// The rows that were current before the batch.
+    current: HashMap<String, CurrentRow>,
+    /// The reports the batch made current.
+    promoted: HashSet<String>,
+}
+
+/// Each report's [`outcome`], in batch order. `items` is in write order, so each copy of an
+/// (id, revision) follows its first, and each report's revisions come lowest first.
+fn judge(items: &[Item<'_>], found: &Found<'_>) -> Vec<Outcome> {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
+    // Per report made current: the revision current before the next of its new revisions.
+    let mut before: HashMap<&str, Option<i64>> = HashMap::new();
+    let mut first: Option<&Item<'_>> = None;
+    for item in items {
+        let repeat = first.is_some_and(|f| f.key() == item.key());
+        if !repeat {
+            first = Some(item);
+        }
+        let first = first.expect("the first copy comes first");
+        let held = if found.foreign.contains(&first.key()) {
+            Held::Foreign
+        } else if found.seqs[first.index].is_none() {
+            // The insert found this revision recorded, so the store holds its hash.
+            Held::Recorded(&found.recorded[&(first.id.clone(), first.revision)])
+        } else if repeat {
+            Held::Recorded(&first.hash)
+        } else if !found.promoted.contains(&item.id) {
+            Held::Superseded
+        } else {
+            let current = before
+                .entry(item.id.as_str())
+                .or_insert_with(|| found.current.get(&item.id).map(|row| row.revision));
+            let held = Held::New { current: *current };
+            *current = (*current).max(Some(item.revision));
+            held
+        };
+        outcomes[item.index] = Some(outcome(item.revision, &item.hash, item.is_quarantined(), held));
+    }
+    outcomes.into_iter().map(|o| o.expect("every report has an outcome")).collect()
+}
+
+/// Keeps every conflicting version beside the audit trail (once per distinct content).
+async fn insert_conflicts(
+    tx: &mut Tx,
+    backend: Backend,
+    items: &[Item<'_>],
+    outcomes: &[Outcome],
+) -> Result<(), StoreError> {
+    let mut conflicts: Vec<&Item<'_>> =
+        items.iter().filter(|item| outcomes[item.index] == Outcome::Conflict).collect();
+    // The same global order as every other write, so that two workers cannot deadlock here.
+    conflicts.sort_by(|a, b| (&a.id, a.revision, &a.hash).cmp(&(&b.id, b.revision, &b.hash)));
+    for item in &conflicts {
+        tracing::warn!(
+            report_id = item.id,
+            revision = item.revision,
+            "a conflicting version of a report, kept aside"
+        );
+    }
+    let rows = Rows::default()
+        .text("report_id", conflicts.iter().map(|i| i.id.clone()))
+        .int("revision", conflicts.iter().map(|i| i.revision))
+        .text("content_hash", conflicts.iter().map(|i| i.hash.clone()))
+        .text("payload", conflicts.iter().map(|i| i.incoming.payload.clone()))
+        .optional_text("sender", conflicts.iter().map(|i| i.incoming.delivery.sender.clone()))
+        .int("received_at_us", conflicts.iter().map(|i| i.incoming.delivery.received_at.timestamp_micros()));
+    let tail = " ON CONFLICT (report_id, revision, content_hash) DO NOTHING";
+    for sql in rows.insert(backend, "conflicts", tail) {
+        sql.execute_in(tx).await?;
+    }
+    Ok(())
+}
+
+/// The one writer of SQLite's summary tables, which stand in for scattered indexes there
+/// (migration 0002): how many current reports each station has of each kind (read by
+/// [`Store::coverage`]), and when each observer last sent anything (read by
+/// [`Store::silent_observers`]). One statement each per batch. Exact because SQLite runs one
+/// writing transaction at a time, and this one read the rows it replaces (`current`) itself: had
+/// another committed since, SQLite would have refused this transaction's first write.
+///
+/// PostgreSQL has no summary tables: it logs row changes rather than pages, and keeps the plain
+/// indexes those queries read instead.
 async fn update_summaries(
     tx: &mut Tx,
+    backend: Backend,
     fresh: &[&Item<'_>],
     current: &HashMap<String, CurrentRow>,
     promoted: &HashSet<String>,
 ) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        return Ok(());
+    }
     // `fresh` is sorted by (id, revision): the last of each report's revisions is the one promoted.
     let mut coverage: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
     for (i, item) in fresh.iter().enumerate() {
@@ -560,4 +625,46 @@ async fn write_derived(
         sql.execute_in(tx).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "9f86d081";
+    const OTHER_HASH: &str = "60303ae2";
+
+    #[test]
+    fn a_new_report_is_stored_and_a_higher_revision_revises_it() {
+        assert_eq!(outcome(1, HASH, false, Held::New { current: None }), Outcome::Stored);
+        assert_eq!(outcome(2, HASH, false, Held::New { current: Some(1) }), Outcome::Revised);
+    }
+
+    #[test]
+    fn older_revision_never_replaces_newer() {
+        assert_eq!(outcome(2, HASH, false, Held::New { current: Some(3) }), Outcome::Stale);
+        assert_eq!(outcome(2, HASH, false, Held::Superseded), Outcome::Stale);
+    }
+
+    #[test]
+    fn the_same_revision_again_is_a_duplicate_only_with_the_same_content() {
+        assert_eq!(outcome(1, HASH, false, Held::Recorded(HASH)), Outcome::Duplicate);
+        assert_eq!(outcome(1, HASH, false, Held::Recorded(OTHER_HASH)), Outcome::Conflict);
+    }
+
+    #[test]
+    fn a_revision_from_another_observer_or_of_another_kind_is_a_conflict_whatever_its_revision() {
+        assert_eq!(outcome(1, HASH, false, Held::Foreign), Outcome::Conflict);
+        assert_eq!(outcome(9, HASH, true, Held::Foreign), Outcome::Conflict);
+    }
+
+    #[test]
+    fn a_flagged_revision_that_becomes_current_is_quarantined_and_otherwise_keeps_its_outcome() {
+        assert_eq!(outcome(1, HASH, true, Held::New { current: None }), Outcome::Quarantined);
+        assert_eq!(outcome(2, HASH, true, Held::New { current: Some(1) }), Outcome::Quarantined);
+        assert_eq!(outcome(1, HASH, true, Held::New { current: Some(2) }), Outcome::Stale);
+        assert_eq!(outcome(1, HASH, true, Held::Superseded), Outcome::Stale);
+        assert_eq!(outcome(1, HASH, true, Held::Recorded(HASH)), Outcome::Duplicate);
+        assert_eq!(outcome(1, HASH, true, Held::Recorded(OTHER_HASH)), Outcome::Conflict);
+    }
 }

@@ -28,6 +28,8 @@ pub use error::StoreError;
 pub use ingest::{Delivery, Incoming, Outcome, content_hash};
 pub use mission::{Changes, ImportSummary};
 pub use queries::*;
+// `results` returns the model's type, so that predictions of the results can hold it too.
+pub use pollwatch_model::ContestResults;
 
 /// Which database is behind a [`Store`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use pollwatch_model::Mission;
 
-use crate::db::{Sql, Tx};
+use crate::db::{Sql, Tx, rows_per_statement};
 use crate::{Backend, Store, StoreError};
 
 /// What an import changed, per roster.
@@ -233,8 +233,8 @@ async fn sync(
             Some(_) => changes.unchanged += 1,
         }
     }
-    for chunk in upserts.chunks(200) {
-        let names: Vec<&str> = ["mission_id"].iter().chain(keys).chain(columns).copied().collect();
+    let names: Vec<&str> = ["mission_id"].iter().chain(keys).chain(columns).copied().collect();
+    for chunk in upserts.chunks(rows_per_statement(names.len())) {
         let mut sql = Sql::new(backend, &format!("INSERT INTO {table} ({}) VALUES ", names.join(", ")));
         sql.values(chunk, |sql, (key, values)| {
             sql.bind(mission_id.to_owned());

@@ -1,14 +1,16 @@
 //! The core team's questions: coverage, silent observers, findings, results, listings, export.
 //!
-//! Quarantined reports count for coverage and for observer activity (the team was there), but
-//! not for findings or results until an operator releases them.
+//! The rules they apply — which revision is current, what quarantine leaves out, which counting
+//! report is a station's result — are written down, and the result rule written as pure code, in
+//! `pollwatch_model::tally`. A stored value a query cannot read back (a time out of range, an
+//! unknown kind, flags that are not JSON) is an error, never a default.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use futures_core::Stream;
 use futures_util::StreamExt as _;
-use pollwatch_model::ReportKind;
+use pollwatch_model::{ContestResults, ReportKind};
 
 use crate::db::{Row, Sql};
 use crate::{Backend, Store, StoreError};
@@ -35,7 +37,7 @@ pub struct SilentObserver {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssessmentCount {
     pub region: String,
-    pub kind: String,
+    pub kind: ReportKind,
     pub assessment: String,
     pub reports: i64,
 }
@@ -45,33 +47,6 @@ pub struct IncidentCount {
     pub category: String,
     pub severity: String,
     pub reports: i64,
-}
-
-/// A contest's tabulation over the stations with a counting protocol.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ContestResults {
-    pub contest: String,
-    pub stations_counted: i64,
-    pub registered_voters: i64,
-    pub ballots_in_box: i64,
-    pub invalid: i64,
-    /// Votes per candidate or option, in ballot order; every choice is listed.
-    pub votes: Vec<(String, i64)>,
-}
-
-impl ContestResults {
-    pub fn valid(&self) -> i64 {
-        self.votes.iter().map(|(_, n)| n).sum()
-    }
-
-    /// Ballots in the box over registered voters, at the stations counted.
-    pub fn turnout(&self) -> f64 {
-        if self.registered_voters == 0 {
-            0.0
-        } else {
-            self.ballots_in_box as f64 / self.registered_voters as f64
-        }
-    }
 }
 
 /// A station where observer teams copied different figures for one contest.
@@ -103,7 +78,7 @@ pub struct ReportSummary {
     pub cursor: i64,
     pub report_id: String,
     pub revision: i64,
-    pub kind: String,
+    pub kind: ReportKind,
     pub observer: String,
     pub station: String,
     pub observed_at: DateTime<Utc>,
@@ -135,14 +110,23 @@ pub struct AuditRecord {
     pub payload: String,
 }
 
-fn micros(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or_default()
+/// A time the store holds, in microseconds since 1970.
+fn micros(us: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| StoreError::Permanent(format!("the store holds a time out of range: {us} µs")))
+}
+
+/// A report kind the store holds, by its wire name.
+fn kind(name: &str) -> Result<ReportKind, StoreError> {
+    ReportKind::parse(name)
+        .ok_or_else(|| StoreError::Permanent(format!("the store holds a report of unknown kind {name:?}")))
 }
 
 impl Store {
     /// Per region (in the mission's order), which stations have a report of `kind`.
     pub async fn coverage(&self, mission: &str, kind: ReportKind) -> Result<Vec<RegionCoverage>, StoreError> {
-        // SQLite keeps a count per station and kind (migration 0002); PostgreSQL an index.
+        // SQLite keeps a count per station and kind (`update_summaries` in ingest.rs);
+        // PostgreSQL an index.
         let exists = match self.backend {
             Backend::Sqlite => {
                 "SELECT 1 FROM station_coverage c WHERE c.mission = s.mission_id AND c.station = s.code \
@@ -183,7 +167,8 @@ impl Store {
         mission: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<SilentObserver>, StoreError> {
-        // SQLite keeps each observer's latest time (migration 0002); PostgreSQL an index.
+        // SQLite keeps each observer's latest time (`update_summaries` in ingest.rs);
+        // PostgreSQL an index.
         let activity = match self.backend {
             Backend::Sqlite => "observer_activity",
             Backend::Postgres => "report_revisions",
@@ -207,7 +192,7 @@ impl Store {
                     id: row.try_get(0)?,
                     name: row.try_get(1)?,
                     team: row.try_get(2)?,
-                    last_report_at: row.try_get::<Option<i64>>(3)?.map(micros),
+                    last_report_at: row.try_get::<Option<i64>>(3)?.map(micros).transpose()?,
                 })
             })
             .collect()
@@ -228,7 +213,7 @@ impl Store {
             .map(|row| {
                 Ok(AssessmentCount {
                     region: row.try_get(0)?,
-                    kind: row.try_get(1)?,
+                    kind: kind(&row.try_get::<String>(1)?)?,
                     assessment: row.try_get(2)?,
                     reports: row.try_get(3)?,
                 })
@@ -258,10 +243,25 @@ impl Store {
             .collect()
     }
 
-    /// Sums, over stations, each station's current counting protocol for `contest`. Where teams
-    /// filed several, the latest observation counts (ties: the greatest report id; see
-    /// [`Store::result_discrepancies`]).
+    /// Sums, over the roster's stations, each station's result for `contest`: the rule of
+    /// `pollwatch_model::tally` (where teams filed several, the latest observation among those
+    /// with a protocol for the contest counts; ties: the greatest report id; see
+    /// [`Store::result_discrepancies`]), applied in SQL.
     pub async fn results(&self, mission: &str, contest: &str) -> Result<ContestResults, StoreError> {
+        // Every choice of the contest, in ballot order, with zero where nobody voted for it.
+        let mut sql = Sql::new(self.backend, "SELECT code FROM choices WHERE mission_id = ");
+        sql.bind(mission.to_owned())
+            .push(" AND contest = ")
+            .bind(contest.to_owned())
+            .push(" ORDER BY position");
+        let choices = sql
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<Vec<String>, _>>()?;
+        let mut results = ContestResults::empty(contest, choices);
+
         // One pass over the picked protocols: a totals row (empty choice) and a row per choice.
         let mut sql = Sql::new(self.backend, "");
         picked(&mut sql, mission, contest);
@@ -272,37 +272,18 @@ impl Store {
              CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM picked k JOIN protocol_votes v ON v.revision_seq = k.revision_seq \
              AND v.contest = k.contest GROUP BY v.choice",
         );
-        let rows = sql.fetch_all(&self.pool).await?;
-        let mut sums: BTreeMap<String, i64> = BTreeMap::new();
-        let mut results = ContestResults {
-            contest: contest.to_owned(),
-            stations_counted: 0,
-            registered_voters: 0,
-            ballots_in_box: 0,
-            invalid: 0,
-            votes: Vec::new(),
-        };
-        for row in &rows {
+        for row in &sql.fetch_all(&self.pool).await? {
             let choice: String = row.try_get(0)?;
             if choice.is_empty() {
                 results.stations_counted = row.try_get(1)?;
                 results.registered_voters = row.try_get(2)?;
                 results.ballots_in_box = row.try_get(3)?;
                 results.invalid = row.try_get(4)?;
-            } else {
-                sums.insert(choice, row.try_get(2)?);
+            } else if let Some((_, votes)) = results.votes.iter_mut().find(|(code, _)| *code == choice) {
+                // Votes for a code that is not (or no longer) a choice of the contest are left
+                // out, as `ContestResults::add` leaves them out.
+                *votes = row.try_get(2)?;
             }
-        }
-        // Every choice of the contest, in ballot order, with zero where nobody voted for it.
-        let mut sql = Sql::new(self.backend, "SELECT code FROM choices WHERE mission_id = ");
-        sql.bind(mission.to_owned())
-            .push(" AND contest = ")
-            .bind(contest.to_owned())
-            .push(" ORDER BY position");
-        for row in sql.fetch_all(&self.pool).await? {
-            let code: String = row.try_get(0)?;
-            let votes = sums.get(&code).copied().unwrap_or(0);
-            results.votes.push((code, votes));
         }
         Ok(results)
     }
@@ -411,15 +392,18 @@ impl Store {
         .fetch(&self.pool)
         .map(|row| {
             let row = row?;
+            let seq = row.try_get(0)?;
             Ok(AuditRecord {
-                seq: row.try_get(0)?,
+                seq,
                 report_id: row.try_get(1)?,
                 revision: row.try_get(2)?,
                 content_hash: row.try_get(3)?,
                 sender: row.try_get(4)?,
                 redelivered: row.try_get::<i64>(5)? != 0,
-                received_at: micros(row.try_get(6)?),
-                flags: serde_json::from_str(&row.try_get::<String>(7)?).unwrap_or_default(),
+                received_at: micros(row.try_get(6)?)?,
+                flags: serde_json::from_str(&row.try_get::<String>(7)?).map_err(|e| {
+                    StoreError::Permanent(format!("the flags of revision {seq} are not JSON: {e}"))
+                })?,
                 payload: row.try_get(8)?,
             })
         })
@@ -427,8 +411,9 @@ impl Store {
 }
 
 /// `WITH chosen AS …, picked AS …`: for each station of the roster, the protocol for `contest`
-/// of its latest current, unquarantined counting report — one index seek per station, whatever
-/// the number of reports.
+/// of its latest current, unquarantined counting report among those with one (the station result
+/// rule of `pollwatch_model::tally`, whose [`pollwatch_model::Precedence`] is this `ORDER BY`) —
+/// one index seek per station, whatever the number of reports.
 fn picked(sql: &mut Sql, mission: &str, contest: &str) {
     sql.push(
         "WITH chosen AS (SELECT (SELECT r.report_id FROM reports r \
@@ -452,11 +437,11 @@ fn summary(row: &Row) -> Result<ReportSummary, StoreError> {
         cursor: row.try_get(0)?,
         report_id: row.try_get(1)?,
         revision: row.try_get(2)?,
-        kind: row.try_get(3)?,
+        kind: kind(&row.try_get::<String>(3)?)?,
         observer: row.try_get(4)?,
         station: row.try_get(5)?,
-        observed_at: micros(row.try_get(6)?),
-        received_at: micros(row.try_get(7)?),
+        observed_at: micros(row.try_get(6)?)?,
+        received_at: micros(row.try_get(7)?)?,
         assessment: row.try_get(8)?,
         quarantined: row.try_get::<i64>(9)? != 0,
     })
@@ -492,5 +477,182 @@ impl Store {
             conflicts: row.try_get(2)?,
             quarantined: row.try_get(3)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use chrono::{DateTime, Utc};
+    use pollwatch_model::{
+        Content, ContestResults, CountingBody, Flag, FlagCode, Mission, Protocol, Report, sample,
+    };
+    use uuid::Uuid;
+
+    use crate::{Delivery, Incoming, Outcome, Store};
+
+    /// A counting report whose every figure is `1 << bit` (times a constant), so that a sum of
+    /// such figures names the reports it was taken from.
+    fn counting(
+        mission: &Mission,
+        id: u128,
+        revision: u32,
+        station: &str,
+        at: &str,
+        contests: &[&str],
+        bit: u32,
+    ) -> Report {
+        let figure = 1 << bit;
+        let protocols = contests
+            .iter()
+            .map(|id| {
+                let contest = mission.contest(id).expect("a contest of the mission");
+                Protocol {
+                    contest: contest.id.clone(),
+                    registered_voters: 10 * figure,
+                    ballots_received: 10 * figure,
+                    ballots_issued: 6 * figure,
+                    ballots_spoiled: 0,
+                    ballots_unused: 4 * figure,
+                    ballots_in_box: 6 * figure,
+                    invalid: figure,
+                    votes: contest
+                        .choices
+                        .iter()
+                        .zip(1..)
+                        .map(|(c, n)| (c.code.clone(), n * figure))
+                        .collect(),
+                }
+            })
+            .collect();
+        let at = DateTime::parse_from_rfc3339(at).expect("a time");
+        Report {
+            schema_version: 1,
+            report_id: Uuid::from_u128(id),
+            revision,
+            mission: mission.id.clone(),
+            observer: mission.observers[0].id.clone(),
+            station: station.to_owned(),
+            observed_at: at,
+            submitted_at: at,
+            location: None,
+            answers: Default::default(),
+            assessment: None,
+            attachments: Vec::new(),
+            content: Content::Counting(CountingBody { protocols }),
+        }
+    }
+
+    fn incoming(report: &Report, flagged: bool) -> Incoming {
+        let flags = if flagged {
+            vec![Flag::new(FlagCode::CountingSumMismatch, "body.protocols[0]", "held for review")]
+        } else {
+            Vec::new()
+        };
+        let payload = serde_json::to_string(report).expect("a report serialises");
+        Incoming::new(
+            report.clone(),
+            flags,
+            payload,
+            Delivery { sender: None, redelivered: false, received_at: Utc::now() },
+        )
+    }
+
+    /// The SQL of `results` and the model's pure rule are one rule: on the cases where a station
+    /// result is easy to get wrong, the store's results equal the tally of the same reports.
+    #[tokio::test]
+    async fn results_are_the_model_tally_of_the_current_unquarantined_reports() {
+        let mission = sample::kg_2021();
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display()))
+            .await
+            .expect("a store");
+        store.import_mission(&mission).await.expect("the mission imports");
+        let station = |i: usize| mission.stations[i].code.as_str();
+        let both = ["president", "referendum"];
+        let (t0, t0_utc, t0_plus_400ns) =
+            ("2021-01-10T21:00:00+06:00", "2021-01-10T15:00:00Z", "2021-01-10T21:00:00.0000004+06:00");
+        let (t0_30m, t1, t2, t3) = (
+            "2021-01-10T21:30:00+06:00",
+            "2021-01-10T22:00:00+06:00",
+            "2021-01-10T23:00:00+06:00",
+            "2021-01-11T00:00:00+06:00",
+        );
+        let c = |id, revision, at_station, at, contests: &[&str], bit| {
+            counting(&mission, id, revision, at_station, at, contests, bit)
+        };
+        // In the order sent, one batch each; with whether validation flagged each.
+        let sent: Vec<(Report, bool)> = vec![
+            // Three at one instant, to the microsecond: the greatest id wins, not the nanoseconds.
+            (c(0x0a, 1, station(0), t0, &both, 0), false),
+            (c(0x09, 1, station(0), t0_utc, &both, 1), false),
+            (c(0x08, 1, station(0), t0_plus_400ns, &both, 2), false),
+            // A later report that lacks the referendum: the earlier one's referendum counts.
+            (c(0x10, 1, station(1), t0, &both, 3), false),
+            (c(0x11, 1, station(1), t1, &["president"], 4), false),
+            // A later report held for review does not count.
+            (c(0x20, 1, station(2), t0, &both, 5), false),
+            (c(0x21, 1, station(2), t1, &both, 6), true),
+            // A revision observed later overtakes another team's report.
+            (c(0x30, 1, station(3), t0, &both, 7), false),
+            (c(0x31, 1, station(3), t0_30m, &both, 8), false),
+            (c(0x30, 2, station(3), t1, &both, 9), false),
+            // A lower revision arriving late, observed latest, changes nothing.
+            (c(0x40, 2, station(4), t0, &both, 10), false),
+            (c(0x41, 1, station(4), t1, &both, 11), false),
+            (c(0x40, 1, station(4), t2, &both, 12), false),
+            // A flagged revision takes its report out of the results.
+            (c(0x50, 1, station(5), t0, &both, 13), false),
+            (c(0x51, 1, station(5), t1, &both, 14), false),
+            (c(0x51, 2, station(5), t1, &both, 15), true),
+            // A correction moves a report to another station.
+            (c(0x60, 1, station(6), t1, &both, 16), false),
+            (c(0x60, 2, station(7), t1, &both, 17), false),
+            // A conflicting version of one revision: the first stays current.
+            (c(0x70, 1, station(8), t0, &both, 18), false),
+            (c(0x70, 1, station(8), t3, &both, 19), false),
+            // A station outside the roster counts for nothing.
+            (c(0x80, 1, "99999", t0, &both, 20), false),
+        ];
+        let mut outcomes = Vec::new();
+        for (report, flagged) in &sent {
+            outcomes
+                .extend(store.ingest_batch(&[incoming(report, *flagged)]).await.expect("a batch commits"));
+        }
+        use Outcome::*;
+        #[rustfmt::skip]
+        assert_eq!(outcomes, [
+            Stored, Stored, Stored, Stored, Stored, Stored, Quarantined, Stored, Stored, Revised,
+            Stored, Stored, Stale, Stored, Stored, Quarantined, Stored, Revised, Stored, Conflict, Stored,
+        ]);
+
+        // The current revision of each report (the highest; of one revision, the first sent),
+        // quarantined ones left out.
+        let mut current: HashMap<Uuid, &(Report, bool)> = HashMap::new();
+        for sent in &sent {
+            let entry = current.entry(sent.0.report_id).or_insert(sent);
+            if sent.0.revision > entry.0.revision {
+                *entry = sent;
+            }
+        }
+        let counted: Vec<&Report> =
+            current.values().filter(|(_, flagged)| !flagged).map(|(r, _)| r).collect();
+
+        let bits = |bits: &[u32]| bits.iter().map(|b| 1_i64 << b).sum::<i64>();
+        for (contest, picked) in [
+            ("president", bits(&[0, 4, 5, 9, 11, 13, 17, 18])),
+            ("referendum", bits(&[0, 3, 5, 9, 11, 13, 17, 18])),
+        ] {
+            let results = store.results(&mission.id, contest).await.expect("results");
+            let contest = mission.contest(contest).expect("a contest");
+            assert_eq!(
+                results,
+                ContestResults::tally(&mission, contest, counted.iter().copied()),
+                "{}",
+                contest.id
+            );
+            assert_eq!((results.stations_counted, results.invalid), (8, picked), "{}", contest.id);
+        }
     }
 }
