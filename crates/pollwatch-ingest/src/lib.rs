@@ -25,18 +25,6 @@ pub use message::{Envelope, Rules, judge};
 pub use metrics::Metrics;
 pub use worker::{Summary, WorkerError, published_at, run};
 
-/// Headers a dead letter carries, besides the original message's own.
-pub const ERROR_HEADER: &str = "x-pollwatch-error";
-pub const DETAIL_HEADER: &str = "x-pollwatch-detail";
-/// The routing key the report was published with.
-pub const ROUTING_KEY_HEADER: &str = "x-pollwatch-routing-key";
-/// The original `user_id` property, kept as a header: RabbitMQ refuses a message whose `user_id`
-/// is not the publishing connection's user, so the worker cannot republish it as a property.
-pub const USER_ID_HEADER: &str = "x-pollwatch-user-id";
-/// When the message was published, in microseconds since the Unix epoch (pollwatch's publisher
-/// sets it); the worker measures from it to the commit (`pollwatch_publish_to_commit_seconds`).
-pub const PUBLISHED_AT_HEADER: &str = "x-pollwatch-published-at";
-
 /// The broker user an AMQP URL logs in as (`guest` when it names none, as the broker assumes).
 pub fn broker_user(url: &str) -> String {
     url.parse::<lapin::uri::AMQPUri>()

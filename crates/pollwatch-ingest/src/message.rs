@@ -4,7 +4,7 @@
 use std::io::Read as _;
 
 use chrono::{DateTime, Utc};
-use pollwatch_model::{Context, Mission, RejectCode, Rejection};
+use pollwatch_model::{Context, Mission, RejectCode, Rejection, wire};
 use pollwatch_store::{Delivery, Incoming};
 
 /// What the worker needs to know of an AMQP message.
@@ -46,7 +46,7 @@ pub fn judge(
                 "the message has no content_type; reports are application/json".into(),
             ));
         }
-        Some(content_type) if !is_json(content_type) => {
+        Some(content_type) if !wire::is_json(content_type) => {
             return Err(transport(
                 RejectCode::UnsupportedContentType,
                 format!(
@@ -108,12 +108,6 @@ pub fn judge(
     Ok(Incoming::new(checked.report, checked.flags, payload, delivery))
 }
 
-/// `application/json`, with or without parameters such as `; charset=utf-8`.
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    essence.eq_ignore_ascii_case("application/json")
-}
-
 /// Decompresses at most `limit` bytes: a small body cannot expand into an unbounded one. Every
 /// member of the stream is read: RFC 1952 lets a gzip file be several members one after the
 /// other (what `cat a.gz b.gz` makes), meaning their contents joined.
@@ -163,7 +157,7 @@ mod tests {
     fn envelope(body: &[u8]) -> Envelope<'_> {
         Envelope {
             body,
-            content_type: Some("application/json"),
+            content_type: Some(wire::JSON),
             content_encoding: None,
             user_id: None,
             redelivered: false,

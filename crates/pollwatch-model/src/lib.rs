@@ -5,7 +5,8 @@
 //! reports from payload bytes ([`decode`], [`check`]); the caller reads files and brokers.
 //! [`json_text`] is the JSON text of a payload as the worker stores it (without a leading
 //! byte-order mark); a rejection or flag is short whatever the input ([`MAX_DETAIL_BYTES`],
-//! [`echo`]).
+//! [`echo`]). [`wire`] is the contract on the broker: routing keys, the content type and the
+//! headers pollwatch writes.
 
 mod codes;
 mod decode;
@@ -19,6 +20,7 @@ mod schema;
 #[cfg(test)]
 mod test_support;
 mod validate;
+pub mod wire;
 
 pub use codes::{Flag, FlagCode, RejectCode, Rejection, codes_markdown};
 pub use decode::decode;

@@ -16,5 +16,5 @@ pub mod simulate;
 
 pub use outbox::{Outbox, OutboxError, Pending};
 pub use publisher::{
-    Flushed, JSON, Message, PublishError, PublisherConfig, flush, flush_with_progress, publish_all,
+    Flushed, Message, PublishError, PublisherConfig, flush, flush_with_progress, publish_all,
 };
