@@ -86,7 +86,7 @@ fn long_kind(report: &Report) -> anyhow::Result<Vec<u8>> {
 /// each and a last one to make up the rest), one of them a forged reason of ours.
 fn heavy(total: usize) -> lapin::BasicProperties {
     let mut headers = FieldTable::default();
-    headers.insert(pollwatch_ingest::ERROR_HEADER.into(), AMQPValue::LongString("forged".into()));
+    headers.insert(pollwatch_model::wire::ERROR_HEADER.into(), AMQPValue::LongString("forged".into()));
     for i in 0..(total / 10_000).saturating_sub(1) {
         headers.insert(format!("x-device-{i:02}").into(), AMQPValue::LongString("h".repeat(10_000).into()));
     }
@@ -261,9 +261,9 @@ async fn dead_letters_are_told_apart_by_what_a_device_cannot_forge() -> anyhow::
     let body = serde_json::to_vec(report)?;
     let mut forged = FieldTable::default();
     for (name, value) in [
-        (pollwatch_ingest::ERROR_HEADER, "forged"),
-        (pollwatch_ingest::DETAIL_HEADER, "forged detail"),
-        (pollwatch_ingest::ROUTING_KEY_HEADER, "report.elsewhere"),
+        (pollwatch_model::wire::ERROR_HEADER, "forged"),
+        (pollwatch_model::wire::DETAIL_HEADER, "forged detail"),
+        (pollwatch_model::wire::ROUTING_KEY_HEADER, "report.elsewhere"),
     ] {
         forged.insert(name.into(), AMQPValue::LongString(value.into()));
     }
@@ -312,7 +312,7 @@ async fn dead_letters_are_told_apart_by_what_a_device_cannot_forge() -> anyhow::
     .await??;
     let headers = back.delivery.properties.headers().as_ref();
     assert_eq!(back.delivery.data, body);
-    for name in [pollwatch_ingest::ERROR_HEADER, pollwatch_ingest::DETAIL_HEADER, "x-death"] {
+    for name in [pollwatch_model::wire::ERROR_HEADER, pollwatch_model::wire::DETAIL_HEADER, "x-death"] {
         assert_eq!(header(headers, name), None, "{name} replayed");
     }
     assert!(headers.is_none_or(|h| !h.contains_key("x-death")));

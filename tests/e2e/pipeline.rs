@@ -198,11 +198,11 @@ fn short_text(rng: &mut fixtures::Rng, max: usize) -> String {
 fn headers(rng: &mut fixtures::Rng) -> FieldTable {
     let mut table = FieldTable::default();
     let forged = [
-        pollwatch_ingest::ERROR_HEADER,
-        pollwatch_ingest::DETAIL_HEADER,
-        pollwatch_ingest::ROUTING_KEY_HEADER,
-        pollwatch_ingest::USER_ID_HEADER,
-        pollwatch_ingest::PUBLISHED_AT_HEADER,
+        pollwatch_model::wire::ERROR_HEADER,
+        pollwatch_model::wire::DETAIL_HEADER,
+        pollwatch_model::wire::ROUTING_KEY_HEADER,
+        pollwatch_model::wire::USER_ID_HEADER,
+        pollwatch_model::wire::PUBLISHED_AT_HEADER,
         "x-death",
         "x-first-death-reason",
     ];

@@ -209,10 +209,10 @@ async fn dead_letters(channel: &Channel, queue: &str) -> anyhow::Result<Vec<(Str
             Some(AMQPValue::LongString(value)) => value.to_string(),
             other => panic!("header {name}: {other:?}"),
         };
-        assert!(!header(pollwatch_ingest::DETAIL_HEADER).is_empty());
+        assert!(!header(pollwatch_model::wire::DETAIL_HEADER).is_empty());
         letters.push((
-            header(pollwatch_ingest::ERROR_HEADER),
-            header(pollwatch_ingest::ROUTING_KEY_HEADER),
+            header(pollwatch_model::wire::ERROR_HEADER),
+            header(pollwatch_model::wire::ROUTING_KEY_HEADER),
             message.delivery.data.clone(),
         ));
         message.delivery.ack(BasicAckOptions::default()).await?;
