@@ -1,8 +1,9 @@
 //! The ingest worker: consumes observer reports from RabbitMQ, judges them, commits the accepted
 //! ones to the store in batches and only then acknowledges them.
 //!
-//! - [`message::judge`] decides, without I/O, whether a delivery is an accepted report or a
-//!   rejection with a code ([`pollwatch_model::RejectCode`]).
+//! - [`judge`] decides, without I/O, whether a delivery is an accepted report for the store or a
+//!   rejection with a code ([`pollwatch_model::RejectCode`]); the decision is the model's
+//!   ([`pollwatch_model::judge`]), the delivery's facts are added here.
 //! - [`action`] maps whatever became of a delivery to what the worker does with it.
 //! - [`run`] is the service: it declares the topology ([`topology`]), consumes with manual acks
 //!   and a prefetch, gathers batches, commits them, dead-letters rejections with their reasons
@@ -21,7 +22,8 @@ use std::time::Duration;
 use pollwatch_model::Rejection;
 use pollwatch_store::{Outcome, StoreError};
 
-pub use message::{Envelope, Rules, judge};
+pub use message::{Envelope, judge};
+pub use pollwatch_model::Rules;
 pub use metrics::Metrics;
 pub use worker::{Summary, WorkerError, published_at, run};
 
