@@ -15,7 +15,7 @@ use futures_util::StreamExt as _;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
-use pollwatch_model::{Mission, Report};
+use pollwatch_model::{Mission, Report, wire};
 use pollwatch_publish::{Message, Outbox, PublisherConfig, publish_all};
 use pollwatch_store::{ReportFilter, Store};
 use pollwatch_tests::{
@@ -438,7 +438,7 @@ fn hostile(k: usize, report: &Report, device: &str, spoofed: &str, rng: &mut fix
     let json = serde_json::to_vec(report).expect("a report serialises");
     let from = |body: Vec<u8>| Hostile {
         body,
-        content_type: Some("application/json"),
+        content_type: Some(wire::JSON),
         content_encoding: None,
         user_id: Some(device.to_owned()),
     };
@@ -534,7 +534,7 @@ async fn hostile_payloads_are_dead_lettered_with_reasons_and_valid_reports_store
         let bad = hostile(k, report, &device(report), other, &mut rng);
         let good = Hostile {
             body: serde_json::to_vec(report)?,
-            content_type: Some("application/json"),
+            content_type: Some(wire::JSON),
             content_encoding: None,
             user_id: Some(device(report)),
         };
@@ -548,7 +548,7 @@ async fn hostile_payloads_are_dead_lettered_with_reasons_and_valid_reports_store
             if let Some(encoding) = message.content_encoding {
                 properties = properties.with_content_encoding(encoding.into());
             }
-            messages.push((format!("report.{}", report.kind().as_str()), message.body, properties));
+            messages.push((wire::routing_key(report.kind()), message.body, properties));
         }
     }
     publish_confirmed(&channel, &exchange, messages).await?;

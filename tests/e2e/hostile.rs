@@ -10,7 +10,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use pollwatch_ingest::dlq::{self, Origin};
 use pollwatch_ingest::letter::{MAX_DETAIL_BYTES, encoded_len};
 use pollwatch_ingest::{Config, Rules};
-use pollwatch_model::Report;
+use pollwatch_model::{Report, wire};
 use pollwatch_tests::{
     DedicatedBroker, Readiness, TestBroker, fixtures, free_address, until_dead_letters, within,
 };
@@ -86,7 +86,7 @@ fn long_kind(report: &Report) -> anyhow::Result<Vec<u8>> {
 /// each and a last one to make up the rest), one of them a forged reason of ours.
 fn heavy(total: usize) -> lapin::BasicProperties {
     let mut headers = FieldTable::default();
-    headers.insert(pollwatch_ingest::ERROR_HEADER.into(), AMQPValue::LongString("forged".into()));
+    headers.insert(wire::ERROR_HEADER.into(), AMQPValue::LongString("forged".into()));
     for i in 0..(total / 10_000).saturating_sub(1) {
         headers.insert(format!("x-device-{i:02}").into(), AMQPValue::LongString("h".repeat(10_000).into()));
     }
@@ -133,7 +133,7 @@ async fn an_oversized_rejection_among_valid_reports_costs_no_reconnect() -> anyh
     publish(&channel, &config.exchange, "report.voting", &nope, heavy(131_000)).await?;
     for report in after {
         let body = serde_json::to_vec(report)?;
-        publish(&channel, &config.exchange, &format!("report.{}", report.kind().as_str()), &body, json())
+        publish(&channel, &config.exchange, &wire::routing_key(report.kind()), &body, json())
             .await?;
     }
     until_stored_within(&worker.store, N as i64, Duration::from_secs(120)).await?;
@@ -180,7 +180,7 @@ async fn connections_closed_again_and_again_push_no_report_into_dead_letters() -
         pollwatch_ingest::topology::declare(&setup, &config).await?;
         let channel = publisher(broker).await?;
         let messages = reports.iter().map(|report| {
-            let key = format!("report.{}", report.kind().as_str());
+            let key = wire::routing_key(report.kind());
             (key, serde_json::to_vec(report).expect("a report serialises"), json())
         });
         crate::faults::publish_confirmed(&channel, &config.exchange, messages).await?;
@@ -261,13 +261,13 @@ async fn dead_letters_are_told_apart_by_what_a_device_cannot_forge() -> anyhow::
     let body = serde_json::to_vec(report)?;
     let mut forged = FieldTable::default();
     for (name, value) in [
-        (pollwatch_ingest::ERROR_HEADER, "forged"),
-        (pollwatch_ingest::DETAIL_HEADER, "forged detail"),
-        (pollwatch_ingest::ROUTING_KEY_HEADER, "report.elsewhere"),
+        (wire::ERROR_HEADER, "forged"),
+        (wire::DETAIL_HEADER, "forged detail"),
+        (wire::ROUTING_KEY_HEADER, "report.elsewhere"),
     ] {
         forged.insert(name.into(), AMQPValue::LongString(value.into()));
     }
-    let key = format!("report.{}", report.kind().as_str());
+    let key = wire::routing_key(report.kind());
     publish(&channel, &config.exchange, &key, &body, json().with_headers(forged.clone())).await?;
     // A consumer that fails on it every time, until the broker gives up on it.
     within(STEP, "the broker dead-lettering the report", async {
@@ -312,7 +312,7 @@ async fn dead_letters_are_told_apart_by_what_a_device_cannot_forge() -> anyhow::
     .await??;
     let headers = back.delivery.properties.headers().as_ref();
     assert_eq!(back.delivery.data, body);
-    for name in [pollwatch_ingest::ERROR_HEADER, pollwatch_ingest::DETAIL_HEADER, "x-death"] {
+    for name in [wire::ERROR_HEADER, wire::DETAIL_HEADER, "x-death"] {
         assert_eq!(header(headers, name), None, "{name} replayed");
     }
     assert!(headers.is_none_or(|h| !h.contains_key("x-death")));

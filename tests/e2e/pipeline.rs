@@ -17,7 +17,7 @@ use lapin::BasicProperties;
 use lapin::options::ConfirmSelectOptions;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
 use pollwatch_ingest::{Envelope, Rules, judge};
-use pollwatch_model::{Mission, RejectCode, Report};
+use pollwatch_model::{Mission, RejectCode, Report, wire};
 use pollwatch_store::Store;
 use pollwatch_tests::{Readiness, fixtures, http_get, until_dead_letters};
 
@@ -54,7 +54,7 @@ fn fuzzed(id: usize, report: &Report, rng: &mut fixtures::Rng) -> Message {
         0 => properties,
         1 => properties.with_content_type(short_text(rng, 200).as_str().into()),
         2 => properties.with_content_type("application/json; charset=utf-8".into()),
-        _ => properties.with_content_type("application/json".into()),
+        _ => properties.with_content_type(wire::JSON.into()),
     };
     if let Some(encoding) = encoding {
         properties = properties.with_content_encoding(encoding.into());
@@ -75,7 +75,7 @@ fn fuzzed(id: usize, report: &Report, rng: &mut fixtures::Rng) -> Message {
         body = vec![0];
     }
     let key =
-        if rng.below(10) == 0 { "report.x".to_owned() } else { format!("report.{}", report.kind().as_str()) };
+        if rng.below(10) == 0 { "report.x".to_owned() } else { wire::routing_key(report.kind()) };
     Message { body, properties, key }
 }
 
@@ -198,11 +198,11 @@ fn short_text(rng: &mut fixtures::Rng, max: usize) -> String {
 fn headers(rng: &mut fixtures::Rng) -> FieldTable {
     let mut table = FieldTable::default();
     let forged = [
-        pollwatch_ingest::ERROR_HEADER,
-        pollwatch_ingest::DETAIL_HEADER,
-        pollwatch_ingest::ROUTING_KEY_HEADER,
-        pollwatch_ingest::USER_ID_HEADER,
-        pollwatch_ingest::PUBLISHED_AT_HEADER,
+        wire::ERROR_HEADER,
+        wire::DETAIL_HEADER,
+        wire::ROUTING_KEY_HEADER,
+        wire::USER_ID_HEADER,
+        wire::PUBLISHED_AT_HEADER,
         "x-death",
         "x-first-death-reason",
     ];
@@ -306,10 +306,10 @@ async fn fuzzed_messages_through_the_whole_pipeline_harm_no_valid_report() -> an
     let connection = broker.connect().await?;
     let channel = connection.create_channel().await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
-    let json = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
+    let json = BasicProperties::default().with_delivery_mode(2).with_content_type(wire::JSON.into());
     let mut messages = Vec::with_capacity(valid.len() + fuzz.len());
     for (report, message) in valid.iter().zip(fuzz.iter()) {
-        let key = format!("report.{}", report.kind().as_str());
+        let key = wire::routing_key(report.kind());
         messages.push((key, serde_json::to_vec(report)?, json.clone()));
         messages.push((message.key.clone(), message.body.clone(), message.properties.clone()));
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
+use pollwatch_model::wire;
 use pollwatch_publish::{Flushed, Outbox, PublisherConfig, flush};
 use pollwatch_tests::{TestBroker, fixtures, within};
 
@@ -47,7 +48,7 @@ async fn the_outbox_reaches_the_queue_with_confirms_and_empties() -> anyhow::Res
     const N: usize = 1_000;
     let broker = pollwatch_tests::broker().await?;
     let channel = broker.connect().await?.create_channel().await?;
-    let queue = topology(&channel, &broker, "report.*").await?;
+    let queue = topology(&channel, &broker, wire::BINDING_PATTERN).await?;
     let mission = fixtures::kg_2021();
     let dir = tempfile::tempdir()?;
     let outbox = Outbox::open(&dir.path().join("outbox.db")).await?;
@@ -98,7 +99,7 @@ async fn an_unroutable_report_is_reported_and_kept() -> anyhow::Result<()> {
 async fn the_publish_command_sends_what_is_valid_and_fails_on_the_rest() -> anyhow::Result<()> {
     let broker = pollwatch_tests::broker().await?;
     let channel = broker.connect().await?.create_channel().await?;
-    let queue = topology(&channel, &broker, "report.*").await?;
+    let queue = topology(&channel, &broker, wire::BINDING_PATTERN).await?;
     let mission = fixtures::kg_2021();
     let dir = tempfile::tempdir()?;
     let mut lines: Vec<String> =
@@ -137,7 +138,7 @@ async fn reports_published_while_the_broker_is_down_arrive_after_it_returns() ->
     let queue = {
         let connection = broker.connect().await?;
         let channel = connection.create_channel().await?;
-        let queue = topology(&channel, broker, "report.*").await?;
+        let queue = topology(&channel, broker, wire::BINDING_PATTERN).await?;
         connection.close(200, "set up".into()).await?;
         queue
     };
@@ -202,7 +203,7 @@ async fn a_burst_reaches_the_queue_and_prints_its_rate() -> anyhow::Result<()> {
     const N: u32 = 2_000;
     let broker = pollwatch_tests::broker().await?;
     let channel = broker.connect().await?.create_channel().await?;
-    let queue = topology(&channel, &broker, "report.*").await?;
+    let queue = topology(&channel, &broker, wire::BINDING_PATTERN).await?;
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollwatch-as-installed"))
         .current_dir(&repo)

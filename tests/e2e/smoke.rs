@@ -9,6 +9,7 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
+use pollwatch_model::wire;
 use pollwatch_tests::{TestDatabase, within};
 use sqlx::{Connection as _, PgConnection};
 
@@ -29,7 +30,7 @@ async fn broker_confirms_a_persistent_message_and_delivers_it_until_acked() -> a
     let body = br#"{"report_id":"smoke"}"#;
     let properties = BasicProperties::default()
         .with_delivery_mode(2)
-        .with_content_type("application/json".into())
+        .with_content_type(wire::JSON.into())
         .with_message_id("smoke-1".into());
     let publish = publisher.basic_publish(
         "".into(),

@@ -11,7 +11,7 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, Conf
 use lapin::types::{AMQPValue, ShortString};
 use lapin::{BasicProperties, Channel};
 use pollwatch_ingest::{Config, Metrics, QueueKind, Rules, Summary};
-use pollwatch_model::Mission;
+use pollwatch_model::{Mission, wire};
 use pollwatch_store::Store;
 use pollwatch_tests::{TestBroker, fixtures, free_address, http_get, until_dead_letters, within};
 use tokio::sync::oneshot;
@@ -108,7 +108,7 @@ pub(crate) async fn publisher(broker: &TestBroker) -> anyhow::Result<Channel> {
 }
 
 pub(crate) fn json() -> BasicProperties {
-    BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into())
+    BasicProperties::default().with_delivery_mode(2).with_content_type(wire::JSON.into())
 }
 
 /// Publishes and waits for the broker's confirm; `mandatory`, so an unroutable message fails.
@@ -173,12 +173,12 @@ pub(crate) async fn send_stream(
 ) -> anyhow::Result<()> {
     let body = |report: &pollwatch_model::Report| serde_json::to_vec(report).expect("a report serialises");
     let (first, rest) = reports.split_first().context("no reports")?;
-    until_ready(broker, channel, config, &format!("report.{}", first.kind().as_str()), &body(first), json())
+    until_ready(broker, channel, config, &wire::routing_key(first.kind()), &body(first), json())
         .await?;
     let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
     let mut confirms = Vec::new();
     for report in rest {
-        let (key, bytes) = (format!("report.{}", report.kind().as_str()), body(report));
+        let (key, bytes) = (wire::routing_key(report.kind()), body(report));
         let exchange = config.exchange.as_str().into();
         confirms.push(channel.basic_publish(exchange, key.into(), options, &bytes, json()).await?);
     }
@@ -209,10 +209,10 @@ async fn dead_letters(channel: &Channel, queue: &str) -> anyhow::Result<Vec<(Str
             Some(AMQPValue::LongString(value)) => value.to_string(),
             other => panic!("header {name}: {other:?}"),
         };
-        assert!(!header(pollwatch_ingest::DETAIL_HEADER).is_empty());
+        assert!(!header(wire::DETAIL_HEADER).is_empty());
         letters.push((
-            header(pollwatch_ingest::ERROR_HEADER),
-            header(pollwatch_ingest::ROUTING_KEY_HEADER),
+            header(wire::ERROR_HEADER),
+            header(wire::ROUTING_KEY_HEADER),
             message.delivery.data.clone(),
         ));
         message.delivery.ack(BasicAckOptions::default()).await?;

@@ -9,8 +9,9 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection};
 
+use pollwatch_model::wire::{DETAIL_HEADER, ERROR_HEADER, ROUTING_KEY_HEADER, USER_ID_HEADER};
+
 use crate::letter::is_reserved;
-use crate::{DETAIL_HEADER, ERROR_HEADER, ROUTING_KEY_HEADER, USER_ID_HEADER};
 
 /// The code of a letter that neither the worker wrote nor the broker dead-lettered: someone
 /// published it to the dead-letter exchange, and whatever `x-pollwatch-*` headers it carries are

@@ -10,9 +10,10 @@
 use lapin::BasicProperties;
 use lapin::protocol::basic::gen_properties;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
+use pollwatch_model::wire::{DETAIL_HEADER, ERROR_HEADER, HEADER_PREFIX, ROUTING_KEY_HEADER, USER_ID_HEADER};
 use pollwatch_model::{RejectCode, Rejection, bounded};
 
-use crate::{DETAIL_HEADER, ERROR_HEADER, ROUTING_KEY_HEADER, USER_ID_HEADER, carried_over};
+use crate::carried_over;
 
 /// Longest `x-pollwatch-detail` the worker writes, in bytes: a rejection's own bound.
 pub use pollwatch_model::MAX_DETAIL_BYTES;
@@ -119,7 +120,7 @@ fn foreign_headers(original: &BasicProperties) -> Vec<(&ShortString, &AMQPValue)
 
 /// Headers that only the worker or the broker may write.
 pub(crate) fn is_reserved(name: &str) -> bool {
-    name.starts_with("x-pollwatch-")
+    name.starts_with(HEADER_PREFIX)
         || name == "x-death"
         || name.starts_with("x-first-death-")
         || name.starts_with("x-last-death-")
@@ -174,7 +175,7 @@ mod tests {
             table.insert((*name).into(), value.clone());
         }
         BasicProperties::default()
-            .with_content_type("application/json".into())
+            .with_content_type(pollwatch_model::wire::JSON.into())
             .with_user_id("device-1".into())
             .with_headers(table)
     }

@@ -1,8 +1,9 @@
 //! The ingest worker: consumes observer reports from RabbitMQ, judges them, commits the accepted
 //! ones to the store in batches and only then acknowledges them.
 //!
-//! - [`message::judge`] decides, without I/O, whether a delivery is an accepted report or a
-//!   rejection with a code ([`pollwatch_model::RejectCode`]).
+//! - [`judge`] decides, without I/O, whether a delivery is an accepted report for the store or a
+//!   rejection with a code ([`pollwatch_model::RejectCode`]); the decision is the model's
+//!   ([`pollwatch_model::judge`]), the delivery's facts are added here.
 //! - [`action`] maps whatever became of a delivery to what the worker does with it.
 //! - [`run`] is the service: it declares the topology ([`topology`]), consumes with manual acks
 //!   and a prefetch, gathers batches, commits them, dead-letters rejections with their reasons
@@ -21,21 +22,10 @@ use std::time::Duration;
 use pollwatch_model::Rejection;
 use pollwatch_store::{Outcome, StoreError};
 
-pub use message::{Envelope, Rules, judge};
+pub use message::{Envelope, judge};
+pub use pollwatch_model::Rules;
 pub use metrics::Metrics;
 pub use worker::{Summary, WorkerError, published_at, run};
-
-/// Headers a dead letter carries, besides the original message's own.
-pub const ERROR_HEADER: &str = "x-pollwatch-error";
-pub const DETAIL_HEADER: &str = "x-pollwatch-detail";
-/// The routing key the report was published with.
-pub const ROUTING_KEY_HEADER: &str = "x-pollwatch-routing-key";
-/// The original `user_id` property, kept as a header: RabbitMQ refuses a message whose `user_id`
-/// is not the publishing connection's user, so the worker cannot republish it as a property.
-pub const USER_ID_HEADER: &str = "x-pollwatch-user-id";
-/// When the message was published, in microseconds since the Unix epoch (pollwatch's publisher
-/// sets it); the worker measures from it to the commit (`pollwatch_publish_to_commit_seconds`).
-pub const PUBLISHED_AT_HEADER: &str = "x-pollwatch-published-at";
 
 /// The broker user an AMQP URL logs in as (`guest` when it names none, as the broker assumes).
 pub fn broker_user(url: &str) -> String {

@@ -1,13 +1,13 @@
-//! Judging one delivery: an accepted report for the store, or a rejection with a code and a
-//! reason for the dead-letter queue. Nothing here talks to the broker or the store.
-
-use std::io::Read as _;
+//! One delivery as the worker judges it: the model's [`pollwatch_model::judge`] decides what
+//! becomes of its message; an accepted report becomes the store's [`Incoming`], with what the
+//! broker says of the delivery. Nothing here talks to the broker or the store.
 
 use chrono::{DateTime, Utc};
-use pollwatch_model::{Context, Mission, RejectCode, Rejection};
+use pollwatch_model::{Accepted, Mission, Rejection, Rules};
 use pollwatch_store::{Delivery, Incoming};
 
-/// What the worker needs to know of an AMQP message.
+/// What the worker needs to know of an AMQP delivery: its message, and whether the broker
+/// delivered it before.
 #[derive(Debug, Clone, Copy)]
 pub struct Envelope<'a> {
     pub body: &'a [u8],
@@ -15,139 +15,47 @@ pub struct Envelope<'a> {
     pub content_encoding: Option<&'a str>,
     /// The AMQP `user_id`, which RabbitMQ checks against the publishing connection's user.
     pub user_id: Option<&'a str>,
+    /// Kept with the report's revision in the audit trail.
     pub redelivered: bool,
 }
 
-/// The rules the worker judges by (from the `[ingest]` settings).
-#[derive(Debug, Clone, Copy)]
-pub struct Rules {
-    pub max_body_bytes: usize,
-    pub require_sender_auth: bool,
+impl<'a> Envelope<'a> {
+    /// The message, as the model judges it.
+    fn message(&self) -> pollwatch_model::Envelope<'a> {
+        pollwatch_model::Envelope {
+            body: self.body,
+            content_type: self.content_type,
+            content_encoding: self.content_encoding,
+            user_id: self.user_id,
+        }
+    }
 }
 
-/// Checks a message and decodes, validates and authenticates its report.
+/// Judges a delivery received at `now`: the report to commit, or why it is dead-lettered.
 pub fn judge(
     envelope: &Envelope<'_>,
     mission: &Mission,
     rules: Rules,
     now: DateTime<Utc>,
 ) -> Result<Incoming, Rejection> {
-    let transport = |code: RejectCode, message: String| Rejection::new(code, "$", message);
-    if envelope.body.len() > rules.max_body_bytes {
-        return Err(transport(
-            RejectCode::BodyTooLarge,
-            format!("the body has {} bytes; the limit is {}", envelope.body.len(), rules.max_body_bytes),
-        ));
-    }
-    match envelope.content_type {
-        None => {
-            return Err(transport(
-                RejectCode::MissingProperty,
-                "the message has no content_type; reports are application/json".into(),
-            ));
-        }
-        Some(content_type) if !is_json(content_type) => {
-            return Err(transport(
-                RejectCode::UnsupportedContentType,
-                format!(
-                    "content_type is {}; reports are application/json",
-                    pollwatch_model::echo(content_type)
-                ),
-            ));
-        }
-        Some(_) => {}
-    }
-    let payload = match envelope.content_encoding.map(str::trim) {
-        None | Some("" | "identity") => envelope.body.to_vec(),
-        Some(encoding) if encoding.eq_ignore_ascii_case("gzip") => {
-            gunzip(envelope.body, rules.max_body_bytes)?
-        }
-        Some(other) => {
-            return Err(transport(
-                RejectCode::UnsupportedContentEncoding,
-                format!("content_encoding is {}; only gzip is accepted", pollwatch_model::echo(other)),
-            ));
-        }
-    };
-
-    let sender = envelope.user_id.filter(|user| !user.is_empty());
-    if rules.require_sender_auth && sender.is_none() {
-        return Err(transport(
-            RejectCode::SenderMissing,
-            "the message has no user_id; this worker requires the observer's device account".into(),
-        ));
-    }
-    let context = Context { mission, now, sender };
-    let checked = pollwatch_model::check(&payload, &context)?;
-    if rules.require_sender_auth {
-        let sender = sender.expect("checked above");
-        let device = mission.observer(&checked.report.observer).map(|o| o.device_user.as_str());
-        if device != Some(sender) {
-            let message = match device {
-                Some(device) => format!(
-                    "sent by {}, but observer {}'s device account is `{device}`",
-                    pollwatch_model::echo(sender),
-                    checked.report.observer
-                ),
-                None => format!(
-                    "sent by {} for observer {}, who is not in the roster",
-                    pollwatch_model::echo(sender),
-                    pollwatch_model::echo(&checked.report.observer)
-                ),
-            };
-            return Err(Rejection::new(RejectCode::SenderMismatch, "observer", message));
-        }
-    }
-    // `check` accepted it, so it is UTF-8; what is stored is the JSON text, without the
-    // byte-order mark that RFC 8259 lets a sender put before it.
-    let payload = std::str::from_utf8(pollwatch_model::json_text(&payload))
-        .expect("an accepted payload is UTF-8")
-        .to_owned();
-    let delivery =
-        Delivery { sender: sender.map(str::to_owned), redelivered: envelope.redelivered, received_at: now };
-    Ok(Incoming::new(checked.report, checked.flags, payload, delivery))
-}
-
-/// `application/json`, with or without parameters such as `; charset=utf-8`.
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    essence.eq_ignore_ascii_case("application/json")
-}
-
-/// Decompresses at most `limit` bytes: a small body cannot expand into an unbounded one. Every
-/// member of the stream is read: RFC 1952 lets a gzip file be several members one after the
-/// other (what `cat a.gz b.gz` makes), meaning their contents joined.
-fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
-    let mut out = Vec::new();
-    let limit_plus_one = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    flate2::read::MultiGzDecoder::new(body).take(limit_plus_one).read_to_end(&mut out).map_err(|e| {
-        Rejection::new(RejectCode::UnsupportedContentEncoding, "$", format!("the gzip body is broken: {e}"))
-    })?;
-    if out.len() > limit {
-        return Err(Rejection::new(
-            RejectCode::BodyTooLarge,
-            "$",
-            format!("the body decompresses to more than {limit} bytes"),
-        ));
-    }
-    Ok(out)
+    let Accepted { report, flags, payload, sender } =
+        pollwatch_model::judge(&envelope.message(), mission, rules, now)?;
+    let delivery = Delivery { sender, redelivered: envelope.redelivered, received_at: now };
+    Ok(Incoming::new(report, flags, payload, delivery))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write as _;
+    use pollwatch_model::{RejectCode, wire};
 
     use super::*;
 
-    const RULES: Rules = Rules { max_body_bytes: 64 * 1024, require_sender_auth: false };
+    const RULES: Rules = Rules { max_body_bytes: 64 * 1024, require_sender_auth: true };
 
-    fn read(path: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path);
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
-
-    fn mission() -> Mission {
-        pollwatch_model::sample::kg_2021()
+    /// The committed example voting report, by observer `obs-001`.
+    fn report() -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema/examples/voting.json");
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
     /// The morning after the election in Bishkek.
@@ -155,125 +63,36 @@ mod tests {
         "2021-01-11T03:00:00Z".parse().unwrap()
     }
 
-    /// The committed example voting report.
-    fn report() -> Vec<u8> {
-        read("schema/examples/voting.json").into_bytes()
-    }
-
-    fn envelope(body: &[u8]) -> Envelope<'_> {
-        Envelope {
-            body,
-            content_type: Some("application/json"),
-            content_encoding: None,
-            user_id: None,
-            redelivered: false,
-        }
-    }
-
-    fn code(result: Result<Incoming, Rejection>) -> RejectCode {
-        result.expect_err("a rejection").code
-    }
-
     #[test]
     fn a_valid_report_is_accepted_with_its_delivery() {
         let body = report();
-        let mission = mission();
-        let incoming =
-            judge(&Envelope { redelivered: true, ..envelope(&body) }, &mission, RULES, now()).unwrap();
+        let mission = pollwatch_model::sample::kg_2021();
+        let device = mission.observer("obs-001").unwrap().device_user.clone();
+        let envelope = Envelope {
+            body: &body,
+            content_type: Some(wire::JSON),
+            content_encoding: None,
+            user_id: Some(&device),
+            redelivered: true,
+        };
+        let incoming = judge(&envelope, &mission, RULES, now()).unwrap();
         assert_eq!(incoming.payload.as_bytes(), body.as_slice());
         assert!(incoming.delivery.redelivered);
         assert_eq!(incoming.delivery.received_at, now());
+        assert_eq!(incoming.delivery.sender.as_deref(), Some(device.as_str()));
     }
 
     #[test]
-    fn transport_problems_have_their_own_codes() {
-        let body = report();
-        let mission = mission();
-        let judge = |e: Envelope<'_>| judge(&e, &mission, RULES, now());
-        assert_eq!(
-            code(judge(Envelope { content_type: None, ..envelope(&body) })),
-            RejectCode::MissingProperty
-        );
-        assert_eq!(
-            code(judge(Envelope { content_type: Some("text/plain"), ..envelope(&body) })),
-            RejectCode::UnsupportedContentType
-        );
-        assert_eq!(
-            code(judge(Envelope { content_encoding: Some("br"), ..envelope(&body) })),
-            RejectCode::UnsupportedContentEncoding
-        );
-        assert_eq!(
-            code(judge(Envelope { content_encoding: Some("gzip"), ..envelope(&body) })),
-            RejectCode::UnsupportedContentEncoding,
-            "not a gzip stream"
-        );
-        let big = vec![b' '; RULES.max_body_bytes + 1];
-        assert_eq!(code(judge(envelope(&big))), RejectCode::BodyTooLarge);
-        assert_eq!(code(judge(envelope(b"{\"report_id\": "))), RejectCode::MalformedJson);
-        assert_eq!(code(judge(envelope(b"\xff\xfe"))), RejectCode::InvalidUtf8);
-        assert!(
-            judge(Envelope { content_type: Some("application/json; charset=utf-8"), ..envelope(&body) })
-                .is_ok()
-        );
-    }
-
-    #[test]
-    fn gzip_bodies_are_decompressed_within_the_limit() {
-        let body = report();
-        let mission = mission();
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        encoder.write_all(&body).unwrap();
-        let gzipped = encoder.finish().unwrap();
-        let gzip = Envelope { content_encoding: Some("gzip"), ..envelope(&gzipped) };
-        assert_eq!(judge(&gzip, &mission, RULES, now()).unwrap().payload.as_bytes(), body.as_slice());
-
-        // A bomb: small compressed, large decompressed.
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        encoder.write_all(&vec![b' '; 10 * RULES.max_body_bytes]).unwrap();
-        let bomb = encoder.finish().unwrap();
-        assert!(bomb.len() < RULES.max_body_bytes);
-        let bomb = Envelope { content_encoding: Some("gzip"), ..envelope(&bomb) };
-        assert_eq!(code(judge(&bomb, &mission, RULES, now())), RejectCode::BodyTooLarge);
-    }
-
-    #[test]
-    fn a_byte_order_mark_is_accepted_and_not_stored() {
-        let body = report();
-        let mission = mission();
-        let marked = [b"\xEF\xBB\xBF".as_slice(), &body].concat();
-        let incoming = judge(&envelope(&marked), &mission, RULES, now()).unwrap();
-        assert_eq!(incoming.payload.as_bytes(), body.as_slice());
-    }
-
-    #[test]
-    fn a_gzip_body_of_several_members_is_read_whole() {
-        let body = report();
-        let mission = mission();
-        let (head, tail) = body.split_at(body.len() / 2);
-        let mut members = Vec::new();
-        for part in [head, tail] {
-            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            encoder.write_all(part).unwrap();
-            members.extend(encoder.finish().unwrap());
-        }
-        let gzip = Envelope { content_encoding: Some("gzip"), ..envelope(&members) };
-        assert_eq!(judge(&gzip, &mission, RULES, now()).unwrap().payload.as_bytes(), body.as_slice());
-    }
-
-    #[test]
-    fn required_sender_must_be_the_observers_device() {
-        let body = report();
-        let mission = mission();
-        let rules = Rules { require_sender_auth: true, ..RULES };
-        let device = mission.observer("obs-001").unwrap().device_user.clone();
-        let other = mission.observers.iter().find(|o| o.device_user != device).unwrap().device_user.clone();
-        let judge = |user: Option<&str>| {
-            judge(&Envelope { user_id: user, ..envelope(&body) }, &mission, rules, now())
+    fn a_rejection_is_the_models() {
+        let mission = pollwatch_model::sample::kg_2021();
+        let envelope = Envelope {
+            body: b"{",
+            content_type: Some(wire::JSON),
+            content_encoding: None,
+            user_id: None,
+            redelivered: false,
         };
-        assert_eq!(code(judge(None)), RejectCode::SenderMissing);
-        assert_eq!(code(judge(Some(&other))), RejectCode::SenderMismatch);
-        let accepted = judge(Some(&device)).unwrap();
-        assert_eq!(accepted.delivery.sender.as_deref(), Some(device.as_str()));
-        assert!(accepted.flags.is_empty());
+        let rejection = judge(&envelope, &mission, RULES, now()).expect_err("a rejection");
+        assert_eq!(rejection.code, RejectCode::SenderMissing);
     }
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use pollwatch_model::RejectCode;
+use pollwatch_model::wire::PUBLISHED_AT_HEADER;
 use pollwatch_store::Outcome;
 
 /// Upper bounds of the batch-size histogram's buckets.
@@ -187,7 +188,7 @@ impl Metrics {
         self.publish_to_commit.lock().expect("metrics lock").render(
             &mut out,
             "pollwatch_publish_to_commit_seconds",
-            "Time from publication (header x-pollwatch-published-at) to the commit of the report.",
+            &format!("Time from publication (header {PUBLISHED_AT_HEADER}) to the commit of the report."),
             &END_TO_END_BUCKETS,
         );
         let max = self.publish_to_commit_max_us.load(Ordering::Relaxed) as f64 / 1e6;

@@ -3,13 +3,14 @@
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
+use pollwatch_model::wire;
 
 use crate::{Config, QueueKind};
 
 /// Declares, in this order: our dead-letter exchange and the `dead-letters` queue bound to all
 /// of it (the worker never consumes it); the reports exchange; the ingest queue, which sends what
 /// the broker itself gives up on (past the delivery limit) to our dead-letter exchange; and the
-/// binding of `report.*` to it. Declaring what exists with the same arguments changes nothing.
+/// binding of [`wire::BINDING_PATTERN`] (`report.*`) to it. Declaring what exists with the same arguments changes nothing.
 pub async fn declare(channel: &Channel, config: &Config) -> lapin::Result<()> {
     let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
     channel
@@ -59,7 +60,7 @@ pub async fn declare(channel: &Channel, config: &Config) -> lapin::Result<()> {
         .queue_bind(
             config.queue.as_str().into(),
             config.exchange.as_str().into(),
-            "report.*".into(),
+            wire::BINDING_PATTERN.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )

@@ -18,13 +18,14 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
+use pollwatch_model::wire::PUBLISHED_AT_HEADER;
 use pollwatch_model::{Mission, RejectCode, Rejection};
 use pollwatch_store::{Incoming, Outcome, Store, StoreError};
 
 use crate::letter::{Carry, letter};
 use crate::message::{Envelope, judge};
 use crate::metrics::Metrics;
-use crate::{Action, Config, Disposition, PUBLISHED_AT_HEADER, action, broker_user, topology};
+use crate::{Action, Config, Disposition, action, broker_user, topology};
 
 /// Longest wait between two attempts to reach the broker or the store.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);

@@ -13,5 +13,5 @@ pub mod publisher;
 
 pub use outbox::{Outbox, OutboxError, Pending};
 pub use publisher::{
-    Flushed, JSON, Message, PublishError, PublisherConfig, flush, flush_with_progress, publish_all,
+    Flushed, Message, PublishError, PublisherConfig, flush, flush_with_progress, publish_all,
 };

@@ -6,7 +6,7 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pollwatch_model::{Context, Mission, Rejection};
+use pollwatch_model::{Context, Mission, Rejection, wire};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -23,7 +23,7 @@ pub struct Pending {
     pub seq: i64,
     pub report_id: String,
     pub revision: i64,
-    /// `report.<kind>`.
+    /// `report.<kind>` ([`wire::routing_key`]).
     pub routing_key: String,
     pub body: Vec<u8>,
     pub queued_at: DateTime<Utc>,
@@ -82,7 +82,7 @@ impl Outbox {
         )
         .bind(report.report_id.to_string())
         .bind(i64::from(report.revision))
-        .bind(format!("report.{}", report.kind().as_str()))
+        .bind(wire::routing_key(report.kind()))
         .bind(payload)
         .bind(now.to_rfc3339())
         .execute(&self.pool)
@@ -136,7 +136,7 @@ impl Outbox {
 
 #[cfg(test)]
 mod tests {
-    use pollwatch_model::RejectCode;
+    use pollwatch_model::{RejectCode, ReportKind};
 
     use super::*;
 
@@ -168,7 +168,8 @@ mod tests {
         assert_eq!(outbox.waiting().await.unwrap(), 3);
         let pending = outbox.pending(0, 10).await.unwrap();
         let keys: Vec<&str> = pending.iter().map(|p| p.routing_key.as_str()).collect();
-        assert_eq!(keys, ["report.arrival", "report.voting", "report.counting"]);
+        let kinds = [ReportKind::Arrival, ReportKind::Voting, ReportKind::Counting];
+        assert_eq!(keys, kinds.map(wire::routing_key));
         assert_eq!(pending[1].body, voting.as_bytes());
         assert_eq!(outbox.pending(pending[0].seq, 10).await.unwrap().len(), 2);
         outbox.remove(&[pending[0].seq, pending[2].seq]).await.unwrap();

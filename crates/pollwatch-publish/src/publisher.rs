@@ -10,6 +10,8 @@ use lapin::types::{AMQPValue, FieldTable};
 
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
 
+use pollwatch_model::wire;
+
 use crate::outbox::{Outbox, OutboxError};
 
 /// How a device reaches the broker.
@@ -29,11 +31,11 @@ pub struct PublisherConfig {
 /// device's `user_id`; the simulator also sends messages a real device would not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    /// `report.<kind>`.
+    /// `report.<kind>` ([`wire::routing_key`]).
     pub routing_key: String,
     /// The report id, so that the broker's tools and the dead-letter queue can name the report.
     pub message_id: String,
-    /// `application/json` for every report a device sends.
+    /// [`wire::JSON`] for every report a device sends.
     pub content_type: Option<String>,
     /// The broker user the message claims to come from (RabbitMQ refuses any but the
     /// connection's own, unless that user has the `impersonator` tag).
@@ -48,22 +50,15 @@ impl Message {
     /// A report as a device sends it.
     pub fn report(report: &pollwatch_model::Report, user_id: Option<String>) -> Self {
         Self {
-            routing_key: format!("report.{}", report.kind().as_str()),
+            routing_key: wire::routing_key(report.kind()),
             message_id: report.report_id.to_string(),
-            content_type: Some(JSON.to_owned()),
+            content_type: Some(wire::JSON.to_owned()),
             user_id,
             timestamp: None,
             body: serde_json::to_vec(report).expect("a report serialises"),
         }
     }
 }
-
-/// When a message was published, in microseconds since the Unix epoch: the worker measures from
-/// it to the commit (the same name as `pollwatch_ingest::PUBLISHED_AT_HEADER`).
-pub const PUBLISHED_AT_HEADER: &str = "x-pollwatch-published-at";
-
-/// The content type of every report.
-pub const JSON: &str = "application/json";
 
 /// What one flush did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -110,7 +105,7 @@ pub async fn flush_with_progress(
             let message = Message {
                 routing_key: pending.routing_key.clone(),
                 message_id: pending.report_id.clone(),
-                content_type: Some(JSON.to_owned()),
+                content_type: Some(wire::JSON.to_owned()),
                 user_id: config.user_id.clone(),
                 timestamp: u64::try_from(pending.queued_at.timestamp()).ok(),
                 body: pending.body.clone(),
@@ -251,7 +246,7 @@ impl<'a> Window<'a> {
 }
 
 async fn publish(channel: &Channel, exchange: &str, message: &Message) -> lapin::Result<PublisherConfirm> {
-    let kind = message.routing_key.trim_start_matches("report.");
+    let kind = wire::kind_of(&message.routing_key);
     let now =
         || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
     let mut properties = BasicProperties::default()
@@ -267,7 +262,7 @@ async fn publish(channel: &Channel, exchange: &str, message: &Message) -> lapin:
     }
     // For the worker's publish-to-commit measurement.
     let mut headers = FieldTable::default();
-    headers.insert(PUBLISHED_AT_HEADER.into(), AMQPValue::LongLongInt(chrono::Utc::now().timestamp_micros()));
+    headers.insert(wire::PUBLISHED_AT_HEADER.into(), AMQPValue::LongLongInt(chrono::Utc::now().timestamp_micros()));
     properties = properties.with_headers(headers);
     channel
         .basic_publish(

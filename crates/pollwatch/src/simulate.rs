@@ -217,11 +217,6 @@ mod tests {
         (mission, truth)
     }
 
-    #[test]
-    fn publisher_and_worker_name_the_publication_time_header_alike() {
-        assert_eq!(pollwatch_publish::publisher::PUBLISHED_AT_HEADER, pollwatch_ingest::PUBLISHED_AT_HEADER);
-    }
-
     /// The expectation is only as good as the simulator's idea of the worker: here the worker's
     /// own judgement of every message of a day must be what the simulator planned, with and
     /// without sender authentication.
