@@ -151,7 +151,7 @@ fn backlog(mission: &Mission, n: usize) -> Vec<Message> {
             malformed: 0.01,
             spoofed: 0.0,
             senders: false,
-            require_sender_auth: false,
+            rules: Rules { max_body_bytes: 262_144, require_sender_auth: false },
         };
         let day = pollwatch_sim::simulate(mission, &truth, &options).expect("a day");
         messages.extend(day.messages.into_iter().map(|m| m.message));

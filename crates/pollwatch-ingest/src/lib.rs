@@ -23,8 +23,8 @@ use pollwatch_model::Rejection;
 use pollwatch_store::{Outcome, StoreError};
 
 pub use message::{Envelope, judge};
-pub use pollwatch_model::Rules;
 pub use metrics::Metrics;
+pub use pollwatch_model::Rules;
 pub use worker::{Summary, WorkerError, published_at, run};
 
 /// The broker user an AMQP URL logs in as (`guest` when it names none, as the broker assumes).

@@ -98,6 +98,11 @@ impl ContestResults {
         results
     }
 
+    /// The votes for `choice` (0 for a code that is not among the choices).
+    pub fn votes_for(&self, choice: &str) -> i64 {
+        self.votes.iter().find(|(code, _)| code == choice).map_or(0, |(_, votes)| *votes)
+    }
+
     /// All valid votes.
     pub fn valid(&self) -> i64 {
         self.votes.iter().map(|(_, n)| n).sum()

@@ -1,18 +1,19 @@
 //! The expectation file: what the store and the dead-letter queue must hold once the worker has
 //! taken every message of a simulated day, worked out from the messages by the store's rules.
 //!
-//! Those rules, as `pollwatch-store` documents them: a report id is stored once, its highest
-//! revision current; a message the worker rejects is dead-lettered with its code; quarantined
-//! reports count for coverage but not for incidents or results; a station's result is its
-//! current, unquarantined counting report with the latest observation (ties: the greatest id).
+//! Each message's fate is the worker's own judgement of it ([`pollwatch_model::judge`], worked out
+//! by the simulator); what the accepted ones add up to follows the store's rules as
+//! [`pollwatch_model::tally`] states them: a report id is stored once, its highest revision
+//! current; quarantined reports count for coverage but not for incidents or results; the results
+//! are [`ContestResults::tally`] over the current, unquarantined reports.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use pollwatch_model::{Content, Mission, Report, ReportKind};
+use pollwatch_model::{Content, ContestResults, Mission, Report, ReportKind};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::truth::{Count, Tally};
+use crate::truth::Count;
 use crate::{Fate, Options, Planned, Why};
 
 /// What a simulated day must leave behind.
@@ -31,11 +32,11 @@ pub struct Expectation {
     /// Current, unquarantined incident reports per category, then per severity.
     pub incidents: BTreeMap<String, BTreeMap<String, i64>>,
     /// Per contest: the tabulation over the stations where a counting report counts.
-    pub results: BTreeMap<String, Tally>,
+    pub results: BTreeMap<String, ContestResults>,
     /// Per contest: the national figures the whole count adds up to (every station, observed or
     /// not), as drawn from the ground truth. For reference: the store only knows the stations
     /// the teams counted at.
-    pub ground_truth: BTreeMap<String, Tally>,
+    pub ground_truth: BTreeMap<String, ContestResults>,
 }
 
 /// The messages the simulator sent, by why they were sent.
@@ -81,7 +82,7 @@ impl Expectation {
                 }
                 Why::Resend => counts.resends += 1,
                 Why::Correction => counts.corrections += 1,
-                Why::Malformed => counts.malformed += 1,
+                Why::Malformed(_) => counts.malformed += 1,
                 Why::Spoofed => counts.spoofed += 1,
             }
             match &planned.fate {
@@ -101,28 +102,20 @@ impl Expectation {
             mission.stations.iter().map(|s| (s.code.as_str(), s.region.as_str())).collect();
         let mut covered: BTreeMap<ReportKind, BTreeSet<&str>> = BTreeMap::new();
         let mut incidents: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-        // Per station, the counting report whose figures count.
-        let mut counted: BTreeMap<&str, &Report> = BTreeMap::new();
+        // The reports whose figures count: current and not held for review.
+        let mut counting: Vec<&Report> = Vec::new();
         for (report, quarantined) in current.values() {
             covered.entry(report.kind()).or_default().insert(report.station.as_str());
             if *quarantined {
                 continue;
             }
-            match &report.content {
-                Content::Incident(body) => {
-                    *incidents
-                        .entry(body.category.as_str().to_owned())
-                        .or_default()
-                        .entry(body.severity.as_str().to_owned())
-                        .or_default() += 1;
-                }
-                Content::Counting(_) => {
-                    let latest = counted.entry(report.station.as_str()).or_insert(report);
-                    if (report.observed_at, report.report_id) > (latest.observed_at, latest.report_id) {
-                        *latest = report;
-                    }
-                }
-                _ => {}
+            counting.push(report);
+            if let Content::Incident(body) = &report.content {
+                *incidents
+                    .entry(body.category.as_str().to_owned())
+                    .or_default()
+                    .entry(body.severity.as_str().to_owned())
+                    .or_default() += 1;
             }
         }
         let coverage = ReportKind::ALL
@@ -148,20 +141,13 @@ impl Expectation {
             .contests
             .iter()
             .map(|contest| {
-                let mut tally = Tally::empty(contest.choices.iter().map(|c| c.code.clone()));
-                for report in counted.values() {
-                    let Content::Counting(body) = &report.content else { unreachable!("a counting report") };
-                    if let Some(protocol) = body.protocols.iter().find(|p| p.contest == contest.id) {
-                        tally.add(protocol);
-                    }
-                }
-                (contest.id.clone(), tally)
+                (contest.id.clone(), ContestResults::tally(mission, contest, counting.iter().copied()))
             })
             .collect();
         Expectation {
             mission: mission.id.clone(),
             seed: options.seed,
-            require_sender_auth: options.require_sender_auth,
+            require_sender_auth: options.rules.require_sender_auth,
             messages: counts,
             store: StoreCounts {
                 reports: current.len() as i64,
@@ -181,6 +167,8 @@ impl Expectation {
 #[cfg(test)]
 mod tests {
     use crate::tests::{kg_2021, noisy, quiet, truth};
+    use pollwatch_model::Rules;
+
     use crate::{Options, simulate};
 
     #[test]
@@ -218,7 +206,8 @@ mod tests {
         assert_eq!(e.store.quarantined as u64, e.messages.spoofed, "every mistake corrected; spoofs held");
         assert_eq!(e.dead_letters.values().sum::<u64>(), e.messages.malformed);
 
-        let strict = Options { require_sender_auth: true, ..noisy(4) };
+        let noisy = noisy(4);
+        let strict = Options { rules: Rules { require_sender_auth: true, ..noisy.rules }, ..noisy };
         let strict = simulate(&mission, &truth, &strict).expect("a day").expectation;
         assert_eq!(strict.dead_letters["sender_mismatch"], strict.messages.spoofed);
         assert_eq!(strict.store.quarantined, 0);

@@ -6,7 +6,8 @@
 //!
 //! Everything here is deterministic from the seed and does no I/O: the CLI publishes the
 //! messages and writes the [`Expectation`] — what the store and the dead-letter queue must hold
-//! once the worker has taken every message.
+//! once the worker has taken every message. What the worker makes of each message is not guessed
+//! here: it is the worker's own judgement ([`pollwatch_model::judge`]) under `Options::rules`.
 
 mod expect;
 pub mod generate;
@@ -15,20 +16,21 @@ pub mod truth;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone as _};
+use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone as _, Utc};
 use pollwatch_model::{
-    Answer, Assessment, Content, CountingBody, Mission, Observer, RejectCode, Report, ReportKind, Station,
+    Answer, Assessment, Content, CountingBody, Envelope, Mission, Observer, RejectCode, Report, ReportKind,
+    Rules, Station, judge,
 };
 
 pub use expect::{Expectation, MessageCounts, StoreCounts};
 pub use malform::MALFORMATIONS;
-pub use truth::{Count, GroundTruth, Tally, TruthError};
+pub use truth::{Count, GroundTruth, TruthError};
 
 use crate::generate::{Rng, compose, content};
 use pollwatch_publish::Message;
 
 /// How the day goes wrong, and how the worker judges senders.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub seed: u64,
     /// Share of reports a device sends twice (it did not see the broker's confirm).
@@ -44,9 +46,10 @@ pub struct Options {
     pub spoofed: f64,
     /// Put each device's broker user in `user_id`, as devices with their own accounts do.
     pub senders: bool,
-    /// Whether the worker dead-letters reports not sent by the observer's own device
-    /// (`ingest.require_sender_auth`); otherwise it holds them for review.
-    pub require_sender_auth: bool,
+    /// The rules the worker judges by (`ingest.max_body_bytes`, `ingest.require_sender_auth`:
+    /// whether it dead-letters reports not sent by the observer's own device or holds them for
+    /// review).
+    pub rules: Rules,
 }
 
 /// Why a message is in the day.
@@ -60,11 +63,13 @@ pub enum Why {
     Resend,
     /// Revision 2 of a report whose revision 1 had a mistake.
     Correction,
-    Malformed,
+    /// A broken copy of a report, made to be rejected with this code.
+    Malformed(RejectCode),
+    /// A counting report sent from one observer's device in another observer's name.
     Spoofed,
 }
 
-/// What the worker must do with a message.
+/// What the worker does with a message: its judgement, as [`fate`] works it out.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fate {
     /// Accept it: store it, or see it is a duplicate or an older revision.
@@ -81,6 +86,23 @@ pub struct Planned {
     pub why: Why,
     pub message: Message,
     pub fate: Fate,
+}
+
+/// What the worker makes of `message` when it arrives at `at`: [`judge`] under `rules` decides;
+/// an accepted report with flags is held for review.
+pub fn fate(mission: &Mission, rules: Rules, message: &Message, at: DateTime<FixedOffset>) -> Fate {
+    let envelope = Envelope {
+        body: &message.body,
+        content_type: message.content_type.as_deref(),
+        content_encoding: None,
+        user_id: message.user_id.as_deref(),
+    };
+    match judge(&envelope, mission, rules, at.with_timezone(&Utc)) {
+        Ok(accepted) => {
+            Fate::Accepted { quarantined: !accepted.flags.is_empty(), report: Box::new(accepted.report) }
+        }
+        Err(rejection) => Fate::DeadLettered(rejection.code),
+    }
 }
 
 /// A simulated day: the messages in the order they are sent, and what must come of them.
@@ -148,21 +170,21 @@ pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Re
             why = Why::Late;
         }
         let first = if chance(&mut rng, options.corrections) {
-            let (mistaken, quarantined) = mistake(&report, &mut rng);
+            let mistaken = mistake(&report, &mut rng);
             let mut corrected = report.clone();
             corrected.revision = 2;
             corrected.submitted_at = report.submitted_at + Duration::minutes(10 + rng.below(50) as i64);
-            messages.push(accepted(
+            messages.push(planned(
+                mission,
+                options,
                 corrected.submitted_at,
                 Why::Correction,
-                corrected,
-                false,
-                user_id.clone(),
-                options,
+                &corrected,
+                &user_id,
             ));
-            accepted(at, why, mistaken, quarantined, user_id.clone(), options)
+            planned(mission, options, at, why, &mistaken, &user_id)
         } else {
-            accepted(at, why, report, false, user_id.clone(), options)
+            planned(mission, options, at, why, &report, &user_id)
         };
         if chance(&mut rng, options.resends) {
             let again = Planned {
@@ -182,12 +204,9 @@ pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Re
         for k in 0..share(reports, options.malformed) {
             let (at, original) = &originals[rng.below(originals.len() as u64) as usize];
             let (message, code) = malform::malform(original, k);
-            messages.push(Planned {
-                at: *at + Duration::seconds(30),
-                why: Why::Malformed,
-                message,
-                fate: Fate::DeadLettered(code),
-            });
+            let at = *at + Duration::seconds(30);
+            let fate = fate(mission, options.rules, &message, at);
+            messages.push(Planned { at, why: Why::Malformed(code), message, fate });
         }
     }
 
@@ -213,21 +232,17 @@ fn chance(rng: &mut Rng, rate: f64) -> bool {
     rate > 0.0 && truth::unit(rng) < rate
 }
 
-/// A report as sent, and what the worker must make of it.
-fn accepted(
+/// A report as sent at `at`, and what the worker makes of it.
+fn planned(
+    mission: &Mission,
+    options: &Options,
     at: DateTime<FixedOffset>,
     why: Why,
-    report: Report,
-    quarantined: bool,
-    user_id: Option<String>,
-    options: &Options,
+    report: &Report,
+    user_id: &Option<String>,
 ) -> Planned {
-    let message = Message::report(&report, user_id);
-    let fate = if options.require_sender_auth && message.user_id.is_none() {
-        Fate::DeadLettered(RejectCode::SenderMissing)
-    } else {
-        Fate::Accepted { report: Box::new(report), quarantined }
-    };
+    let message = Message::report(report, user_id.clone());
+    let fate = fate(mission, options.rules, &message, at);
     Planned { at, why, message, fate }
 }
 
@@ -364,9 +379,9 @@ impl<'a> TeamDay<'a> {
     }
 }
 
-/// Revision 1 of a report that revision 2 corrects, and whether the model holds it for review:
-/// a counting protocol copied with a slip, or another assessment, severity or answer.
-fn mistake(report: &Report, rng: &mut Rng) -> (Report, bool) {
+/// Revision 1 of a report that revision 2 corrects: a counting protocol copied with a slip (which
+/// the model flags, so it is held for review), or another assessment, severity or answer.
+fn mistake(report: &Report, rng: &mut Rng) -> Report {
     let mut mistaken = report.clone();
     match &mut mistaken.content {
         Content::Counting(body) => {
@@ -376,7 +391,7 @@ fn mistake(report: &Report, rng: &mut Rng) -> (Report, bool) {
             if let Some(votes) = leading.and_then(|c| protocol.votes.get_mut(&c)) {
                 *votes += 10;
             }
-            return (mistaken, true);
+            return mistaken;
         }
         Content::Incident(body) => {
             let others: Vec<_> =
@@ -397,7 +412,7 @@ fn mistake(report: &Report, rng: &mut Rng) -> (Report, bool) {
             }
         }
     }
-    (mistaken, false)
+    mistaken
 }
 
 /// A counting report for a random station, sent from one observer's device in the name of an
@@ -423,13 +438,7 @@ fn spoof(mission: &Mission, count: &Count, options: &Options, rng: &mut Rng) -> 
     let submitted_at = observed_at + Duration::minutes(5);
     let content = Content::Counting(CountingBody { protocols });
     let report = compose(mission, station, &named.id, observed_at, submitted_at, content, rng);
-    let message = Message::report(&report, Some(device.device_user.clone()));
-    let fate = if options.require_sender_auth {
-        Fate::DeadLettered(RejectCode::SenderMismatch)
-    } else {
-        Fate::Accepted { report: Box::new(report), quarantined: true }
-    };
-    Planned { at: submitted_at, why: Why::Spoofed, message, fate }
+    planned(mission, options, submitted_at, Why::Spoofed, &report, &Some(device.device_user.clone()))
 }
 
 #[cfg(test)]
@@ -480,7 +489,63 @@ pub(crate) mod tests {
             malformed: 0.01,
             spoofed: 0.01,
             senders: true,
-            require_sender_auth: false,
+            rules: Rules { max_body_bytes: 256 * 1024, require_sender_auth: false },
+        }
+    }
+
+    /// The expectation rests on the worker's judgement of each message; that judgement must be
+    /// what the simulator meant each message to be, with and without sender authentication, and
+    /// the same whenever the worker gets it: a team's report is accepted (held for review only
+    /// when it is a counting slip that a correction follows), a malformed copy is rejected with
+    /// the code it was broken for, and a report in another observer's name is held for review,
+    /// or rejected as `sender_mismatch` when the worker authenticates senders.
+    #[test]
+    fn every_message_is_judged_as_the_simulator_meant_it() {
+        let mission = kg_2021();
+        let truth = truth(&mission);
+        for require_sender_auth in [false, true] {
+            let options = Options {
+                seed: 11,
+                resends: 0.05,
+                out_of_order: 0.1,
+                corrections: 0.1,
+                malformed: 0.02,
+                spoofed: 0.02,
+                senders: true,
+                rules: Rules { max_body_bytes: 256 * 1024, require_sender_auth },
+            };
+            let day = simulate(&mission, &truth, &options).expect("a day");
+            let corrected: std::collections::HashSet<uuid::Uuid> = day
+                .messages
+                .iter()
+                .filter(|m| m.why == Why::Correction)
+                .filter_map(|m| match &m.fate {
+                    Fate::Accepted { report, .. } => Some(report.report_id),
+                    Fate::DeadLettered(_) => None,
+                })
+                .collect();
+            let now = Utc::now().fixed_offset();
+            for planned in &day.messages {
+                assert_eq!(
+                    fate(&mission, options.rules, &planned.message, now),
+                    planned.fate,
+                    "{:?}",
+                    planned.why
+                );
+                match (planned.why, &planned.fate) {
+                    (Why::Malformed(code), fate) => assert_eq!(fate, &Fate::DeadLettered(code)),
+                    (Why::Spoofed, Fate::Accepted { quarantined: true, .. }) if !require_sender_auth => {}
+                    (Why::Spoofed, Fate::DeadLettered(RejectCode::SenderMismatch)) if require_sender_auth => {
+                    }
+                    (Why::Report | Why::Late | Why::Resend, Fate::Accepted { report, quarantined }) => {
+                        let slip =
+                            report.kind() == ReportKind::Counting && corrected.contains(&report.report_id);
+                        assert!(!quarantined || slip, "{:?} held for review: {report:?}", planned.why);
+                    }
+                    (Why::Correction, Fate::Accepted { quarantined: false, .. }) => {}
+                    (why, fate) => panic!("{why:?} judged {fate:?}"),
+                }
+            }
         }
     }
 
@@ -532,7 +597,7 @@ pub(crate) mod tests {
             let Fate::Accepted { report, quarantined: held } = &planned.fate else { continue };
             let context = pollwatch_model::Context {
                 mission: &mission,
-                now: chrono::Utc::now(),
+                now: Utc::now(),
                 sender: planned.message.user_id.as_deref(),
             };
             let checked = pollwatch_model::check(&planned.message.body, &context).expect("accepted");

