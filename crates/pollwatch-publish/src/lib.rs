@@ -6,6 +6,9 @@
 //! the field's path, why a report would be refused. Resending is always safe: the worker stores a
 //! report id and revision once.
 //!
+//! [`connect`] is how every pollwatch process reaches the broker, the worker and the operators'
+//! tools included.
+//!
 //! [`simulate`] makes a whole election day of messages, with what must come of them, for
 //! `pollwatch simulate`.
 
@@ -16,5 +19,6 @@ pub mod simulate;
 
 pub use outbox::{Outbox, OutboxError, Pending};
 pub use publisher::{
-    Flushed, Message, PublishError, PublisherConfig, flush, flush_with_progress, publish_all,
+    CONNECT_TIMEOUT, ConnectError, Flushed, Message, PublishError, PublisherConfig, connect, flush,
+    flush_with_progress, publish_all,
 };

@@ -71,6 +71,26 @@ pub struct Flushed {
     pub refused: u64,
 }
 
+/// How long connecting to the broker may take before it counts as a failure, for every pollwatch
+/// process that connects.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why [`connect`] returned no connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("timed out connecting to the broker")]
+    TimedOut,
+    #[error(transparent)]
+    Broker(#[from] lapin::Error),
+}
+
+/// Connects to the broker at `url`, giving up after `timeout`: the one way every pollwatch
+/// process (device, worker, operators' tools) opens a connection.
+pub async fn connect(url: &str, timeout: Duration) -> Result<Connection, ConnectError> {
+    let connecting = Connection::connect(url, ConnectionProperties::default());
+    Ok(tokio::time::timeout(timeout, connecting).await.map_err(|_| ConnectError::TimedOut)??)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("broker: {0}")]
@@ -79,6 +99,15 @@ pub enum PublishError {
     ConnectTimeout,
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+}
+
+impl From<ConnectError> for PublishError {
+    fn from(error: ConnectError) -> Self {
+        match error {
+            ConnectError::TimedOut => Self::ConnectTimeout,
+            ConnectError::Broker(error) => Self::Broker(error),
+        }
+    }
 }
 
 /// Publishes everything in `outbox` once, oldest first, and removes what the broker confirms.
@@ -160,10 +189,7 @@ impl<'a> Window<'a> {
         config: &'a PublisherConfig,
         progress: &'a (dyn Fn(u64) + Sync),
     ) -> Result<Window<'a>, PublishError> {
-        let connecting = Connection::connect(&config.url, ConnectionProperties::default());
-        let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
-            .await
-            .map_err(|_| PublishError::ConnectTimeout)??;
+        let connection = connect(&config.url, CONNECT_TIMEOUT).await?;
         let channel = connection.create_channel().await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
         let in_flight = VecDeque::with_capacity(config.window.max(1));
