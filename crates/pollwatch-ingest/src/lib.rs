@@ -20,6 +20,7 @@ mod worker;
 use std::time::Duration;
 
 use pollwatch_model::{RejectCode, Rejection};
+use pollwatch_settings::SecretUrl;
 use pollwatch_store::{Outcome, StoreError};
 
 pub use message::{Envelope, judge};
@@ -43,7 +44,8 @@ pub enum QueueKind {
 /// Everything the worker is told (from the `[amqp]` and `[ingest]` settings).
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub amqp_url: String,
+    /// It carries the worker's password: it prints redacted, and only connecting exposes it.
+    pub amqp_url: SecretUrl,
     pub exchange: String,
     pub queue: String,
     pub dead_letter_exchange: String,
@@ -126,6 +128,27 @@ pub fn action(disposition: &Disposition<'_>) -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_config_never_prints_the_password() {
+        let config = Config {
+            amqp_url: SecretUrl::new("amqp://worker:s3cr3t@broker.example:5672/%2f"),
+            exchange: "reports".into(),
+            queue: "ingest".into(),
+            dead_letter_exchange: "dead".into(),
+            dead_letter_queue: "dead-letters".into(),
+            prefetch: 600,
+            queue_kind: QueueKind::Quorum,
+            delivery_limit: 100,
+            batch_size: 200,
+            batch_linger: Duration::from_millis(20),
+            rules: Rules { max_body_bytes: 65_536, require_sender_auth: true },
+            shutdown_deadline: Duration::from_secs(10),
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("worker:***@broker.example"), "{shown}");
+    }
 
     #[test]
     fn every_disposition_has_its_action() {

@@ -213,7 +213,7 @@ pub async fn run(
     let mut backoff = Backoff::new();
     let mut broker = BrokerState::default();
     let suspects = Suspects::default();
-    let worker_user = broker_user(&config.amqp_url);
+    let worker_user = broker_user(config.amqp_url.expose());
     loop {
         let context =
             Context { config, store, mission, metrics, suspects: &suspects, worker_user: &worker_user };
@@ -267,7 +267,7 @@ async fn session(
     summary: &mut Summary,
 ) -> Result<SessionEnd, WorkerError> {
     let config = context.config;
-    let connection = match connect(&config.amqp_url, CONNECT_TIMEOUT).await {
+    let connection = match connect(config.amqp_url.expose(), CONNECT_TIMEOUT).await {
         Ok(connection) => connection,
         Err(error) => return Ok(SessionEnd::Broker(error.into())),
     };
