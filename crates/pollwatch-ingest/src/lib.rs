@@ -24,8 +24,8 @@ use pollwatch_settings::SecretUrl;
 use pollwatch_store::{Outcome, StoreError};
 
 pub use message::{Envelope, judge};
-pub use pollwatch_model::Rules;
 pub use metrics::Metrics;
+pub use pollwatch_model::Rules;
 pub use worker::{Summary, WorkerError, published_at, run};
 
 /// The broker user an AMQP URL logs in as (`guest` when it names none, as the broker assumes).
@@ -117,11 +117,9 @@ pub fn action(disposition: &Disposition<'_>) -> Action {
         Disposition::Rejected(rejection) => Action::DeadLetterThenAck((*rejection).clone()),
         Disposition::StoreFailed(error) if error.is_retryable() => Action::RetryLater,
         // Refused for good even on its own: keeping it would block the queue forever.
-        Disposition::StoreFailed(error) => Action::DeadLetterThenAck(Rejection::new(
-            RejectCode::StoreRejected,
-            "$",
-            error.to_string(),
-        )),
+        Disposition::StoreFailed(error) => {
+            Action::DeadLetterThenAck(Rejection::new(RejectCode::StoreRejected, "$", error.to_string()))
+        }
     }
 }
 

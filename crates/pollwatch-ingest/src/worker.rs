@@ -16,8 +16,8 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
     BasicQosOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer};
 use pollwatch_model::wire::PUBLISHED_AT_HEADER;
 use pollwatch_model::{Mission, Rejection};

@@ -28,8 +28,8 @@ pub mod wire;
 
 pub use codes::{Flag, FlagCode, RejectCode, Rejection, codes_markdown};
 pub use decode::decode;
-pub use envelope::{Accepted, Envelope, Rules, judge};
 pub use detail::{MAX_DETAIL_BYTES, MAX_ECHO_CHARS, MAX_PATH_BYTES, bounded, echo};
+pub use envelope::{Accepted, Envelope, Rules, judge};
 pub use json::json_text;
 pub use mission::*;
 pub use report::*;

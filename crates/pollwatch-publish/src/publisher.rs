@@ -304,7 +304,10 @@ async fn publish(channel: &Channel, exchange: &str, message: &Message) -> lapin:
     }
     // For the worker's publish-to-commit measurement.
     let mut headers = FieldTable::default();
-    headers.insert(wire::PUBLISHED_AT_HEADER.into(), AMQPValue::LongLongInt(chrono::Utc::now().timestamp_micros()));
+    headers.insert(
+        wire::PUBLISHED_AT_HEADER.into(),
+        AMQPValue::LongLongInt(chrono::Utc::now().timestamp_micros()),
+    );
     properties = properties.with_headers(headers);
     channel
         .basic_publish(
