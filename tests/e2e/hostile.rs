@@ -133,8 +133,7 @@ async fn an_oversized_rejection_among_valid_reports_costs_no_reconnect() -> anyh
     publish(&channel, &config.exchange, "report.voting", &nope, heavy(131_000)).await?;
     for report in after {
         let body = serde_json::to_vec(report)?;
-        publish(&channel, &config.exchange, &wire::routing_key(report.kind()), &body, json())
-            .await?;
+        publish(&channel, &config.exchange, &wire::routing_key(report.kind()), &body, json()).await?;
     }
     until_stored_within(&worker.store, N as i64, Duration::from_secs(120)).await?;
 

@@ -74,8 +74,7 @@ fn fuzzed(id: usize, report: &Report, rng: &mut fixtures::Rng) -> Message {
     if body.is_empty() && rng.below(2) == 0 {
         body = vec![0];
     }
-    let key =
-        if rng.below(10) == 0 { "report.x".to_owned() } else { wire::routing_key(report.kind()) };
+    let key = if rng.below(10) == 0 { "report.x".to_owned() } else { wire::routing_key(report.kind()) };
     Message { body, properties, key }
 }
 

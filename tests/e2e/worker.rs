@@ -173,8 +173,7 @@ pub(crate) async fn send_stream(
 ) -> anyhow::Result<()> {
     let body = |report: &pollwatch_model::Report| serde_json::to_vec(report).expect("a report serialises");
     let (first, rest) = reports.split_first().context("no reports")?;
-    until_ready(broker, channel, config, &wire::routing_key(first.kind()), &body(first), json())
-        .await?;
+    until_ready(broker, channel, config, &wire::routing_key(first.kind()), &body(first), json()).await?;
     let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
     let mut confirms = Vec::new();
     for report in rest {
