@@ -163,7 +163,7 @@ fn backlog(mission: &Mission, n: usize) -> Vec<Message> {
 
 fn config(broker: &TestBroker, run: &str, options: &Options) -> Config {
     Config {
-        amqp_url: broker.url.clone(),
+        amqp_url: pollwatch_settings::SecretUrl::new(broker.url.clone()),
         exchange: broker.name(&format!("{run}.reports")),
         queue: broker.name(&format!("{run}.ingest")),
         dead_letter_exchange: broker.name(&format!("{run}.dead-letter")),

@@ -21,7 +21,7 @@ pub(crate) const STEP: Duration = Duration::from_secs(30);
 
 pub(crate) fn config(broker: &TestBroker, rules: Rules) -> Config {
     Config {
-        amqp_url: broker.url.clone(),
+        amqp_url: pollwatch_settings::SecretUrl::new(broker.url.clone()),
         exchange: broker.name("reports"),
         queue: broker.name("ingest"),
         dead_letter_exchange: broker.name("dead-letter"),

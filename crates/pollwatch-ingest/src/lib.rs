@@ -19,7 +19,8 @@ mod worker;
 
 use std::time::Duration;
 
-use pollwatch_model::Rejection;
+use pollwatch_model::{RejectCode, Rejection};
+use pollwatch_settings::SecretUrl;
 use pollwatch_store::{Outcome, StoreError};
 
 pub use message::{Envelope, judge};
@@ -43,7 +44,8 @@ pub enum QueueKind {
 /// Everything the worker is told (from the `[amqp]` and `[ingest]` settings).
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub amqp_url: String,
+    /// It carries the worker's password: it prints redacted, and only connecting exposes it.
+    pub amqp_url: SecretUrl,
     pub exchange: String,
     pub queue: String,
     pub dead_letter_exchange: String,
@@ -95,33 +97,56 @@ pub enum Disposition<'a> {
 }
 
 /// What the worker does with a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Acknowledge it: its batch is committed.
     Ack,
-    /// Publish a copy with the reason to the dead-letter exchange, wait for the broker's
+    /// Publish a copy with this reason to the dead-letter exchange, wait for the broker's
     /// confirm, then acknowledge the original.
-    DeadLetterThenAck,
+    DeadLetterThenAck(Rejection),
     /// Leave it unacknowledged and retry its batch later; take nothing new meanwhile.
     RetryLater,
 }
 
-/// The one place that decides ack, dead letter or retry.
+/// The one place that decides ack, dead letter (and with which reason) or retry. The worker
+/// asks it of every delivery: the commit stage when the store fails, the acknowledging stage for
+/// every delivery of a committed batch.
 pub fn action(disposition: &Disposition<'_>) -> Action {
     match disposition {
         Disposition::Committed(_) => Action::Ack,
-        Disposition::Rejected(_) => Action::DeadLetterThenAck,
+        Disposition::Rejected(rejection) => Action::DeadLetterThenAck((*rejection).clone()),
         Disposition::StoreFailed(error) if error.is_retryable() => Action::RetryLater,
         // Refused for good even on its own: keeping it would block the queue forever.
-        Disposition::StoreFailed(_) => Action::DeadLetterThenAck,
+        Disposition::StoreFailed(error) => {
+            Action::DeadLetterThenAck(Rejection::new(RejectCode::StoreRejected, "$", error.to_string()))
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use pollwatch_model::RejectCode;
-
     use super::*;
+
+    #[test]
+    fn the_config_never_prints_the_password() {
+        let config = Config {
+            amqp_url: SecretUrl::new("amqp://worker:s3cr3t@broker.example:5672/%2f"),
+            exchange: "reports".into(),
+            queue: "ingest".into(),
+            dead_letter_exchange: "dead".into(),
+            dead_letter_queue: "dead-letters".into(),
+            prefetch: 600,
+            queue_kind: QueueKind::Quorum,
+            delivery_limit: 100,
+            batch_size: 200,
+            batch_linger: Duration::from_millis(20),
+            rules: Rules { max_body_bytes: 65_536, require_sender_auth: true },
+            shutdown_deadline: Duration::from_secs(10),
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("worker:***@broker.example"), "{shown}");
+    }
 
     #[test]
     fn every_disposition_has_its_action() {
@@ -136,10 +161,11 @@ mod tests {
             assert_eq!(action(&Disposition::Committed(outcome)), Action::Ack, "{outcome}");
         }
         let rejection = Rejection::new(RejectCode::MalformedJson, "$", "no");
-        assert_eq!(action(&Disposition::Rejected(&rejection)), Action::DeadLetterThenAck);
+        assert_eq!(action(&Disposition::Rejected(&rejection)), Action::DeadLetterThenAck(rejection.clone()));
         let busy = StoreError::Retryable("busy".into());
         assert_eq!(action(&Disposition::StoreFailed(&busy)), Action::RetryLater);
         let refused = StoreError::Permanent("check constraint".into());
-        assert_eq!(action(&Disposition::StoreFailed(&refused)), Action::DeadLetterThenAck);
+        let stored_rejected = Rejection::new(RejectCode::StoreRejected, "$", refused.to_string());
+        assert_eq!(action(&Disposition::StoreFailed(&refused)), Action::DeadLetterThenAck(stored_rejected));
     }
 }

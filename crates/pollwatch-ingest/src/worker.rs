@@ -16,10 +16,12 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
     BasicQosOptions,
 };
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{Channel, Connection, Consumer};
 use pollwatch_model::wire::PUBLISHED_AT_HEADER;
-use pollwatch_model::{Mission, RejectCode, Rejection};
+use pollwatch_model::{Mission, Rejection};
+use pollwatch_publish::{CONNECT_TIMEOUT, ConnectError, connect};
 use pollwatch_store::{Incoming, Outcome, Store, StoreError};
 
 use crate::letter::{Carry, letter};
@@ -27,15 +29,10 @@ use crate::message::{Envelope, judge};
 use crate::metrics::Metrics;
 use crate::{Action, Config, Disposition, action, broker_user, topology};
 
-/// Longest wait between two attempts to reach the broker or the store.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// How often the worker looks at its channel while it takes no deliveries (its batches wait for
 /// the store): a connection lost meanwhile ends the session, so that what it holds goes back to
 /// the queue at once rather than when the store is back.
 const BROKER_CHECK: Duration = Duration::from_millis(250);
-/// How long connecting to the broker may take before it counts as a failure.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the worker did, returned when it stops.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -60,14 +57,102 @@ pub enum WorkerError {
 enum SessionEnd {
     /// Shutdown was requested and the session closed cleanly (or ran out of time).
     Stopped,
-    /// The broker went away or misbehaved; reconnect. `consumed` says whether the session got as
-    /// far as consuming.
-    Broker { error: lapin::Error, consumed: bool },
+    /// The broker went away or misbehaved: reconnect.
+    Broker(BrokerFailure),
 }
 
-impl SessionEnd {
-    fn unreachable(error: lapin::Error) -> Self {
-        Self::Broker { error, consumed: false }
+/// What went wrong with the broker.
+#[derive(Debug, thiserror::Error)]
+enum BrokerFailure {
+    #[error("timed out connecting to the broker")]
+    ConnectTimedOut,
+    /// It refused the connection or the session's set-up, in a way that may pass.
+    #[error(transparent)]
+    Unreachable(lapin::Error),
+    /// An error on the connection or a channel while consuming.
+    #[error(transparent)]
+    Lost(lapin::Error),
+    #[error("the channel closed while the batches in hand waited")]
+    ChannelClosed,
+    #[error("the broker cancelled the consumer")]
+    ConsumerCancelled,
+}
+
+impl BrokerFailure {
+    /// Whether the session got as far as consuming: then it was an outage's end, not one more
+    /// failed attempt at reaching the broker.
+    fn consumed(&self) -> bool {
+        match self {
+            Self::ConnectTimedOut | Self::Unreachable(_) => false,
+            Self::Lost(_) | Self::ChannelClosed | Self::ConsumerCancelled => true,
+        }
+    }
+}
+
+impl From<ConnectError> for BrokerFailure {
+    fn from(error: ConnectError) -> Self {
+        match error {
+            ConnectError::TimedOut => Self::ConnectTimedOut,
+            ConnectError::Broker(error) => Self::Unreachable(error),
+        }
+    }
+}
+
+/// Capped exponential backoff: the first wait is [`Backoff::FIRST`], each one after it twice
+/// the one before, up to [`Backoff::MAX`], until [`Backoff::reset`]. Both of the worker's retry
+/// loops (reaching the broker, committing to the store) wait with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    /// Longest wait between two attempts.
+    const MAX: Duration = Duration::from_secs(10);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    /// How long to wait before the next attempt; the wait after it is longer.
+    fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (wait * 2).min(Self::MAX);
+        wait
+    }
+
+    /// Starts again from the shortest wait.
+    fn reset(&mut self) {
+        *self = Self::new();
+    }
+}
+
+/// What the worker knows of the broker across sessions, so that it logs an outage once and
+/// counts reconnects only after a first connection.
+#[derive(Debug, Default)]
+struct BrokerState {
+    /// A session has consumed since the worker started.
+    connected_before: bool,
+    /// The last session failed, and none has consumed since.
+    lost: bool,
+}
+
+impl BrokerState {
+    /// Takes note of a failed session, and says so once per outage, not once per attempt.
+    fn failed(&mut self, failure: &BrokerFailure, retry_in: Duration) {
+        if failure.consumed() {
+            self.connected_before = true;
+            self.lost = false;
+        }
+        if !self.lost && self.connected_before {
+            tracing::warn!(error = %failure, "lost the broker; reconnecting with backoff");
+        } else if !self.lost {
+            tracing::warn!(error = %failure, "cannot reach the broker; retrying with backoff");
+        } else {
+            tracing::debug!(error = %failure, ?retry_in, "the broker is still unreachable");
+        }
+        self.lost = true;
     }
 }
 
@@ -125,51 +210,40 @@ pub async fn run(
     let shutdown = std::pin::pin!(shutdown);
     let mut stop = Stop { signal: shutdown, since: None, deadline: config.shutdown_deadline };
     let mut summary = Summary::default();
-    let mut backoff = FIRST_BACKOFF;
-    let mut connected_before = false;
-    let lost = &mut false;
+    let mut backoff = Backoff::new();
+    let mut broker = BrokerState::default();
     let suspects = Suspects::default();
-    let worker_user = broker_user(&config.amqp_url);
+    let worker_user = broker_user(config.amqp_url.expose());
     loop {
         let context =
             Context { config, store, mission, metrics, suspects: &suspects, worker_user: &worker_user };
-        let ended = session(&context, &mut stop, &mut summary, &mut connected_before, lost).await;
+        let ended = session(&context, &mut stop, &mut summary).await;
         metrics.set_broker_connected(false);
         metrics.unacknowledged_returned();
-        let ended = ended?;
-        match ended {
+        let failure = match ended? {
             SessionEnd::Stopped => {
                 tracing::info!(?summary, "worker stopped");
                 return Ok(summary);
             }
-            SessionEnd::Broker { error, consumed } => {
-                // A session that consumed was an outage's end, not one more failed attempt: the
-                // next outage starts from the shortest wait again.
-                if consumed {
-                    backoff = FIRST_BACKOFF;
-                }
-                // Once per outage, not once per attempt.
-                if !*lost && connected_before {
-                    tracing::warn!(%error, "lost the broker; reconnecting with backoff");
-                } else if !*lost {
-                    tracing::warn!(%error, "cannot reach the broker; retrying with backoff");
-                } else {
-                    tracing::debug!(%error, retry_in = ?backoff, "the broker is still unreachable");
-                }
-                *lost = true;
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = stop.requested() => {
-                        tracing::info!(?summary, "worker stopped while the broker was away");
-                        return Ok(summary);
-                    }
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                if connected_before {
-                    summary.reconnects += 1;
-                    metrics.reconnected();
-                }
+            SessionEnd::Broker(failure) => failure,
+        };
+        // A session that consumed was an outage's end: the next outage starts from the
+        // shortest wait again.
+        if failure.consumed() {
+            backoff.reset();
+        }
+        let wait = backoff.next_wait();
+        broker.failed(&failure, wait);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.requested() => {
+                tracing::info!(?summary, "worker stopped while the broker was away");
+                return Ok(summary);
             }
+        }
+        if broker.connected_before {
+            summary.reconnects += 1;
+            metrics.reconnected();
         }
     }
 }
@@ -191,29 +265,19 @@ async fn session(
     context: &Context<'_>,
     stop: &mut Stop<'_>,
     summary: &mut Summary,
-    connected_before: &mut bool,
-    lost: &mut bool,
 ) -> Result<SessionEnd, WorkerError> {
     let config = context.config;
-    let connecting = Connection::connect(&config.amqp_url, ConnectionProperties::default());
-    let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(error)) => return Ok(SessionEnd::unreachable(error)),
-        Err(_) => {
-            return Ok(SessionEnd::unreachable(lapin::Error::from(std::io::Error::from(
-                std::io::ErrorKind::TimedOut,
-            ))));
-        }
+    let connection = match connect(config.amqp_url.expose(), CONNECT_TIMEOUT).await {
+        Ok(connection) => connection,
+        Err(error) => return Ok(SessionEnd::Broker(error.into())),
     };
     let (consume, publish, consumer) = match open(&connection, config).await {
         Ok(opened) => opened,
         Err(error) if is_refusal(&error) => return Err(WorkerError::Setup(error.to_string())),
-        Err(error) => return Ok(SessionEnd::unreachable(error)),
+        Err(error) => return Ok(SessionEnd::Broker(BrokerFailure::Unreachable(error))),
     };
     let frame_max = connection.configuration().frame_max();
     tracing::info!(queue = %config.queue, prefetch = config.prefetch, frame_max, "consuming");
-    *connected_before = true;
-    *lost = false;
     context.metrics.set_broker_connected(true);
 
     let session = Session { consume: &consume, publish: &publish, frame_max };
@@ -227,10 +291,14 @@ async fn session(
     Ok(end)
 }
 
-/// A refusal that reconnecting cannot fix, such as a queue declared with other arguments.
+/// A refusal that reconnecting cannot fix, such as a queue declared with other arguments
+/// (`PRECONDITION_FAILED`) or a user without the permissions the set-up needs (`ACCESS_REFUSED`).
 fn is_refusal(error: &lapin::Error) -> bool {
-    let text = error.to_string();
-    text.contains("PRECONDITION_FAILED") || text.contains("ACCESS_REFUSED")
+    let lapin::ErrorKind::ProtocolError(error) = error.kind() else { return false };
+    matches!(
+        error.kind(),
+        AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED | AMQPSoftError::ACCESSREFUSED)
+    )
 }
 
 async fn open(connection: &Connection, config: &Config) -> lapin::Result<(Channel, Channel, Consumer)> {
@@ -300,7 +368,7 @@ enum Event {
     Committed(Committed),
     Acknowledged(lapin::Result<(u64, u64)>),
     Stop(StopEvent),
-    BrokerLost(lapin::Error),
+    BrokerLost(BrokerFailure),
     Other,
 }
 
@@ -360,13 +428,13 @@ async fn batches(
                     Event::Other
                 }
                 // Nothing of the batches in hand is acknowledged; the broker redelivers all of it.
-                Some(Err(error)) => Event::BrokerLost(error),
-                None => Event::BrokerLost(cancelled()),
+                Some(Err(error)) => Event::BrokerLost(BrokerFailure::Lost(error)),
+                None => Event::BrokerLost(BrokerFailure::ConsumerCancelled),
             },
             () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)),
                 if committing.is_empty() && due.is_some() => Event::Other,
             () = tokio::time::sleep(BROKER_CHECK), if !polling => {
-                if session.consume.status().connected() { Event::Other } else { Event::BrokerLost(channel_lost()) }
+                if session.consume.status().connected() { Event::Other } else { Event::BrokerLost(BrokerFailure::ChannelClosed) }
             }
         };
         match event {
@@ -376,9 +444,8 @@ async fn batches(
                 summary.dead_lettered += dead_lettered;
                 summary.batches += 1;
             }
-            Event::Acknowledged(Err(error)) | Event::BrokerLost(error) => {
-                return SessionEnd::Broker { error, consumed: true };
-            }
+            Event::Acknowledged(Err(error)) => return SessionEnd::Broker(BrokerFailure::Lost(error)),
+            Event::BrokerLost(failure) => return SessionEnd::Broker(failure),
             Event::Stop(StopEvent::Requested) => {
                 // Take nothing more; what the broker already sent beyond the batches in hand
                 // goes back to the queue when the channel closes.
@@ -401,37 +468,40 @@ async fn batches(
     }
 }
 
-fn channel_lost() -> lapin::Error {
-    lapin::Error::from(std::io::Error::new(
-        std::io::ErrorKind::ConnectionAborted,
-        "the channel closed while the batches in hand waited",
-    ))
-}
-
-fn cancelled() -> lapin::Error {
-    lapin::Error::from(std::io::Error::new(
-        std::io::ErrorKind::ConnectionAborted,
-        "the broker cancelled the consumer",
-    ))
-}
-
 /// A batch the store has committed, on its way to being acknowledged.
 struct Committed {
     deliveries: Vec<Delivery>,
-    /// Rejections to dead-letter, by position in `deliveries`.
+    /// Deliveries judged unacceptable, by position in `deliveries`.
     rejected: Vec<(usize, Rejection)>,
+    /// What the store made of each accepted report (an outcome, or a refusal for good), by
+    /// position in `deliveries`.
+    stored: Vec<(usize, Result<Outcome, StoreError>)>,
     started: Instant,
+}
+
+impl Committed {
+    /// What became of each delivery, by position: the rejected ones first, in delivery order,
+    /// then the ones the store took, in theirs.
+    fn dispositions(&self) -> impl Iterator<Item = (usize, Disposition<'_>)> {
+        let rejected =
+            self.rejected.iter().map(|(position, rejection)| (*position, Disposition::Rejected(rejection)));
+        let stored = self.stored.iter().map(|(position, stored)| match stored {
+            Ok(outcome) => (*position, Disposition::Committed(*outcome)),
+            Err(error) => (*position, Disposition::StoreFailed(error)),
+        });
+        rejected.chain(stored)
+    }
 }
 
 /// Commits a batch's accepted reports (waiting out store outages) and counts their outcomes.
 async fn commit_batch(context: Context<'_>, batch: Batch) -> Committed {
     let Context { store, metrics, .. } = context;
-    let Batch { deliveries, accepted, accepted_from, mut rejected, .. } = batch;
+    let Batch { deliveries, accepted, accepted_from, rejected, .. } = batch;
     let started = Instant::now();
-    let (outcomes, refused) = commit(store, &accepted).await;
+    let results = commit(store, &accepted).await;
     let committed_at = Utc::now().timestamp_micros();
-    for outcome in outcomes {
-        metrics.outcome(outcome);
+    for outcome in results.iter().filter_map(|result| result.as_ref().ok()) {
+        metrics.outcome(*outcome);
     }
     for &position in &accepted_from {
         if let Some(published_at) = published_at(&deliveries[position]) {
@@ -440,23 +510,30 @@ async fn commit_batch(context: Context<'_>, batch: Batch) -> Committed {
             ));
         }
     }
-    for (index, error) in refused {
-        rejected
-            .push((accepted_from[index], Rejection::new(RejectCode::StoreRejected, "$", error.to_string())));
-    }
-    Committed { deliveries, rejected, started }
+    let stored = accepted_from.into_iter().zip(results).collect();
+    Committed { deliveries, rejected, stored, started }
 }
 
-/// Dead-letters a committed batch's rejections, waits for the broker's confirms, then
-/// acknowledges the batch; returns (committed, dead-lettered).
+/// Carries out, for every delivery of a committed batch, what [`action`] decides: dead-letters
+/// what must be, waits for the broker's confirms, then acknowledges the batch; returns
+/// (committed, dead-lettered).
 async fn acknowledge(
     context: Context<'_>,
     session: &Session<'_>,
     batch: Committed,
 ) -> lapin::Result<(u64, u64)> {
-    let Committed { deliveries, rejected, started } = batch;
-    let dead_lettered = rejected.len() as u64;
-    dead_letter(context, session, &deliveries, &rejected).await?;
+    let mut letters = Vec::new();
+    for (position, disposition) in batch.dispositions() {
+        match action(&disposition) {
+            Action::DeadLetterThenAck(reason) => letters.push((position, reason)),
+            // Acknowledged below with the rest of the batch. The commit stage has waited out
+            // every store failure that may pass, so nothing here is left to retry.
+            Action::Ack | Action::RetryLater => {}
+        }
+    }
+    let Committed { deliveries, started, .. } = batch;
+    let dead_lettered = letters.len() as u64;
+    dead_letter(context, session, &deliveries, &letters).await?;
     let last = deliveries.iter().map(|d| d.delivery_tag).max().expect("a batch is not empty");
     // Every delivery this channel received before this batch's last one is acknowledged, handed
     // back to the broker, or in this batch: one frame acks them all.
@@ -478,31 +555,31 @@ pub fn published_at(delivery: &Delivery) -> Option<i64> {
 /// Commits `reports` in one transaction, waiting out store outages for as long as it takes
 /// (nothing is acknowledged meanwhile, and the consumer takes at most one more batch: memory stays
 /// bounded by the prefetch; a shutdown deadline drops this future). A batch the store refuses for
-/// good is retried report by report, and the reports it still refuses on their own are returned
-/// (by position) to be dead-lettered.
-async fn commit(store: &Store, reports: &[Incoming]) -> (Vec<Outcome>, Vec<(usize, StoreError)>) {
+/// good is retried report by report. Returns, for each report in order, its outcome or the
+/// store's refusal of it on its own.
+async fn commit(store: &Store, reports: &[Incoming]) -> Vec<Result<Outcome, StoreError>> {
     if reports.is_empty() {
-        return (Vec::new(), Vec::new());
+        return Vec::new();
     }
     match commit_with_retries(store, reports).await {
-        Ok(outcomes) => (outcomes, Vec::new()),
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
         Err(error) => {
             tracing::warn!(%error, reports = reports.len(), "the store refused a batch; trying its reports one by one");
-            let (mut outcomes, mut refused) = (Vec::new(), Vec::new());
-            for (index, report) in reports.iter().enumerate() {
+            let mut results = Vec::with_capacity(reports.len());
+            for report in reports {
                 match commit_with_retries(store, std::slice::from_ref(report)).await {
-                    Ok(outcome) => outcomes.extend(outcome),
-                    Err(error) => refused.push((index, error)),
+                    Ok(outcome) => results.extend(outcome.into_iter().map(Ok)),
+                    Err(error) => results.push(Err(error)),
                 }
             }
-            (outcomes, refused)
+            results
         }
     }
 }
 
 /// `Ok(outcomes)` committed; `Err(_)` refused for good. Retryable failures are retried with backoff.
 async fn commit_with_retries(store: &Store, reports: &[Incoming]) -> Result<Vec<Outcome>, StoreError> {
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new();
     let mut failing = false;
     loop {
         let error = match store.ingest_batch(reports).await {
@@ -520,10 +597,10 @@ async fn commit_with_retries(store: &Store, reports: &[Incoming]) -> Result<Vec<
                     tracing::warn!(%error, "the store is unavailable; holding the batch and retrying");
                     failing = true;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(backoff.next_wait()).await;
             }
-            Action::Ack | Action::DeadLetterThenAck => return Err(error),
+            // Refused for good: the acknowledging stage asks `action` again, for the reason.
+            Action::Ack | Action::DeadLetterThenAck(_) => return Err(error),
         }
     }
 }
@@ -674,7 +751,40 @@ impl Suspects {
 
 #[cfg(test)]
 mod tests {
+    use lapin::protocol::{AMQPError, AMQPHardError};
+
     use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_first_wait_up_to_the_cap_until_reset() {
+        let mut backoff = Backoff::new();
+        let waits: Vec<Duration> = (0..10).map(|_| backoff.next_wait()).collect();
+        assert_eq!(waits[..4], [100, 200, 400, 800].map(Duration::from_millis));
+        assert_eq!(waits[7..], [Backoff::MAX; 3], "capped");
+        backoff.reset();
+        assert_eq!(backoff.next_wait(), Backoff::FIRST);
+    }
+
+    fn protocol_error(kind: AMQPErrorKind) -> lapin::Error {
+        lapin::ErrorKind::ProtocolError(AMQPError::new(kind, "whatever the text says".into())).into()
+    }
+
+    #[test]
+    fn only_a_refused_set_up_is_a_refusal() {
+        assert!(is_refusal(&protocol_error(AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))));
+        assert!(is_refusal(&protocol_error(AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED))));
+        assert!(!is_refusal(&protocol_error(AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))));
+        assert!(!is_refusal(&protocol_error(AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED))));
+        let text = std::io::Error::other("PRECONDITION_FAILED - a message that only looks like one");
+        assert!(!is_refusal(&lapin::Error::from(text)), "the kind decides, not the text");
+    }
+
+    #[test]
+    fn only_a_session_that_consumed_ends_an_outage() {
+        assert!(!BrokerFailure::ConnectTimedOut.consumed());
+        assert!(BrokerFailure::ChannelClosed.consumed());
+        assert!(BrokerFailure::ConsumerCancelled.consumed());
+    }
 
     #[test]
     fn a_message_whose_letter_failed_is_recognised_until_its_letter_is_settled() {

@@ -6,6 +6,9 @@
 //! the field's path, why a report would be refused. Resending is always safe: the worker stores a
 //! report id and revision once.
 //!
+//! [`connect`] is how every pollwatch process reaches the broker, the worker and the operators'
+//! tools included.
+//!
 //! Only what a device runs lives here; the election-day simulator is `pollwatch-sim`.
 
 pub mod outbox;
@@ -13,5 +16,6 @@ pub mod publisher;
 
 pub use outbox::{Outbox, OutboxError, Pending};
 pub use publisher::{
-    Flushed, Message, PublishError, PublisherConfig, flush, flush_with_progress, publish_all,
+    CONNECT_TIMEOUT, ConnectError, Flushed, Message, PublishError, PublisherConfig, connect, flush,
+    flush_with_progress, publish_all,
 };

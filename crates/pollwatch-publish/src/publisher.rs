@@ -2,6 +2,7 @@
 //! window of outstanding messages, and a report leaves the outbox only once confirmed.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -15,9 +16,9 @@ use pollwatch_model::wire;
 use crate::outbox::{Outbox, OutboxError};
 
 /// How a device reaches the broker.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PublisherConfig {
-    /// AMQP URL with the device's own credentials.
+    /// AMQP URL with the device's own credentials: never printed (see the `Debug` impl).
     pub url: String,
     /// The reports exchange (`amqp.exchange`).
     pub exchange: String,
@@ -25,6 +26,21 @@ pub struct PublisherConfig {
     pub user_id: Option<String>,
     /// Messages published but not yet confirmed, at most.
     pub window: usize,
+}
+
+/// Shows everything but the URL, which carries the device's password. A device does not link
+/// `pollwatch-settings` (and its config parsing) for its `SecretUrl`, so the URL is left out
+/// whole rather than parsed and redacted here a second way.
+impl fmt::Debug for PublisherConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { url: _, exchange, user_id, window } = self;
+        f.debug_struct("PublisherConfig")
+            .field("url", &format_args!("<redacted>"))
+            .field("exchange", exchange)
+            .field("user_id", user_id)
+            .field("window", window)
+            .finish()
+    }
 }
 
 /// One message as it goes on the wire. Reports from the outbox become messages with the
@@ -71,6 +87,26 @@ pub struct Flushed {
     pub refused: u64,
 }
 
+/// How long connecting to the broker may take before it counts as a failure, for every pollwatch
+/// process that connects.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why [`connect`] returned no connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("timed out connecting to the broker")]
+    TimedOut,
+    #[error(transparent)]
+    Broker(#[from] lapin::Error),
+}
+
+/// Connects to the broker at `url`, giving up after `timeout`: the one way every pollwatch
+/// process (device, worker, operators' tools) opens a connection.
+pub async fn connect(url: &str, timeout: Duration) -> Result<Connection, ConnectError> {
+    let connecting = Connection::connect(url, ConnectionProperties::default());
+    Ok(tokio::time::timeout(timeout, connecting).await.map_err(|_| ConnectError::TimedOut)??)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("broker: {0}")]
@@ -79,6 +115,15 @@ pub enum PublishError {
     ConnectTimeout,
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+}
+
+impl From<ConnectError> for PublishError {
+    fn from(error: ConnectError) -> Self {
+        match error {
+            ConnectError::TimedOut => Self::ConnectTimeout,
+            ConnectError::Broker(error) => Self::Broker(error),
+        }
+    }
 }
 
 /// Publishes everything in `outbox` once, oldest first, and removes what the broker confirms.
@@ -160,10 +205,7 @@ impl<'a> Window<'a> {
         config: &'a PublisherConfig,
         progress: &'a (dyn Fn(u64) + Sync),
     ) -> Result<Window<'a>, PublishError> {
-        let connecting = Connection::connect(&config.url, ConnectionProperties::default());
-        let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
-            .await
-            .map_err(|_| PublishError::ConnectTimeout)??;
+        let connection = connect(&config.url, CONNECT_TIMEOUT).await?;
         let channel = connection.create_channel().await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
         let in_flight = VecDeque::with_capacity(config.window.max(1));
@@ -276,4 +318,22 @@ async fn publish(channel: &Channel, exchange: &str, message: &Message) -> lapin:
             properties,
         )
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_never_prints_the_password() {
+        let config = PublisherConfig {
+            url: "amqp://dev-obs-001:s3cr3t@broker.example:5672/%2f".into(),
+            exchange: "reports".into(),
+            user_id: Some("dev-obs-001".into()),
+            window: 1_000,
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("exchange: \"reports\""), "{shown}");
+    }
 }

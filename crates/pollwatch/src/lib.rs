@@ -91,10 +91,8 @@ async fn dlq(settings: &Settings, command: &DlqCommand) -> anyhow::Result<()> {
     use pollwatch_ingest::dlq;
 
     let amqp = &settings.amqp;
-    let connecting = lapin::Connection::connect(amqp.url.expose(), lapin::ConnectionProperties::default());
-    let connection = tokio::time::timeout(std::time::Duration::from_secs(10), connecting)
+    let connection = pollwatch_publish::connect(amqp.url.expose(), pollwatch_publish::CONNECT_TIMEOUT)
         .await
-        .map_err(|_| anyhow::anyhow!("timed out connecting to the broker at {}", amqp.url))?
         .with_context(|| format!("connecting to the broker at {}", amqp.url))?;
     let queue = amqp.dead_letter_queue.as_str();
     // The worker reads the same settings: its letters are the ones its broker user published.

@@ -15,7 +15,7 @@ use crate::http::Health;
 pub fn config(settings: &Settings) -> Config {
     let (amqp, ingest) = (&settings.amqp, &settings.ingest);
     Config {
-        amqp_url: amqp.url.expose().to_owned(),
+        amqp_url: amqp.url.clone(),
         exchange: amqp.exchange.clone(),
         queue: amqp.queue.clone(),
         dead_letter_exchange: amqp.dead_letter_exchange.clone(),
