@@ -20,7 +20,7 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use libfuzzer_sys::fuzz_target;
 use pollwatch_ingest::letter::{Carry, MAX_DETAIL_BYTES, encoded_len, letter};
-use pollwatch_ingest::{DETAIL_HEADER, ERROR_HEADER};
+use pollwatch_model::wire::{DETAIL_HEADER, ERROR_HEADER};
 use pollwatch_model::{Context, Mission, RejectCode, Rejection, check};
 
 fn mission() -> &'static Mission {

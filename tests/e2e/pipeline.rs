@@ -16,7 +16,7 @@ use chrono::Utc;
 use lapin::BasicProperties;
 use lapin::options::ConfirmSelectOptions;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
-use pollwatch_ingest::{Envelope, Rules, judge};
+use pollwatch_model::{Envelope, Rules, judge};
 use pollwatch_model::{Mission, RejectCode, Report, wire};
 use pollwatch_store::Store;
 use pollwatch_tests::{Readiness, fixtures, http_get, until_dead_letters};
@@ -272,7 +272,6 @@ fn verdict(message: &Message, mission: &Mission) -> Option<RejectCode> {
         content_type: properties.content_type().as_ref().map(ShortString::as_str),
         content_encoding: properties.content_encoding().as_ref().map(ShortString::as_str),
         user_id: None,
-        redelivered: false,
     };
     let rules = Rules { max_body_bytes: MAX_BODY, require_sender_auth: false };
     judge(&envelope, mission, rules, Utc::now()).err().map(|rejection| rejection.code)

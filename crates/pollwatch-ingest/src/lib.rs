@@ -1,9 +1,9 @@
 //! The ingest worker: consumes observer reports from RabbitMQ, judges them, commits the accepted
 //! ones to the store in batches and only then acknowledges them.
 //!
-//! - [`judge`] decides, without I/O, whether a delivery is an accepted report for the store or a
-//!   rejection with a code ([`pollwatch_model::RejectCode`]); the decision is the model's
-//!   ([`pollwatch_model::judge`]), the delivery's facts are added here.
+//! - [`pollwatch_model::judge`] decides, without I/O, whether a delivery is an accepted report or
+//!   a rejection with a code ([`pollwatch_model::RejectCode`]); [`message`] adds the delivery's
+//!   facts to make the store's `Incoming`.
 //! - [`action`] maps whatever became of a delivery to what the worker does with it.
 //! - [`run`] is the service: it declares the topology ([`topology`]), consumes with manual acks
 //!   and a prefetch, gathers batches, commits them, dead-letters rejections with their reasons
@@ -12,7 +12,7 @@
 
 pub mod dlq;
 pub mod letter;
-pub mod message;
+mod message;
 mod metrics;
 pub mod topology;
 mod worker;
@@ -23,7 +23,6 @@ use pollwatch_model::{RejectCode, Rejection};
 use pollwatch_settings::SecretUrl;
 use pollwatch_store::{Outcome, StoreError};
 
-pub use message::{Envelope, judge};
 pub use metrics::Metrics;
 pub use pollwatch_model::Rules;
 pub use worker::{Summary, WorkerError, published_at, run};

@@ -3,44 +3,20 @@
 //! broker says of the delivery. Nothing here talks to the broker or the store.
 
 use chrono::{DateTime, Utc};
-use pollwatch_model::{Accepted, Mission, Rejection, Rules};
+use pollwatch_model::{Accepted, Envelope, Mission, Rejection, Rules};
 use pollwatch_store::{Delivery, Incoming};
 
-/// What the worker needs to know of an AMQP delivery: its message, and whether the broker
-/// delivered it before.
-#[derive(Debug, Clone, Copy)]
-pub struct Envelope<'a> {
-    pub body: &'a [u8],
-    pub content_type: Option<&'a str>,
-    pub content_encoding: Option<&'a str>,
-    /// The AMQP `user_id`, which RabbitMQ checks against the publishing connection's user.
-    pub user_id: Option<&'a str>,
-    /// Kept with the report's revision in the audit trail.
-    pub redelivered: bool,
-}
-
-impl<'a> Envelope<'a> {
-    /// The message, as the model judges it.
-    fn message(&self) -> pollwatch_model::Envelope<'a> {
-        pollwatch_model::Envelope {
-            body: self.body,
-            content_type: self.content_type,
-            content_encoding: self.content_encoding,
-            user_id: self.user_id,
-        }
-    }
-}
-
-/// Judges a delivery received at `now`: the report to commit, or why it is dead-lettered.
-pub fn judge(
-    envelope: &Envelope<'_>,
+/// Judges a message received at `now`: the report to commit, with whether the broker delivered
+/// it before, or why it is dead-lettered.
+pub(crate) fn judge(
+    message: &Envelope<'_>,
+    redelivered: bool,
     mission: &Mission,
     rules: Rules,
     now: DateTime<Utc>,
 ) -> Result<Incoming, Rejection> {
-    let Accepted { report, flags, payload, sender } =
-        pollwatch_model::judge(&envelope.message(), mission, rules, now)?;
-    let delivery = Delivery { sender, redelivered: envelope.redelivered, received_at: now };
+    let Accepted { report, flags, payload, sender } = pollwatch_model::judge(message, mission, rules, now)?;
+    let delivery = Delivery { sender, redelivered, received_at: now };
     Ok(Incoming::new(report, flags, payload, delivery))
 }
 
@@ -73,9 +49,8 @@ mod tests {
             content_type: Some(wire::JSON),
             content_encoding: None,
             user_id: Some(&device),
-            redelivered: true,
         };
-        let incoming = judge(&envelope, &mission, RULES, now()).unwrap();
+        let incoming = judge(&envelope, true, &mission, RULES, now()).unwrap();
         assert_eq!(incoming.payload.as_bytes(), body.as_slice());
         assert!(incoming.delivery.redelivered);
         assert_eq!(incoming.delivery.received_at, now());
@@ -85,14 +60,9 @@ mod tests {
     #[test]
     fn a_rejection_is_the_models() {
         let mission = pollwatch_model::sample::kg_2021();
-        let envelope = Envelope {
-            body: b"{",
-            content_type: Some(wire::JSON),
-            content_encoding: None,
-            user_id: None,
-            redelivered: false,
-        };
-        let rejection = judge(&envelope, &mission, RULES, now()).expect_err("a rejection");
+        let envelope =
+            Envelope { body: b"{", content_type: Some(wire::JSON), content_encoding: None, user_id: None };
+        let rejection = judge(&envelope, false, &mission, RULES, now()).expect_err("a rejection");
         assert_eq!(rejection.code, RejectCode::SenderMissing);
     }
 }

@@ -20,12 +20,12 @@ use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer};
 use pollwatch_model::wire::PUBLISHED_AT_HEADER;
-use pollwatch_model::{Mission, Rejection};
+use pollwatch_model::{Envelope, Mission, Rejection};
 use pollwatch_publish::{CONNECT_TIMEOUT, ConnectError, connect};
 use pollwatch_store::{Incoming, Outcome, Store, StoreError};
 
 use crate::letter::{Carry, letter};
-use crate::message::{Envelope, judge};
+use crate::message::judge;
 use crate::metrics::Metrics;
 use crate::{Action, Config, Disposition, action, broker_user, topology};
 
@@ -343,10 +343,9 @@ impl Batch {
             content_type: properties.content_type().as_ref().map(ShortString::as_str),
             content_encoding: properties.content_encoding().as_ref().map(ShortString::as_str),
             user_id: properties.user_id().as_ref().map(ShortString::as_str),
-            redelivered: delivery.redelivered,
         };
         let position = self.deliveries.len();
-        match judge(&envelope, context.mission, context.config.rules, Utc::now()) {
+        match judge(&envelope, delivery.redelivered, context.mission, context.config.rules, Utc::now()) {
             Ok(incoming) => {
                 self.accepted.push(incoming);
                 self.accepted_from.push(position);

@@ -34,10 +34,8 @@ pub async fn run(settings: &Settings, file: &Path, wait: Duration) -> anyhow::Re
     let store =
         Store::open(store_url.expose()).await.with_context(|| format!("opening the store at {store_url}"))?;
     let amqp = &settings.amqp;
-    let connecting = lapin::Connection::connect(amqp.url.expose(), lapin::ConnectionProperties::default());
-    let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
+    let connection = pollwatch_publish::connect(amqp.url.expose(), pollwatch_publish::CONNECT_TIMEOUT)
         .await
-        .map_err(|_| anyhow::anyhow!("timed out connecting to the broker at {}", amqp.url))?
         .with_context(|| format!("connecting to the broker at {}", amqp.url))?;
 
     if expected.require_sender_auth != settings.ingest.require_sender_auth {
