@@ -485,8 +485,8 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice() ->
     let (before, after) = reports.split_at(N * 7 / 10);
     send_stream(broker, &broker.publisher().await?, &config, before).await?;
     until_stored(&worker.store, 1_000).await?;
-    // /readyz, polled through the restart: what it answered, each change once, until it is
-    // ready again after being unready (or a minute has passed).
+    // /readyz, polled through the restart until every report is stored: what it answered, each
+    // change once.
     let address = free_address()?;
     let listener = tokio::net::TcpListener::bind(address).await?;
     let health = pollwatch::http::Health { metrics: worker.metrics.clone(), store: worker.store.clone() };
