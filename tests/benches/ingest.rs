@@ -35,10 +35,9 @@ use pollwatch_model::Mission;
 use pollwatch_publish::{Message, PublisherConfig, publish_all};
 use pollwatch_sim::{GroundTruth, Options as DayOptions};
 use pollwatch_store::Store;
-use pollwatch_tests::{TestBroker, fixtures, free_address, http_get, pollwatch_command};
+use pollwatch_tests::{TestBroker, TestWorker, fixtures, metric_total, spawn_worker};
 use serde::Serialize;
 
-const POLLWATCH: &str = env!("CARGO_BIN_EXE_pollwatch-as-installed");
 /// The worker's defaults (config/default.toml), which the no-op consumer copies; `--prefetch`,
 /// `--batch` and `--linger` change both, for the worker through its settings.
 const PREFETCH: u16 = 600;
@@ -254,63 +253,34 @@ async fn drain_without_storing(
 
 /// Messages the worker has handled: committed (any outcome) or dead-lettered.
 fn handled(metrics: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("pollwatch_reports_total{") || l.starts_with("pollwatch_dead_letters_total{")
-        })
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, n)| n.parse::<u64>().ok()))
-        .sum()
+    metric_total(metrics, "pollwatch_reports_total") + metric_total(metrics, "pollwatch_dead_letters_total")
 }
 
-/// `pollwatch worker` (the release build) on `store_url`, its HTTP endpoint on `http`.
-fn spawn_worker(
-    broker: &TestBroker,
-    config: &Config,
-    store_url: &str,
-    http: std::net::SocketAddr,
-) -> anyhow::Result<tokio::process::Child> {
-    Ok(pollwatch_command(POLLWATCH)
-        .args(["worker", "--mission", "missions/kg-2021"])
-        .env("POLLWATCH__AMQP__URL", &broker.url)
-        .env("POLLWATCH__AMQP__EXCHANGE", &config.exchange)
-        .env("POLLWATCH__AMQP__QUEUE", &config.queue)
-        .env("POLLWATCH__AMQP__DEAD_LETTER_EXCHANGE", &config.dead_letter_exchange)
-        .env("POLLWATCH__AMQP__DEAD_LETTER_QUEUE", &config.dead_letter_queue)
-        .env("POLLWATCH__STORE__URL", store_url)
-        .env("POLLWATCH__HTTP__BIND", http.to_string())
-        .env("POLLWATCH__AMQP__PREFETCH", config.prefetch.to_string())
-        .env("POLLWATCH__INGEST__BATCH_SIZE", config.batch_size.to_string())
-        .env("POLLWATCH__INGEST__BATCH_LINGER_MS", config.batch_linger.as_millis().to_string())
-        .stdout(std::process::Stdio::null())
-        .spawn()?)
+/// `pollwatch worker` (the release build) on `store_url` and `config`'s names and batching, ready.
+async fn worker(broker: &TestBroker, config: &Config, store_url: &str) -> anyhow::Result<TestWorker> {
+    let settings = [
+        ("POLLWATCH__AMQP__EXCHANGE", config.exchange.clone()),
+        ("POLLWATCH__AMQP__QUEUE", config.queue.clone()),
+        ("POLLWATCH__AMQP__DEAD_LETTER_EXCHANGE", config.dead_letter_exchange.clone()),
+        ("POLLWATCH__AMQP__DEAD_LETTER_QUEUE", config.dead_letter_queue.clone()),
+        ("POLLWATCH__AMQP__PREFETCH", config.prefetch.to_string()),
+        ("POLLWATCH__INGEST__BATCH_SIZE", config.batch_size.to_string()),
+        ("POLLWATCH__INGEST__BATCH_LINGER_MS", config.batch_linger.as_millis().to_string()),
+    ];
+    spawn_worker(broker, store_url, &settings).await
 }
 
 /// Waits until the worker has handled `n` messages; returns its metrics then.
-async fn until_handled(
-    worker: &mut tokio::process::Child,
-    http: std::net::SocketAddr,
-    n: usize,
-) -> anyhow::Result<String> {
+async fn until_handled(worker: &mut TestWorker, n: usize) -> anyhow::Result<String> {
     loop {
-        if let Ok((200, metrics)) = http_get(http, "/metrics").await
+        if let Ok(metrics) = worker.metrics().await
             && handled(&metrics) >= n as u64
         {
             return Ok(metrics);
         }
-        if let Some(status) = worker.try_wait()? {
-            anyhow::bail!("the worker exited with {status}");
-        }
+        anyhow::ensure!(worker.is_running()?, "the worker exited");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-async fn stop(mut worker: tokio::process::Child) -> anyhow::Result<()> {
-    let pid = worker.id().expect("running").to_string();
-    let term = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await?;
-    anyhow::ensure!(term.success(), "stopping the worker");
-    worker.wait().await?;
-    Ok(())
 }
 
 /// (b) and (c): `pollwatch worker` on `store_url` until it has handled `n` messages; wall time,
@@ -325,16 +295,15 @@ async fn drain_with_worker(
     let store = Store::open(store_url).await?;
     store.import_mission(mission).await?;
     store.close().await;
-    let http = free_address()?;
     let started = Instant::now();
     let machine_before = machine_cpu()?;
-    let mut worker = spawn_worker(broker, config, store_url, http)?;
-    let pid = worker.id().expect("running");
-    let metrics = until_handled(&mut worker, http, n).await?;
+    let mut worker = worker(broker, config, store_url).await?;
+    let pid = worker.pid()?;
+    let metrics = until_handled(&mut worker, n).await?;
     let elapsed = started.elapsed();
     let machine = machine_cpu()? - machine_before;
     let (rss, cpu) = usage(pid)?;
-    stop(worker).await?;
+    worker.stop().await?;
     Ok((elapsed, rss, cpu, machine, Batches::from_metrics(&metrics)))
 }
 
@@ -348,17 +317,10 @@ async fn latency(
     let dir = tempfile::tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
     let config = config(broker, "latency", options);
-    let http = free_address()?;
-    let mut worker = spawn_worker(broker, &config, &store_url, http)?;
-    loop {
-        if matches!(http_get(http, "/readyz").await, Ok((200, _))) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut worker = worker(broker, &config, &store_url).await?;
     publish_paced(broker, &config, messages, options.rate).await?;
-    let metrics = until_handled(&mut worker, http, messages.len()).await?;
-    stop(worker).await?;
+    let metrics = until_handled(&mut worker, messages.len()).await?;
+    worker.stop().await?;
     let mut buckets: Vec<(f64, f64)> = Vec::new();
     let mut max = 0.0;
     for line in metrics.lines() {

@@ -19,12 +19,9 @@ use pollwatch_model::{Mission, Report, wire};
 use pollwatch_publish::{Message, Outbox, PublisherConfig, publish_all};
 use pollwatch_store::{ReportFilter, Store};
 use pollwatch_tests::{
-    DedicatedBroker, DedicatedDatabase, TestBroker, fixtures, free_address, http_get, pollwatch_command,
-    until_dead_letters, within,
+    DedicatedBroker, DedicatedDatabase, TestBroker, eventually, fixtures, metric, metric_total, pause,
+    spawn_worker, throughout, until_dead_letters, within,
 };
-use tokio::process::Child;
-
-pub(crate) const POLLWATCH: &str = env!("CARGO_BIN_EXE_pollwatch-as-installed");
 
 /// How big the suite runs.
 #[derive(Debug, Clone, Copy)]
@@ -167,69 +164,27 @@ fn summary(scenario: &str, published: &Published, audit: &Audit, dead_lettered: 
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
-/// Settings of a worker for `broker` and `store_url`, its HTTP endpoint on a free port (the same
-/// for each worker started again).
-pub(crate) fn settings(broker: &TestBroker, store_url: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
-    Ok(vec![
-        ("POLLWATCH__AMQP__URL", broker.url.clone()),
-        ("POLLWATCH__AMQP__EXCHANGE", broker.name("reports")),
-        ("POLLWATCH__AMQP__QUEUE", broker.name("ingest")),
-        ("POLLWATCH__AMQP__DEAD_LETTER_EXCHANGE", broker.name("dead-letter")),
-        ("POLLWATCH__AMQP__DEAD_LETTER_QUEUE", broker.name("dead-letters")),
-        ("POLLWATCH__STORE__URL", store_url.to_owned()),
-        ("POLLWATCH__HTTP__BIND", free_address()?.to_string()),
-    ])
-}
-
-pub(crate) fn spawn_worker(settings: &[(&'static str, String)]) -> anyhow::Result<Child> {
-    let mut command = pollwatch_command(POLLWATCH);
-    command
-        .args(["worker", "--mission", "missions/kg-2021"])
-        .envs(settings.iter().map(|(k, v)| (*k, v.as_str())));
-    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-    Ok(command.spawn()?)
-}
-
 /// Messages ready in `queue` (not counting those delivered and not yet acknowledged).
 async fn ready(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
     let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
     Ok(channel.queue_declare(queue.into(), passive, FieldTable::default()).await?.message_count())
 }
 
-/// Waits until the worker answers `/readyz` with 200: connected, its exchanges, queues and
-/// bindings declared, consuming.
-pub(crate) async fn until_ready(settings: &[(&'static str, String)]) -> anyhow::Result<()> {
-    let (_, bind) = settings.iter().find(|(k, _)| *k == "POLLWATCH__HTTP__BIND").expect("an HTTP address");
-    let address: std::net::SocketAddr = bind.parse()?;
-    within(Duration::from_secs(60), "the worker ready", async {
-        while !http_get(address, "/readyz").await.is_ok_and(|(status, _)| status == 200) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-}
-
-/// Waits until the store holds `revisions` revisions (or the step's deadline passes, for the
-/// audit to say what is missing) and then until the count stays put for a second.
+/// Waits until the store holds `revisions` revisions and the count has stayed put for a second,
+/// or until the step's deadline has passed (then returns all the same, for the audit to say what
+/// is missing).
 pub(crate) async fn until_settled(store: &Store, revisions: usize) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + STEP;
-    let mut last = -1;
-    loop {
+    let mut last = (-1, tokio::time::Instant::now());
+    eventually(STEP + Duration::from_secs(60), "the store settling", async || {
         let now = store.totals().await?.revisions;
-        if (now as usize >= revisions && now == last) || tokio::time::Instant::now() >= deadline {
-            return Ok(());
+        if now != last.0 {
+            last = (now, tokio::time::Instant::now());
         }
-        last = now;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-pub(crate) async fn sigterm(mut worker: Child) -> anyhow::Result<()> {
-    let pid = worker.id().expect("running").to_string();
-    anyhow::ensure!(tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await?.success());
-    let status = within(Duration::from_secs(60), "the worker exiting", worker.wait()).await??;
-    anyhow::ensure!(status.success(), "the worker exited with {status}");
-    Ok(())
+        let settled = now as usize >= revisions && last.1.elapsed() >= Duration::from_secs(1);
+        Ok(settled || tokio::time::Instant::now() >= deadline)
+    })
+    .await
 }
 
 fn publisher(broker: &TestBroker) -> PublisherConfig {
@@ -243,14 +198,12 @@ async fn the_worker_killed_again_and_again_loses_and_doubles_nothing() -> anyhow
     let broker = pollwatch_tests::broker().await?;
     let dir = tempfile::tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
-    let settings = settings(&broker, &store_url)?;
     let mission = fixtures::kg_2021();
     let reports = stream(&mission, scale.killed_reports, 71);
     let published = Published::of(&reports);
     let messages: Vec<Message> = reports.iter().map(|r| Message::report(r, None)).collect();
 
-    let mut worker = spawn_worker(&settings)?;
-    until_ready(&settings).await?;
+    let mut worker = spawn_worker(&broker, &store_url, &[]).await?;
     // The flow lasts about as long as the kills: one a second on average.
     let span = Duration::from_secs(scale.kills as u64);
     let due: Vec<Duration> =
@@ -259,17 +212,15 @@ async fn the_worker_killed_again_and_again_loses_and_doubles_nothing() -> anyhow
     let flow = tokio::spawn(async move { publish_all(&config, &messages, Some(&due), &|_| {}).await });
     let mut rng = fixtures::Rng::new(72);
     for _ in 0..scale.kills {
-        tokio::time::sleep(Duration::from_millis(300 + rng.below(1_400))).await;
-        worker.start_kill()?;
-        worker.wait().await?;
-        worker = spawn_worker(&settings)?;
+        pause(Duration::from_millis(300 + rng.below(1_400))).await;
+        worker.kill_and_start_again().await?;
     }
     let flushed = within(STEP, "publishing", flow).await???;
     assert_eq!((flushed.confirmed as usize, flushed.unroutable, flushed.refused), (published.messages, 0, 0));
 
     let store = Store::open(&store_url).await?;
     until_settled(&store, published.unique()).await?;
-    sigterm(worker).await?;
+    worker.stop().await?;
     let audit = audit(&store, &mission.id, &published).await?;
     summary(&format!("worker SIGKILLed {} times", scale.kills), &published, &audit, 0, "");
     assert_eq!((audit.stored, audit.duplicates, audit.lost), (published.unique(), 0, 0));
@@ -285,7 +236,6 @@ async fn broker_restarts_mid_flow_lose_and_double_nothing() -> anyhow::Result<()
     let broker = &dedicated.broker;
     let dir = tempfile::tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
-    let settings = settings(broker, &store_url)?;
     let mission = fixtures::kg_2021();
     let reports = stream(&mission, scale.restart_reports, 73);
     let published = Published::of(&reports);
@@ -297,8 +247,7 @@ async fn broker_restarts_mid_flow_lose_and_double_nothing() -> anyhow::Result<()
             .map_err(|r| anyhow::anyhow!("{r}"))?;
     }
 
-    let mut worker = spawn_worker(&settings)?;
-    until_ready(&settings).await?;
+    let mut worker = spawn_worker(broker, &store_url, &[]).await?;
     // The device: flushes its outbox, and after a failure (the broker gone) tries again.
     let config = publisher(broker);
     let device = tokio::spawn(async move {
@@ -306,7 +255,7 @@ async fn broker_restarts_mid_flow_lose_and_double_nothing() -> anyhow::Result<()
         while outbox.waiting().await? > 0 {
             match pollwatch_publish::flush(&config, &outbox).await {
                 Ok(flushed) => sent += flushed.confirmed,
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                Err(_) => pause(Duration::from_millis(500)).await,
             }
         }
         anyhow::Ok(sent)
@@ -315,19 +264,16 @@ async fn broker_restarts_mid_flow_lose_and_double_nothing() -> anyhow::Result<()
     for restart in 0..scale.broker_restarts {
         // Mid-flow: once the store has some of what is still coming.
         let share = published.unique() * (restart + 1) / (scale.broker_restarts + 2);
-        within(STEP, "reports reaching the store", async {
-            while (store.totals().await?.revisions as usize) < share {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            anyhow::Ok(())
+        eventually(STEP, "reports reaching the store", async || {
+            Ok(store.totals().await?.revisions as usize >= share)
         })
-        .await??;
+        .await?;
         dedicated.restart(Duration::from_secs(2)).await?;
     }
     within(STEP, "the device's outbox emptying", device).await???;
     until_settled(&store, published.unique()).await?;
-    assert!(worker.try_wait()?.is_none(), "the worker stayed up through every restart");
-    sigterm(worker).await?;
+    assert!(worker.is_running()?, "the worker stayed up through every restart");
+    worker.stop().await?;
     let audit = audit(&store, &mission.id, &published).await?;
     summary(
         &format!("broker restarted {} times", scale.broker_restarts),
@@ -347,46 +293,55 @@ async fn postgres_stopped_mid_flow_acks_nothing_and_loses_nothing() -> anyhow::R
     let scale = scale();
     let broker = pollwatch_tests::broker().await?;
     let database = DedicatedDatabase::start().await?;
-    let settings = settings(&broker, &database.url)?;
     let mission = fixtures::kg_2021();
     let reports = stream(&mission, scale.store_reports, 74);
     let published = Published::of(&reports);
     let messages: Vec<Message> = reports.iter().map(|r| Message::report(r, None)).collect();
 
-    let worker = spawn_worker(&settings)?;
-    until_ready(&settings).await?;
+    let worker = spawn_worker(&broker, &database.url, &[]).await?;
     let flushed =
         within(STEP, "publishing", publish_all(&publisher(&broker), &messages, None, &|_| {})).await??;
     assert_eq!((flushed.confirmed as usize, flushed.unroutable, flushed.refused), (published.messages, 0, 0));
     let store = Store::open(&database.url).await?;
-    within(STEP, "a fifth of the reports stored", async {
-        while (store.totals().await?.revisions as usize) < published.unique() / 5 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::Ok(())
+    eventually(STEP, "a fifth of the reports stored", async || {
+        Ok(store.totals().await?.revisions as usize >= published.unique() / 5)
     })
-    .await??;
+    .await?;
 
+    const UNAVAILABLE: &str = "the store is unavailable";
+    let failed_before = worker.logged(UNAVAILABLE);
     database.stop().await?;
     let connection = broker.connect().await?;
     let channel = connection.create_channel().await?;
     let queue = broker.name("ingest");
     // A commit that finished as the server went down is acknowledged just after; from then on,
-    // an acknowledgement would free the prefetch and take more from the queue.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // an acknowledgement would free the prefetch and take more from the queue. So the queue is
+    // measured once a commit has failed (the worker logs it: nothing can be committed after
+    // that) and everything committed is acknowledged.
+    eventually(Duration::from_secs(60), "the worker holding its batch for the store", async || {
+        if worker.logged(UNAVAILABLE) == failed_before {
+            return Ok(false);
+        }
+        let metrics = worker.metrics().await?;
+        let acknowledged = metric(&metrics, "pollwatch_deliveries_received_total")
+            - metric(&metrics, "pollwatch_deliveries_in_flight");
+        Ok(acknowledged == metric_total(&metrics, "pollwatch_reports_total"))
+    })
+    .await?;
     let at_stop = ready(&channel, &queue).await?;
     let mut least = at_stop;
-    let until = tokio::time::Instant::now() + scale.store_down.saturating_sub(Duration::from_secs(1));
-    while tokio::time::Instant::now() < until {
+    let window = scale.store_down.saturating_sub(Duration::from_secs(1));
+    throughout(window, Duration::from_millis(250), async || {
         least = least.min(ready(&channel, &queue).await?);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        Ok(())
+    })
+    .await?;
     database.start_again().await?;
     assert!(at_stop > 0, "the flow was still going when the server stopped");
     assert_eq!(least, at_stop, "nothing was taken from the queue while PostgreSQL was down");
 
     until_settled(&store, published.unique()).await?;
-    sigterm(worker).await?;
+    worker.stop().await?;
     let audit = audit(&store, &mission.id, &published).await?;
     let more = format!(", acked while down {}", at_stop - least);
     summary(
@@ -511,16 +466,14 @@ async fn hostile_payloads_are_dead_lettered_with_reasons_and_valid_reports_store
     let gateway = broker.add_user(&broker.name("gateway"), "gateway-password", "impersonator").await?;
     let dir = tempfile::tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
-    let mut settings = settings(&broker, &store_url)?;
-    settings.push(("POLLWATCH__INGEST__REQUIRE_SENDER_AUTH", "true".into()));
     let mission = fixtures::kg_2021();
     let valid = fixtures::reports(&mission, scale.hostile, 75);
     let published = Published::of(&valid);
     let device =
         |report: &Report| mission.observer(&report.observer).expect("a roster observer").device_user.clone();
 
-    let worker = spawn_worker(&settings)?;
-    until_ready(&settings).await?;
+    let sender_auth = [("POLLWATCH__INGEST__REQUIRE_SENDER_AUTH", "true".to_owned())];
+    let mut worker = spawn_worker(&broker, &store_url, &sender_auth).await?;
     let connection = TestBroker { url: gateway, ..broker.clone() }.connect().await?;
     let channel = connection.create_channel().await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
@@ -561,11 +514,9 @@ async fn hostile_payloads_are_dead_lettered_with_reasons_and_valid_reports_store
     let letters =
         until_dead_letters(&connection, &dead_letters, "guest", scale.hostile, Duration::from_secs(60))
             .await?;
-    let pid = worker.id().expect("running");
-    let peak_mib = peak_rss_kib(pid)? / 1024;
-    let mut worker = worker;
-    assert!(worker.try_wait()?.is_none(), "the worker is alive");
-    sigterm(worker).await?;
+    let peak_mib = peak_rss_kib(worker.pid()?)? / 1024;
+    assert!(worker.is_running()?, "the worker is alive");
+    worker.stop().await?;
 
     let codes: BTreeMap<&str, u64> = pollwatch_ingest::dlq::stats(&letters);
     let known = |code: &str| pollwatch_model::RejectCode::ALL.iter().any(|c| c.as_str() == code);

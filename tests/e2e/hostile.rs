@@ -12,13 +12,14 @@ use pollwatch_ingest::letter::{MAX_DETAIL_BYTES, encoded_len};
 use pollwatch_ingest::{Config, Rules};
 use pollwatch_model::{Report, wire};
 use pollwatch_tests::{
-    DedicatedBroker, Readiness, TestBroker, fixtures, free_address, until_dead_letters, within,
+    DedicatedBroker, Readiness, TestBroker, eventually, eventually_some, fixtures, free_address, metric,
+    until_dead_letters, within,
 };
 use sqlx::Connection as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::worker::{Running, STEP, config, json, publish, publisher, send_stream, until_stored_within};
+use crate::worker::{Running, STEP, config, json, publish, send_stream, until_stored_within};
 
 /// The limits a deployment runs with: `config/default.toml`, read as the binary reads it.
 fn defaults() -> anyhow::Result<pollwatch_settings::Settings> {
@@ -118,7 +119,7 @@ async fn an_oversized_rejection_among_valid_reports_costs_no_reconnect() -> anyh
     let mission = fixtures::kg_2021();
     let config = deployed(&broker)?;
     let worker = Running::start(&config, &mission).await?;
-    let channel = publisher(&broker).await?;
+    let channel = broker.publisher().await?;
     let reports = fixtures::reports(&mission, N, 131);
     let (before, after) = reports.split_at(N / 2);
     send_stream(&broker, &channel, &config, before).await?;
@@ -177,7 +178,7 @@ async fn connections_closed_again_and_again_push_no_report_into_dead_letters() -
         let connection = broker.connect().await?;
         let setup = connection.create_channel().await?;
         pollwatch_ingest::topology::declare(&setup, &config).await?;
-        let channel = publisher(broker).await?;
+        let channel = broker.publisher().await?;
         let messages = reports.iter().map(|report| {
             let key = wire::routing_key(report.kind());
             (key, serde_json::to_vec(report).expect("a report serialises"), json())
@@ -195,14 +196,12 @@ async fn connections_closed_again_and_again_push_no_report_into_dead_letters() -
     for closed in 0..CLOSES as u64 {
         // Closed when the worker has come back from the previous close (its metrics still say
         // connected until it notices a close), is consuming again and holds deliveries.
-        within(STEP, "the worker consuming again", async {
-            while !(worker.metrics.broker_connected() && {
+        eventually(STEP, "the worker consuming again", async || {
+            Ok(worker.metrics.broker_connected() && {
                 let metrics = worker.metrics.render();
                 metric(&metrics, "pollwatch_broker_reconnects_total") >= closed
                     && metric(&metrics, "pollwatch_deliveries_in_flight") > 0
-            }) {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            })
         })
         .await?;
         in_flight_at_close += 1;
@@ -211,10 +210,8 @@ async fn connections_closed_again_and_again_push_no_report_into_dead_letters() -
     sqlx::query("ROLLBACK").execute(&mut lock).await?;
     lock.close().await?;
     until_stored_within(&worker.store, N as i64, Duration::from_secs(180)).await?;
-    within(STEP, "the worker connected after the last close", async {
-        while !worker.metrics.broker_connected() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    eventually(STEP, "the worker connected after the last close", async || {
+        Ok(worker.metrics.broker_connected())
     })
     .await?;
     let (summary, store, _dir) = worker.stop().await?;
@@ -232,14 +229,6 @@ async fn connections_closed_again_and_again_push_no_report_into_dead_letters() -
         summary.reconnects
     );
     Ok(())
-}
-
-/// A value of the worker's metrics text (0 when absent).
-pub(crate) fn metric(metrics: &str, name: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_default()
 }
 
 /// A valid report carrying forged `x-pollwatch-*` headers, dead-lettered by the broker itself
@@ -298,17 +287,10 @@ async fn dead_letters_are_told_apart_by_what_a_device_cannot_forge() -> anyhow::
     )
     .await?;
     assert_eq!(replayed, dlq::Replayed { moved: 1, kept: 1 });
-    let back = within(STEP, "the replayed report", async {
-        loop {
-            if let Some(message) =
-                channel.basic_get(config.queue.as_str().into(), BasicGetOptions::default()).await?
-            {
-                return anyhow::Ok(message);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let back = eventually_some(STEP, "the replayed report", async || {
+        Ok(channel.basic_get(config.queue.as_str().into(), BasicGetOptions::default()).await?)
     })
-    .await??;
+    .await?;
     let headers = back.delivery.properties.headers().as_ref();
     assert_eq!(back.delivery.data, body);
     for name in [wire::ERROR_HEADER, wire::DETAIL_HEADER, "x-death"] {

@@ -19,11 +19,9 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
 use pollwatch_model::{Envelope, Rules, judge};
 use pollwatch_model::{Mission, RejectCode, Report, wire};
 use pollwatch_store::Store;
-use pollwatch_tests::{Readiness, fixtures, http_get, until_dead_letters};
+use pollwatch_tests::{Readiness, fixtures, metric, spawn_worker, until_dead_letters};
 
-use crate::faults::{
-    gzip_bomb, peak_rss_kib, publish_confirmed, settings, sigterm, spawn_worker, until_ready, until_settled,
-};
+use crate::faults::{gzip_bomb, peak_rss_kib, publish_confirmed, until_settled};
 
 /// Messages per run: half valid reports, half fuzzed ones.
 fn messages() -> usize {
@@ -284,9 +282,6 @@ async fn fuzzed_messages_through_the_whole_pipeline_harm_no_valid_report() -> an
     let broker = pollwatch_tests::broker().await?;
     let dir = tempfile::tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
-    let settings = settings(&broker, &store_url)?;
-    let address: std::net::SocketAddr =
-        settings.iter().find(|(k, _)| *k == "POLLWATCH__HTTP__BIND").expect("an HTTP address").1.parse()?;
     let mission = fixtures::kg_2021();
     let valid = fixtures::reports(&mission, n / 2, 401);
     let sources = fixtures::reports(&mission, n - n / 2, 402);
@@ -297,9 +292,8 @@ async fn fuzzed_messages_through_the_whole_pipeline_harm_no_valid_report() -> an
     let accepted = verdicts.iter().filter(|v| v.is_none()).count();
     // "report.x" is routed too (the binding is `report.*`): every message reaches the worker.
 
-    let worker = spawn_worker(&settings)?;
-    until_ready(&settings).await?;
-    let readiness = Readiness::watch(address);
+    let mut worker = spawn_worker(&broker, &store_url, &[]).await?;
+    let readiness = Readiness::watch(worker.address());
 
     let connection = broker.connect().await?;
     let channel = connection.create_channel().await?;
@@ -320,13 +314,11 @@ async fn fuzzed_messages_through_the_whole_pipeline_harm_no_valid_report() -> an
     let dead_letters = broker.name("dead-letters");
     let letters =
         until_dead_letters(&connection, &dead_letters, "guest", rejected, Duration::from_secs(120)).await?;
-    let (_, metrics) = http_get(address, "/metrics").await?;
+    let metrics = worker.metrics().await?;
     let seen = readiness.seen().await?;
-    let pid = worker.id().expect("running");
-    let peak_mib = peak_rss_kib(pid)? / 1024;
-    let mut worker = worker;
-    assert!(worker.try_wait()?.is_none(), "the worker is alive");
-    sigterm(worker).await?;
+    let peak_mib = peak_rss_kib(worker.pid()?)? / 1024;
+    assert!(worker.is_running()?, "the worker is alive");
+    worker.stop().await?;
 
     // Every dead letter is one of the rejected messages, with the code `judge` gave it.
     let mut wrong = Vec::new();
@@ -346,7 +338,7 @@ async fn fuzzed_messages_through_the_whole_pipeline_harm_no_valid_report() -> an
     }
     let codes: BTreeMap<&str, u64> = pollwatch_ingest::dlq::stats(&letters);
     let known = |code: &str| RejectCode::ALL.iter().any(|c| c.as_str() == code);
-    let reconnects = crate::hostile::metric(&metrics, "pollwatch_broker_reconnects_total");
+    let reconnects = metric(&metrics, "pollwatch_broker_reconnects_total");
     let totals = store.totals().await?;
     let line = format!(
         "pipeline fuzz: {} messages ({} valid, {} fuzzed: {accepted} valid after all, {rejected} not): \

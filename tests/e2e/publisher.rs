@@ -8,7 +8,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
 use pollwatch_model::wire;
 use pollwatch_publish::{Flushed, Outbox, PublisherConfig, flush};
-use pollwatch_tests::{TestBroker, fixtures, within};
+use pollwatch_tests::{TestBroker, eventually, fixtures, pollwatch_command, within};
 
 const STEP: Duration = Duration::from_secs(60);
 
@@ -107,10 +107,8 @@ async fn the_publish_command_sends_what_is_valid_and_fails_on_the_rest() -> anyh
     lines.insert(1, r#"{"schema_version": 1}"#.to_owned());
     let input = dir.path().join("reports.jsonl");
     std::fs::write(&input, lines.join("\n"))?;
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollwatch-as-installed"))
-        .current_dir(&repo)
-        .args(["--env", "test", "publish", "--mission", "missions/kg-2021", "--outbox"])
+    let output = pollwatch_command()?
+        .args(["publish", "--mission", "missions/kg-2021", "--outbox"])
         .arg(dir.path().join("outbox.db"))
         .arg(&input)
         .env("POLLWATCH__AMQP__URL", &broker.url)
@@ -149,46 +147,39 @@ async fn reports_published_while_the_broker_is_down_arrive_after_it_returns() ->
         fixtures::reports(&mission, N, 54).iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
     std::fs::write(&input, lines.join("\n"))?;
     let outbox = dir.path().join("outbox.db");
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let publish = |with_input: bool| {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollwatch-as-installed"));
+    let publish = |with_input: bool| -> anyhow::Result<tokio::process::Command> {
+        let mut command = pollwatch_command()?;
         command
-            .current_dir(&repo)
-            .args(["--env", "test", "publish", "--mission", "missions/kg-2021", "--outbox"])
+            .args(["publish", "--mission", "missions/kg-2021", "--outbox"])
             .arg(&outbox)
             .env("POLLWATCH__AMQP__URL", &broker.url)
-            .env("POLLWATCH__AMQP__EXCHANGE", broker.name("reports"))
-            .kill_on_drop(true);
+            .env("POLLWATCH__AMQP__EXCHANGE", broker.name("reports"));
         if with_input {
             command.arg(&input);
         }
-        command
+        Ok(command)
     };
 
     dedicated.stop().await?;
     let mut first =
-        publish(true).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn()?;
+        publish(true)?.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn()?;
     // Once every report is in the outbox (the broker cannot have any of them), the publishing
     // process is killed, unless it already gave up by itself.
-    within(STEP, "every report in the outbox", async {
-        loop {
-            if outbox.exists() {
-                let kept = Outbox::open(&outbox).await?;
-                let waiting = kept.waiting().await?;
-                kept.close().await;
-                if waiting == N as u64 {
-                    return anyhow::Ok(());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(STEP, "every report in the outbox", async || {
+        if !outbox.exists() {
+            return Ok(false);
         }
+        let kept = Outbox::open(&outbox).await?;
+        let waiting = kept.waiting().await?;
+        kept.close().await;
+        Ok(waiting == N as u64)
     })
-    .await??;
+    .await?;
     let _ = first.start_kill();
     let _ = first.wait().await;
 
     dedicated.start_again().await?;
-    let output = within(STEP, "the publisher's second run", publish(false).output()).await??;
+    let output = within(STEP, "the publisher's second run", publish(false)?.output()).await??;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains(&format!("published {N},")), "{stdout}");
@@ -204,10 +195,8 @@ async fn a_burst_reaches_the_queue_and_prints_its_rate() -> anyhow::Result<()> {
     let broker = pollwatch_tests::broker().await?;
     let channel = broker.connect().await?.create_channel().await?;
     let queue = topology(&channel, &broker, wire::BINDING_PATTERN).await?;
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollwatch-as-installed"))
-        .current_dir(&repo)
-        .args(["--env", "test", "simulate", "--mission", "missions/kg-2021", "--burst", &N.to_string()])
+    let output = pollwatch_command()?
+        .args(["simulate", "--mission", "missions/kg-2021", "--burst", &N.to_string()])
         .env("POLLWATCH__AMQP__URL", &broker.url)
         .env("POLLWATCH__AMQP__EXCHANGE", broker.name("reports"))
         .output()

@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use pollwatch_sim::Expectation;
-use pollwatch_tests::{free_address, http_get, pollwatch_command, within};
+use pollwatch_tests::{spawn_worker, within};
 
 const STEP: Duration = Duration::from_secs(120);
-const POLLWATCH: &str = env!("CARGO_BIN_EXE_pollwatch-as-installed");
 
 #[tokio::test]
 async fn a_simulated_election_day_leaves_the_sqlite_store_exactly_as_expected() -> anyhow::Result<()> {
@@ -30,31 +29,12 @@ async fn rehearse(store_url: &str) -> anyhow::Result<()> {
         broker.add_user(&broker.name("simulator"), "simulator-password", "impersonator").await?;
     let dir = tempfile::tempdir()?;
     let expectation = dir.path().join("expectation.json");
-    let http = free_address()?;
-    let settings = [
-        ("POLLWATCH__AMQP__EXCHANGE", broker.name("reports")),
-        ("POLLWATCH__AMQP__QUEUE", broker.name("ingest")),
-        ("POLLWATCH__AMQP__DEAD_LETTER_EXCHANGE", broker.name("dead-letter")),
-        ("POLLWATCH__AMQP__DEAD_LETTER_QUEUE", broker.name("dead-letters")),
-        ("POLLWATCH__STORE__URL", store_url.to_owned()),
-        ("POLLWATCH__INGEST__REQUIRE_SENDER_AUTH", "true".into()),
-        ("POLLWATCH__HTTP__BIND", http.to_string()),
-    ];
-    let pollwatch = |url: &str| {
-        let mut command = pollwatch_command(POLLWATCH);
-        command.envs(settings.iter().map(|(k, v)| (*k, v.as_str()))).env("POLLWATCH__AMQP__URL", url);
-        command
-    };
+    let sender_auth = [("POLLWATCH__INGEST__REQUIRE_SENDER_AUTH", "true".to_owned())];
+    let worker = spawn_worker(&broker, store_url, &sender_auth).await?;
 
-    let mut worker = pollwatch(&broker.url).args(["worker", "--mission", "missions/kg-2021"]).spawn()?;
-    within(STEP, "the worker ready", async {
-        while !http_get(http, "/readyz").await.is_ok_and(|(status, _)| status == 200) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await?;
-
-    let simulated = pollwatch(&simulator_url)
+    let simulated = worker
+        .command()?
+        .env("POLLWATCH__AMQP__URL", &simulator_url)
         .args(["simulate", "--mission", "missions/kg-2021", "--seed", "7", "--duration", "3s"])
         .args(["--senders", "device", "--spoofed", "0.01", "--resends", "0.03", "--corrections", "0.03"])
         .arg("--expect")
@@ -73,7 +53,7 @@ async fn rehearse(store_url: &str) -> anyhow::Result<()> {
     assert!(m.spoofed > 0 && expected.dead_letters.len() >= 12, "{:?}", expected.dead_letters);
     assert_eq!(expected.results["president"].stations_counted, 100, "one count per team");
 
-    let verified = pollwatch(&broker.url).arg("verify").arg(&expectation).args(["--wait", "90s"]).output();
+    let verified = worker.command()?.arg("verify").arg(&expectation).args(["--wait", "90s"]).output();
     let output = within(STEP, "pollwatch verify", verified).await??;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
@@ -86,7 +66,7 @@ async fn rehearse(store_url: &str) -> anyhow::Result<()> {
     let wrong = dir.path().join("wrong.json");
     std::fs::write(&wrong, serde_json::to_vec(&tampered)?)?;
     let output =
-        within(STEP, "pollwatch verify", pollwatch(&broker.url).arg("verify").arg(&wrong).output()).await??;
+        within(STEP, "pollwatch verify", worker.command()?.arg("verify").arg(&wrong).output()).await??;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success(), "{stdout}");
     assert!(
@@ -94,8 +74,5 @@ async fn rehearse(store_url: &str) -> anyhow::Result<()> {
         "{stdout}"
     );
 
-    let pid = worker.id().expect("running").to_string();
-    anyhow::ensure!(tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await?.success());
-    assert!(within(STEP, "the worker exiting", worker.wait()).await??.success());
-    Ok(())
+    worker.stop().await
 }

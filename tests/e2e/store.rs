@@ -575,47 +575,48 @@ async fn sqlite_upgrade_fills_the_summaries() -> anyhow::Result<()> {
 
 /// A worker killed with SIGKILL in the middle of a batch leaves all of it or none of it.
 mod crash {
-    use std::io::{BufRead as _, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     use std::time::Duration;
 
     use pollwatch_store::Store;
+    use pollwatch_tests::{pause, within};
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    use tokio::process::Command;
 
     const BATCH: usize = 20_000;
 
     /// Starts the child, waits until it has begun its batch, kills it after `delay`, and returns
     /// whether it had reported the commit.
-    fn run_child(url: &str, seed: u64, delay: Option<Duration>) -> anyhow::Result<bool> {
+    async fn run_child(url: &str, seed: u64, delay: Option<Duration>) -> anyhow::Result<bool> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pollwatch-ingest-child"))
             .args([url, &BATCH.to_string(), &seed.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            .kill_on_drop(true)
             .spawn()?;
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let first = lines.next().transpose()?;
+        let first = lines.next_line().await?;
         anyhow::ensure!(
             first.as_deref() == Some("ingesting"),
             "the child failed before its batch: {first:?}"
         );
         if let Some(delay) = delay {
             // Not a synchronisation: the moment of the kill is what the test varies.
-            std::thread::sleep(delay);
-            child.kill()?; // SIGKILL
+            pause(delay).await;
+            child.start_kill()?; // SIGKILL
         }
-        let committed = lines.next().transpose()?.as_deref() == Some("committed");
-        child.wait()?;
+        let committed = lines.next_line().await?.as_deref() == Some("committed");
+        child.wait().await?;
         Ok(committed)
     }
 
     async fn all_or_nothing(url: &str) -> anyhow::Result<()> {
+        const CHILD: Duration = Duration::from_secs(300);
         let mut killed_mid_batch = 0;
         for (seed, delay_ms) in [(1u64, 5u64), (2, 60), (3, 250)] {
             let before = Store::open(url).await?.totals().await?.revisions;
-            let child_url = url.to_owned();
-            let committed = tokio::task::spawn_blocking(move || {
-                run_child(&child_url, seed, Some(Duration::from_millis(delay_ms)))
-            })
-            .await??;
+            let delay = Some(Duration::from_millis(delay_ms));
+            let committed = within(CHILD, "the killed child", run_child(url, seed, delay)).await??;
             let store = Store::open(url).await?;
             let after = store.totals().await?.revisions;
             store.close().await;
@@ -629,8 +630,7 @@ mod crash {
         assert!(killed_mid_batch > 0, "every batch committed before its kill; the test proved nothing");
         // Unkilled, the same child commits the whole batch.
         let before = Store::open(url).await?.totals().await?.revisions;
-        let url_owned = url.to_owned();
-        assert!(tokio::task::spawn_blocking(move || run_child(&url_owned, 4, None)).await??);
+        assert!(within(CHILD, "the child", run_child(url, 4, None)).await??);
         let after = Store::open(url).await?.totals().await?.revisions;
         assert_eq!(after - before, BATCH as i64);
         Ok(())

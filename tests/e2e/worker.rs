@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::FutureExt as _;
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, ShortString};
 use lapin::{BasicProperties, Channel};
 use pollwatch_ingest::{Config, Metrics, QueueKind, Rules, Summary};
 use pollwatch_model::{Mission, wire};
 use pollwatch_store::Store;
-use pollwatch_tests::{TestBroker, fixtures, free_address, http_get, until_dead_letters, within};
+use pollwatch_tests::{
+    Readiness, TestBroker, eventually, eventually_some, fixtures, free_address, http_get, metric,
+    spawn_worker, until_dead_letters, within,
+};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -89,22 +92,7 @@ pub(crate) async fn until_stored(store: &Store, n: i64) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn until_stored_within(store: &Store, n: i64, limit: Duration) -> anyhow::Result<()> {
-    within(limit, "reports reaching the store", async {
-        loop {
-            if store.totals().await?.revisions >= n {
-                return anyhow::Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await?
-}
-
-pub(crate) async fn publisher(broker: &TestBroker) -> anyhow::Result<Channel> {
-    let connection = broker.connect().await?;
-    let channel = connection.create_channel().await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
-    Ok(channel)
+    eventually(limit, "reports reaching the store", async || Ok(store.totals().await?.revisions >= n)).await
 }
 
 pub(crate) fn json() -> BasicProperties {
@@ -137,30 +125,26 @@ pub(crate) async fn until_ready(
     probe: &[u8],
     properties: BasicProperties,
 ) -> anyhow::Result<()> {
-    within(STEP, "the worker declaring its topology", async {
-        let connection = broker.connect().await?;
-        let passive = lapin::options::ExchangeDeclareOptions { passive: true, ..Default::default() };
-        loop {
-            let throwaway = connection.create_channel().await?;
-            let declared = throwaway
-                .exchange_declare(
-                    config.exchange.as_str().into(),
-                    lapin::ExchangeKind::Topic,
-                    passive,
-                    lapin::types::FieldTable::default(),
-                )
-                .await;
-            if declared.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        while publish(channel, &config.exchange, key, probe, properties.clone()).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        anyhow::Ok(())
+    let what = "the worker declaring its topology";
+    let connection = within(STEP, what, broker.connect()).await??;
+    let passive = lapin::options::ExchangeDeclareOptions { passive: true, ..Default::default() };
+    eventually(STEP, what, async || {
+        let throwaway = connection.create_channel().await?;
+        let declared = throwaway
+            .exchange_declare(
+                config.exchange.as_str().into(),
+                lapin::ExchangeKind::Topic,
+                passive,
+                lapin::types::FieldTable::default(),
+            )
+            .await;
+        Ok(declared.is_ok())
     })
-    .await?
+    .await?;
+    eventually(STEP, what, async || {
+        Ok(publish(channel, &config.exchange, key, probe, properties.clone()).await.is_ok())
+    })
+    .await
 }
 
 /// Sends `reports` as devices would once the worker is ready: the first as the readiness probe,
@@ -225,7 +209,7 @@ async fn every_kind_is_stored_once_however_often_it_is_sent() -> anyhow::Result<
     let mission = fixtures::kg_2021();
     let config = config(&broker, RULES);
     let worker = Running::start(&config, &mission).await?;
-    let channel = publisher(&broker).await?;
+    let channel = broker.publisher().await?;
     // The worker declares the topology; publish once it exists.
     until_ready(&broker, &channel, &config, "report.probe", b"{}", json()).await?;
     let examples = examples();
@@ -256,7 +240,7 @@ async fn bad_messages_are_dead_lettered_with_reasons_and_the_rest_stored() -> an
     let mission = fixtures::kg_2021();
     let config = config(&broker, RULES);
     let worker = Running::start(&config, &mission).await?;
-    let channel = publisher(&broker).await?;
+    let channel = broker.publisher().await?;
     let examples = examples();
     until_ready(&broker, &channel, &config, "report.arrival", &examples["arrival"], json()).await?;
     let too_large = vec![b' '; RULES.max_body_bytes + 1];
@@ -287,14 +271,11 @@ async fn bad_messages_are_dead_lettered_with_reasons_and_the_rest_stored() -> an
     until_stored(&worker.store, examples.len() as i64).await?;
     // Dead letters are published before their batch is acked: wait for all of them.
     let mut letters = Vec::new();
-    within(STEP, "dead letters", async {
-        while letters.len() < bad.len() {
-            letters.extend(dead_letters(&channel, &config.dead_letter_queue).await?);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::Ok(())
+    eventually(STEP, "dead letters", async || {
+        letters.extend(dead_letters(&channel, &config.dead_letter_queue).await?);
+        Ok(letters.len() >= bad.len())
     })
-    .await??;
+    .await?;
     let (summary, store, _dir) = worker.stop().await?;
     assert_eq!(letters.len(), bad.len());
     for (i, ((code, body, _), (got, key, data))) in bad.iter().zip(&letters).enumerate() {
@@ -318,22 +299,19 @@ async fn reports_without_the_observers_device_account_are_dead_lettered() -> any
     let as_user = |name: &str| json().with_user_id(name.into());
     let own_device = broker.add_user("dev-obs-001", "device-one", "").await?;
     let other_device = broker.add_user("dev-obs-002", "device-two", "").await?;
-    let own = publisher(&TestBroker { url: own_device, ..broker.clone() }).await?;
-    let other = publisher(&TestBroker { url: other_device, ..broker.clone() }).await?;
+    let own = TestBroker { url: own_device, ..broker.clone() }.publisher().await?;
+    let other = TestBroker { url: other_device, ..broker.clone() }.publisher().await?;
     until_ready(&broker, &own, &config, "report.voting", &examples["voting"], as_user("dev-obs-001")).await?;
     publish(&other, &config.exchange, "report.opening", &examples["opening"], as_user("dev-obs-002")).await?;
-    let guest = publisher(&broker).await?;
+    let guest = broker.publisher().await?;
     publish(&guest, &config.exchange, "report.closing", &examples["closing"], json()).await?;
     until_stored(&worker.store, 1).await?;
     let mut letters = Vec::new();
-    within(STEP, "dead letters", async {
-        while letters.len() < 2 {
-            letters.extend(dead_letters(&guest, &config.dead_letter_queue).await?);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::Ok(())
+    eventually(STEP, "dead letters", async || {
+        letters.extend(dead_letters(&guest, &config.dead_letter_queue).await?);
+        Ok(letters.len() >= 2)
     })
-    .await??;
+    .await?;
     let (_, store, _dir) = worker.stop().await?;
     let codes: Vec<(&str, &str)> =
         letters.iter().map(|(code, key, _)| (code.as_str(), key.as_str())).collect();
@@ -354,7 +332,7 @@ async fn a_worker_stopped_mid_stream_finishes_its_batch_and_the_next_stores_the_
     let mission = fixtures::kg_2021();
     let config = Config { batch_size: 100, ..config(&broker, RULES) };
     let first = Running::start(&config, &mission).await?;
-    let channel = publisher(&broker).await?;
+    let channel = broker.publisher().await?;
     let reports = fixtures::reports(&mission, N, 21);
     send_stream(&broker, &channel, &config, &reports).await?;
 
@@ -368,25 +346,22 @@ async fn a_worker_stopped_mid_stream_finishes_its_batch_and_the_next_stores_the_
     assert_eq!(summary.committed as i64, stored, "everything committed was acked, nothing more");
 
     // A second worker on the same store takes the rest.
-    let second = tokio::spawn({
-        let (config, store, mission) = (config.clone(), store.clone(), mission.clone());
-        async move {
-            let (stop, stopped) = oneshot::channel::<()>();
-            let metrics = Metrics::default();
-            let run = pollwatch_ingest::run(&config, &store, &mission, &metrics, async {
-                let _ = stopped.await;
-            });
-            tokio::pin!(run);
-            tokio::select! {
-                done = &mut run => done.map(|s| (s, Some(stop))),
-                () = until_stored(&store, N as i64).map(|r| r.expect("all stored")) => {
-                    let _ = stop.send(());
-                    run.await.map(|s| (s, None))
-                }
+    let second = async {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let metrics = Metrics::default();
+        let run = pollwatch_ingest::run(&config, &store, &mission, &metrics, async {
+            let _ = stopped.await;
+        });
+        tokio::pin!(run);
+        tokio::select! {
+            done = &mut run => done.map(|s| (s, Some(stop))),
+            () = until_stored(&store, N as i64).map(|r| r.expect("all stored")) => {
+                let _ = stop.send(());
+                run.await.map(|s| (s, None))
             }
         }
-    });
-    let (rest, _) = within(STEP * 2, "the second worker", second).await???;
+    };
+    let (rest, _) = within(STEP * 2, "the second worker", second).await??;
     let totals = store.totals().await?;
     assert_eq!((totals.reports, totals.revisions), (N as i64, N as i64), "each report stored once");
     assert_eq!(summary.committed + rest.committed, N as u64, "no delivery acked twice or lost");
@@ -399,23 +374,11 @@ async fn the_worker_command_stores_reports_and_exits_cleanly_on_sigterm() -> any
     let broker = pollwatch_tests::broker().await?;
     let dir = tempfile::tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
-    let http = free_address()?;
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let config = config(&broker, RULES);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollwatch-as-installed"))
-        .current_dir(&repo)
-        .args(["--env", "test", "worker", "--mission", "missions/kg-2021"])
-        .env("POLLWATCH__AMQP__URL", &broker.url)
-        .env("POLLWATCH__AMQP__EXCHANGE", &config.exchange)
-        .env("POLLWATCH__AMQP__QUEUE", &config.queue)
-        .env("POLLWATCH__AMQP__DEAD_LETTER_EXCHANGE", &config.dead_letter_exchange)
-        .env("POLLWATCH__AMQP__DEAD_LETTER_QUEUE", &config.dead_letter_queue)
-        .env("POLLWATCH__STORE__URL", &store_url)
-        .env("POLLWATCH__INGEST__SHUTDOWN_DEADLINE_SECS", "10")
-        .env("POLLWATCH__HTTP__BIND", http.to_string())
-        .kill_on_drop(true)
-        .spawn()?;
-    let channel = publisher(&broker).await?;
+    let deadline = [("POLLWATCH__INGEST__SHUTDOWN_DEADLINE_SECS", "10".to_owned())];
+    let worker = spawn_worker(&broker, &store_url, &deadline).await?;
+    let http = worker.address();
+    let channel = broker.publisher().await?;
     let examples = examples();
     until_ready(&broker, &channel, &config, "report.voting", &examples["voting"], json()).await?;
     publish(&channel, &config.exchange, "report.counting", &examples["counting"], json()).await?;
@@ -424,35 +387,25 @@ async fn the_worker_command_stores_reports_and_exits_cleanly_on_sigterm() -> any
     let store = Store::open(&store_url).await?;
     until_stored(&store, 2).await?;
     let connection = broker.connect().await?;
-    within(STEP, "the malformed report dead-lettered", async {
-        while pollwatch_ingest::dlq::list(&connection, &config.dead_letter_queue, "guest").await?.is_empty() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        anyhow::Ok(())
+    eventually(STEP, "the malformed report dead-lettered", async || {
+        Ok(!pollwatch_ingest::dlq::list(&connection, &config.dead_letter_queue, "guest").await?.is_empty())
     })
-    .await??;
+    .await?;
     assert_eq!(http_get(http, "/healthz").await?.0, 200);
     assert_eq!(http_get(http, "/readyz").await?, (200, "ready\n".to_owned()));
     let (status, metrics) = http_get(http, "/metrics").await?;
     assert_eq!(status, 200);
     assert!(metrics.lines().any(|l| l == "pollwatch_reports_total{outcome=\"stored\"} 2"), "{metrics}");
     assert!(metrics.lines().any(|l| l == "pollwatch_broker_connected 1"), "{metrics}");
-    let pid = child.id().expect("running").to_string();
-    // What a service manager does to stop it.
-    let sent = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await?;
-    anyhow::ensure!(sent.success(), "sending SIGTERM");
-    let status = within(STEP, "the worker exiting", child.wait()).await??;
-    assert!(status.success(), "{status}");
+    // The operator's view of the dead letters (the probe's malformed twin), with the worker's
+    // settings.
+    let mut stats = worker.command()?;
+    stats.args(["dlq", "stats"]);
+    // What a service manager does to stop it; the worker must exit with status 0.
+    worker.stop().await?;
     assert_eq!(store.totals().await?.reports, 2);
 
-    // The operator's view of the dead letters: the probe's malformed twin.
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollwatch-as-installed"))
-        .current_dir(&repo)
-        .args(["--env", "test", "dlq", "stats"])
-        .env("POLLWATCH__AMQP__URL", &broker.url)
-        .env("POLLWATCH__AMQP__DEAD_LETTER_QUEUE", &config.dead_letter_queue)
-        .output()
-        .await?;
+    let output = within(STEP, "pollwatch dlq stats", stats.output()).await??;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("1 dead letters") && stdout.contains("1  malformed_json"), "{stdout}");
@@ -472,7 +425,7 @@ async fn nothing_is_acked_while_the_store_is_unavailable() -> anyhow::Result<()>
     let config = Config { shutdown_deadline: Duration::from_secs(2), ..config(&broker, RULES) };
     let first = Running::start(&config, &mission).await?;
     let db = first.dir.path().join("pollwatch.db");
-    let channel = publisher(&broker).await?;
+    let channel = broker.publisher().await?;
     let reports = fixtures::reports(&mission, N, 31);
     send_stream(&broker, &channel, &config, &reports).await?;
     until_stored(&first.store, 200).await?;
@@ -481,7 +434,13 @@ async fn nothing_is_acked_while_the_store_is_unavailable() -> anyhow::Result<()>
     let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await?;
     sqlx::query("BEGIN EXCLUSIVE").execute(&mut lock).await?;
     let stored = first.store.totals().await?.revisions;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The worker commits one batch at a time and fills the next meanwhile: holding both, or
+    // everything left, it takes no more until a commit goes through, which the lock prevents.
+    let held = (2 * config.batch_size as u64).min(N as u64 - stored as u64);
+    eventually(STEP, "the worker holding batches it cannot commit", async || {
+        Ok(metric(&first.metrics.render(), "pollwatch_deliveries_in_flight") >= held)
+    })
+    .await?;
     assert_eq!(first.store.totals().await?.revisions, stored, "committed while the store was locked");
 
     let started = std::time::Instant::now();
@@ -490,18 +449,13 @@ async fn nothing_is_acked_while_the_store_is_unavailable() -> anyhow::Result<()>
     assert_eq!(summary.committed as i64, stored, "acked only what was committed");
     // Every report not stored is back in the queue, ready for the next worker.
     let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
-    within(STEP, "the unacked deliveries returning to the queue", async {
-        loop {
-            let queue = channel
-                .queue_declare(config.queue.as_str().into(), passive, lapin::types::FieldTable::default())
-                .await?;
-            if i64::from(queue.message_count()) == N as i64 - stored {
-                return anyhow::Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    eventually(STEP, "the unacked deliveries returning to the queue", async || {
+        let queue = channel
+            .queue_declare(config.queue.as_str().into(), passive, lapin::types::FieldTable::default())
+            .await?;
+        Ok(i64::from(queue.message_count()) == N as i64 - stored)
     })
-    .await??;
+    .await?;
 
     sqlx::query("ROLLBACK").execute(&mut lock).await?;
     lock.close().await?;
@@ -528,10 +482,10 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice() ->
     // A fast worker may drain the first part before the broker has stopped; the rest, sent once
     // it is back, can only be stored by a worker that reconnected.
     let (before, after) = reports.split_at(N * 7 / 10);
-    send_stream(broker, &publisher(broker).await?, &config, before).await?;
+    send_stream(broker, &broker.publisher().await?, &config, before).await?;
     until_stored(&worker.store, 1_000).await?;
-    // /readyz, polled through the restart: what it answered, each change once, until it is
-    // ready again after being unready (or a minute has passed).
+    // /readyz, polled through the restart until every report is stored: what it answered, each
+    // change once.
     let address = free_address()?;
     let listener = tokio::net::TcpListener::bind(address).await?;
     let health = pollwatch::http::Health { metrics: worker.metrics.clone(), store: worker.store.clone() };
@@ -539,24 +493,14 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice() ->
     let server = tokio::spawn(pollwatch::http::serve(listener, health, async {
         let _ = http_stopped.await;
     }));
-    let poller = tokio::spawn(async move {
-        let mut seen: Vec<u16> = Vec::new();
-        let started = std::time::Instant::now();
-        while !matches!(seen.as_slice(), [.., 503, 200]) && started.elapsed() < Duration::from_secs(60) {
-            let (status, _) = http_get(address, "/readyz").await?;
-            if seen.last() != Some(&status) {
-                seen.push(status);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        anyhow::Ok(seen)
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let readiness = Readiness::watch(address);
+    // What /readyz said before the broker went away is the first thing seen.
+    readiness.until_answered().await?;
     dedicated.restart(Duration::from_secs(2)).await?;
     assert!(!worker.task.is_finished(), "the worker exited when the broker went away");
-    send_stream(broker, &publisher(broker).await?, &config, after).await?;
+    send_stream(broker, &broker.publisher().await?, &config, after).await?;
     until_stored_within(&worker.store, N as i64, Duration::from_secs(180)).await?;
-    let seen = within(Duration::from_secs(70), "the readiness poller", poller).await???;
+    let seen = readiness.seen().await?;
     let _ = http_stop.send(());
     within(STEP, "the HTTP server", server).await???;
     assert_eq!(seen, [200, 503, 200], "/readyz through the restart");
@@ -578,7 +522,7 @@ async fn dead_letters_are_counted_and_replayed_once() -> anyhow::Result<()> {
     let mission = fixtures::kg_2021();
     let strict = config(&broker, Rules { require_sender_auth: true, ..RULES });
     let worker = Running::start(&strict, &mission).await?;
-    let channel = publisher(&broker).await?;
+    let channel = broker.publisher().await?;
     let examples = examples();
     until_ready(&broker, &channel, &strict, "report.opening", &examples["opening"], json()).await?;
     for kind in ["voting", "closing"] {
@@ -629,7 +573,7 @@ async fn a_redelivered_report_that_was_committed_is_stored_once() -> anyhow::Res
     let examples = examples();
     // A first worker declares the topology, stores one report and stops.
     let first = Running::start(&config, &mission).await?;
-    let channel = publisher(&broker).await?;
+    let channel = broker.publisher().await?;
     until_ready(&broker, &channel, &config, "report.arrival", &examples["arrival"], json()).await?;
     until_stored(&first.store, 1).await?;
     let (_, store, dir) = first.stop().await?;
@@ -638,16 +582,10 @@ async fn a_redelivered_report_that_was_committed_is_stored_once() -> anyhow::Res
     // store has the report, and the broker redelivers it.
     publish(&channel, &config.exchange, "report.voting", &examples["voting"], json()).await?;
     let taker = broker.connect().await?.create_channel().await?;
-    let taken = within(STEP, "taking the report", async {
-        loop {
-            let got = taker.basic_get(config.queue.as_str().into(), BasicGetOptions::default()).await?;
-            if let Some(message) = got {
-                return anyhow::Ok(message);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let taken = eventually_some(STEP, "taking the report", async || {
+        Ok(taker.basic_get(config.queue.as_str().into(), BasicGetOptions::default()).await?)
     })
-    .await??;
+    .await?;
     let checked = pollwatch_model::check(
         &taken.delivery.data,
         &pollwatch_model::Context { mission: &mission, now: chrono::Utc::now(), sender: None },
@@ -662,15 +600,8 @@ async fn a_redelivered_report_that_was_committed_is_stored_once() -> anyhow::Res
     taker.close(200, "died before its ack".into()).await?;
 
     let second = Running { dir, ..Running::start_on(&config, &mission, store).await? };
-    within(STEP, "the redelivery acknowledged as a duplicate", async {
-        while !second
-            .metrics
-            .render()
-            .lines()
-            .any(|l| l == "pollwatch_reports_total{outcome=\"duplicate\"} 1")
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    eventually(STEP, "the redelivery acknowledged as a duplicate", async || {
+        Ok(second.metrics.render().lines().any(|l| l == "pollwatch_reports_total{outcome=\"duplicate\"} 1"))
     })
     .await?;
     let (summary, store, _dir) = second.stop().await?;
@@ -693,7 +624,7 @@ async fn a_consumer_cancelled_by_the_broker_subscribes_again() -> anyhow::Result
     let mission = fixtures::kg_2021();
     let config = config(&broker, RULES);
     let worker = Running::start(&config, &mission).await?;
-    let channel = publisher(&broker).await?;
+    let channel = broker.publisher().await?;
     let examples = examples();
     until_ready(&broker, &channel, &config, "report.arrival", &examples["arrival"], json()).await?;
     until_stored(&worker.store, 1).await?;

@@ -6,7 +6,11 @@ use anyhow::Context as _;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 use tokio::sync::OnceCell;
 
-use crate::docker::{Container, ContainerSpec};
+use testcontainers::core::Mount;
+use testcontainers::{ContainerAsync, ImageExt as _};
+use testcontainers_modules::postgres::Postgres;
+
+use crate::containers::{self, Setup};
 use crate::{env_var, init_test_logging, retry_until, unique_tag};
 
 const IMAGE_VAR: &str = "POLLWATCH_TEST_POSTGRES_IMAGE";
@@ -25,7 +29,7 @@ struct SharedServer {
     /// Whether the server is someone else's (then test databases are dropped after use).
     external: bool,
     /// Keeps the container's handle for the life of the process (the reaper removes it).
-    _container: Option<Container>,
+    _container: Option<ContainerAsync<Postgres>>,
 }
 
 static SHARED: OnceCell<SharedServer> = OnceCell::const_new();
@@ -87,24 +91,14 @@ async fn start() -> anyhow::Result<SharedServer> {
         wait_until_accepting(admin_url.as_str(), Duration::from_secs(30)).await?;
         return Ok(SharedServer { admin_url, external: true, _container: None });
     }
-    let image = env_var(IMAGE_VAR).unwrap_or_else(|| DEFAULT_IMAGE.into());
-    let container = Container::start(&ContainerSpec {
-        image,
-        env: vec![
-            ("POSTGRES_PASSWORD".into(), "postgres".into()),
-            ("PGDATA".into(), format!("{DATA_TMPFS}/data")),
-        ],
-        ports: vec![POSTGRES_PORT],
-        stable_ports: false,
-        // Durability is not under test here: the data live in memory, and without fsync.
-        tmpfs: vec![DATA_TMPFS],
-        volumes: Vec::new(),
-        args: ["-c", "fsync=off", "-c", "max_connections=300"].map(String::from).to_vec(),
-        ready_log: "database system is ready to accept connections",
-        ready_within: Duration::from_secs(120),
-    })
-    .await?;
-    let port = container.host_port(POSTGRES_PORT).await?;
+    let setup = Setup { ports: vec![POSTGRES_PORT], stable_ports: false, volumes: Vec::new() };
+    // Durability is not under test here: the data live in memory, and without fsync.
+    let request = postgres()
+        .with_env_var("PGDATA", format!("{DATA_TMPFS}/data"))
+        .with_mount(Mount::tmpfs_mount(DATA_TMPFS).with_mode(0o1777))
+        .with_cmd(["-c", "fsync=off", "-c", "max_connections=300"]);
+    let container = containers::start(request, setup).await?;
+    let port = containers::host_port(&container, POSTGRES_PORT).await?;
     let admin_url = url::Url::parse(&format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres"))
         .context("building the admin URL")?;
     // The image logs the ready line once for its set-up server, before the real one listens.
@@ -119,7 +113,8 @@ async fn start() -> anyhow::Result<SharedServer> {
 pub struct DedicatedDatabase {
     /// URL of the server's `postgres` database (test credentials).
     pub url: String,
-    container: Container,
+    /// Removed (with its volume) when dropped, at the end of the test.
+    container: ContainerAsync<Postgres>,
 }
 
 impl DedicatedDatabase {
@@ -128,21 +123,11 @@ impl DedicatedDatabase {
         // The images' own PGDATA (they create it owned by their server's user, and a new volume
         // takes over that ownership).
         const DATA: &str = "/var/lib/postgresql/data";
-        let container = Container::start(&ContainerSpec {
-            image: env_var(IMAGE_VAR).unwrap_or_else(|| DEFAULT_IMAGE.into()),
-            env: vec![("POSTGRES_PASSWORD".into(), "postgres".into())],
-            ports: vec![POSTGRES_PORT],
-            stable_ports: true,
-            tmpfs: Vec::new(),
-            volumes: vec![DATA],
-            // A stop is a clean shutdown, which writes everything out; fsync guards only against
-            // the machine failing, which these tests do not do.
-            args: ["-c", "fsync=off"].map(String::from).to_vec(),
-            ready_log: "database system is ready to accept connections",
-            ready_within: Duration::from_secs(120),
-        })
-        .await?;
-        let port = container.host_port(POSTGRES_PORT).await?;
+        let setup = Setup { ports: vec![POSTGRES_PORT], stable_ports: true, volumes: vec![DATA] };
+        // A stop is a clean shutdown, which writes everything out; fsync guards only against
+        // the machine failing, which these tests do not do.
+        let container = containers::start(postgres().with_cmd(["-c", "fsync=off"]), setup).await?;
+        let port = containers::host_port(&container, POSTGRES_PORT).await?;
         let url = format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres");
         wait_until_accepting(&url, Duration::from_secs(60)).await?;
         Ok(Self { url, container })
@@ -151,14 +136,21 @@ impl DedicatedDatabase {
     /// Stops the server at once, as an outage would: a fast shutdown (SIGINT), which ends every
     /// session, where `docker stop`'s SIGTERM would wait for the clients to leave.
     pub async fn stop(&self) -> anyhow::Result<()> {
-        self.container.stop_with("SIGINT").await
+        containers::stop_with(&self.container, "SIGINT").await
     }
 
     /// Starts the stopped server on the same port and waits until it accepts connections.
     pub async fn start_again(&self) -> anyhow::Result<()> {
-        self.container.start_again().await?;
+        containers::start_again(&self.container).await?;
         wait_until_accepting(&self.url, Duration::from_secs(120)).await
     }
+}
+
+/// The PostgreSQL module's request (user, password and database `postgres`; the module waits for
+/// "database system is ready to accept connections") for the image the environment names.
+fn postgres() -> testcontainers::ContainerRequest<Postgres> {
+    let (name, tag) = containers::image(IMAGE_VAR, DEFAULT_IMAGE);
+    Postgres::default().with_name(name).with_tag(tag)
 }
 
 async fn connect(url: &str) -> anyhow::Result<PgConnection> {

@@ -8,52 +8,32 @@
 //!   the official `rabbitmq:3-management` and `postgres:15`) and removes them when it exits.
 //! - With `POLLWATCH_TEST_AMQP_URL` / `POLLWATCH_TEST_DATABASE_URL` set, the tests use those
 //!   running services instead and start no container.
-//! - Every wait has a deadline; nothing is printed unless `TEST_LOG=1`.
+//! - [`spawn_worker`] runs `pollwatch worker` as a process on a test's broker names and store,
+//!   ready to consume, and owns its settings, HTTP address, logs and stop.
+//! - Every wait has a deadline ([`within`], [`eventually`]); nothing is printed unless
+//!   `TEST_LOG=1`.
+//! - Containers are started with testcontainers (`containers.rs` says what the harness adds)
+//!   and removed when the test or the process ends, however it ends (`reaper.rs`).
 
+mod containers;
 mod database;
-mod docker;
 pub mod fixtures;
 mod rabbitmq;
 mod reaper;
+mod wait;
+mod worker;
 
-use std::future::Future;
 use std::sync::Once;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
+pub use containers::LABEL;
 pub use database::{DedicatedDatabase, TestDatabase, database};
-pub use docker::{Container, ContainerSpec, LABEL};
 pub use rabbitmq::{DedicatedBroker, TestBroker, broker};
-
-/// A deadline for one step of a test: fails with `what` instead of hanging.
-pub async fn within<T>(limit: Duration, what: &str, step: impl Future<Output = T>) -> anyhow::Result<T> {
-    tokio::time::timeout(limit, step).await.with_context(|| format!("timed out after {limit:?}: {what}"))
-}
-
-/// Repeats `attempt` every `every` until it succeeds, or fails with its last error once `limit`
-/// has passed: how the harness waits for a service to accept connections.
-async fn retry_until<T, F, Fut>(
-    limit: Duration,
-    every: Duration,
-    what: &str,
-    mut attempt: F,
-) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<T>>,
-{
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        match attempt().await {
-            Ok(value) => return Ok(value),
-            Err(error) if std::time::Instant::now() >= deadline => {
-                return Err(error.context(format!("{what} within {limit:?}")));
-            }
-            Err(_) => tokio::time::sleep(every).await,
-        }
-    }
-}
+use wait::retry_until;
+pub use wait::{eventually, eventually_some, pause, throughout, within};
+pub use worker::{TestWorker, metric, metric_total, pollwatch_command, spawn_worker};
 
 /// A plain HTTP/1.1 GET: (status, body).
 pub async fn http_get(address: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
@@ -93,49 +73,55 @@ pub async fn until_dead_letters(
 #[derive(Debug)]
 pub struct Readiness {
     stop: tokio::sync::oneshot::Sender<()>,
-    poller: tokio::task::JoinHandle<Vec<u16>>,
+    /// The answers so far, for [`Readiness::until_answered`] and [`Readiness::seen`].
+    seen: tokio::sync::watch::Receiver<Vec<u16>>,
+    poller: tokio::task::JoinHandle<()>,
 }
 
 impl Readiness {
     pub fn watch(address: std::net::SocketAddr) -> Self {
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (record, seen) = tokio::sync::watch::channel(Vec::new());
         let poller = tokio::spawn(async move {
-            let mut seen: Vec<u16> = Vec::new();
             loop {
                 let status = http_get(address, "/readyz").await.map_or(0, |(status, _)| status);
-                if seen.last() != Some(&status) {
-                    seen.push(status);
-                }
+                record.send_if_modified(|seen: &mut Vec<u16>| {
+                    let changed = seen.last() != Some(&status);
+                    if changed {
+                        seen.push(status);
+                    }
+                    changed
+                });
                 tokio::select! {
-                    _ = &mut stopped => return seen,
+                    _ = &mut stopped => return,
                     () = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }
         });
-        Self { stop, poller }
+        Self { stop, seen, poller }
+    }
+
+    /// Waits until the poller has had its first answer, so that what follows is seen from the
+    /// state before it.
+    pub async fn until_answered(&self) -> anyhow::Result<()> {
+        let mut seen = self.seen.clone();
+        within(Duration::from_secs(30), "the first answer of /readyz", seen.wait_for(|s| !s.is_empty()))
+            .await?
+            .map(|_| ())
+            .context("the readiness poller ended")
     }
 
     /// Stops polling; what `/readyz` answered meanwhile.
     pub async fn seen(self) -> anyhow::Result<Vec<u16>> {
         let _ = self.stop.send(());
-        Ok(within(Duration::from_secs(30), "the readiness poller", self.poller).await??)
+        within(Duration::from_secs(30), "the readiness poller", self.poller).await??;
+        Ok(self.seen.borrow().clone())
     }
 }
 
 /// A free port of 127.0.0.1 for a server the test starts.
 pub fn free_address() -> anyhow::Result<std::net::SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-/// The `pollwatch` command (this package's `pollwatch-as-installed` build of it), run from the
-/// repository root so that `missions/kg-2021` and `config/` resolve as they do for a user.
-pub fn pollwatch_command(binary: &str) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(binary);
-    command
-        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .args(["--env", "test"])
-        .kill_on_drop(true);
-    command
 }
 
 /// A random lower-case hexadecimal tag for names that must not collide between tests.
@@ -148,12 +134,17 @@ fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.trim().is_empty())
 }
 
+/// Whether `TEST_LOG` asks for logs.
+fn test_log() -> bool {
+    env_var("TEST_LOG").is_some_and(|v| v != "0")
+}
+
 /// Sends the harness's and pollwatch's logs to standard error when `TEST_LOG=1`; otherwise
 /// tests stay quiet.
 pub fn init_test_logging() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
-        if env_var("TEST_LOG").is_some_and(|v| v != "0") {
+        if test_log() {
             let settings = pollwatch_settings::TelemetrySettings {
                 format: pollwatch_settings::LogFormat::Pretty,
                 filter: "info,pollwatch=debug,pollwatch_tests=debug".into(),

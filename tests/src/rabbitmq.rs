@@ -6,7 +6,10 @@ use anyhow::Context as _;
 use lapin::{Connection, ConnectionProperties};
 use tokio::sync::OnceCell;
 
-use crate::docker::{Container, ContainerSpec};
+use testcontainers::{ContainerAsync, ImageExt as _};
+use testcontainers_modules::rabbitmq::RabbitMq;
+
+use crate::containers::{self, Setup};
 use crate::{env_var, init_test_logging, retry_until, unique_tag};
 
 const IMAGE_VAR: &str = "POLLWATCH_TEST_RABBITMQ_IMAGE";
@@ -25,7 +28,7 @@ struct SharedBroker {
     /// `host:port` of the management API, when known.
     management: Option<String>,
     /// Keeps the container's handle for the life of the process (the reaper removes it).
-    _container: Option<Container>,
+    _container: Option<ContainerAsync<RabbitMq>>,
 }
 
 static SHARED: OnceCell<SharedBroker> = OnceCell::const_new();
@@ -50,6 +53,14 @@ impl TestBroker {
     /// Opens a connection, failing after a deadline rather than hanging.
     pub async fn connect(&self) -> anyhow::Result<Connection> {
         connect(&self.url).await
+    }
+
+    /// A channel with publisher confirms, on a connection of its own.
+    pub async fn publisher(&self) -> anyhow::Result<lapin::Channel> {
+        let connection = self.connect().await?;
+        let channel = connection.create_channel().await?;
+        channel.confirm_select(lapin::options::ConfirmSelectOptions::default()).await?;
+        Ok(channel)
     }
 
     /// Creates a broker user with full rights on the default virtual host and the given tags
@@ -104,18 +115,15 @@ pub async fn broker() -> anyhow::Result<TestBroker> {
 #[derive(Debug)]
 pub struct DedicatedBroker {
     pub broker: TestBroker,
-    container: Container,
+    /// Removed when dropped, at the end of the test.
+    container: ContainerAsync<RabbitMq>,
 }
 
 impl DedicatedBroker {
     pub async fn start() -> anyhow::Result<Self> {
         init_test_logging();
-        let container = Container::start(&spec(true)).await?;
-        let port = container.host_port(AMQP_PORT).await?;
-        let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-        wait_until_accepting(&url, Duration::from_secs(30)).await?;
-        let management = Some(format!("127.0.0.1:{}", container.host_port(MANAGEMENT_PORT).await?));
-        let broker = TestBroker { url, management, prefix: format!("t-{}", unique_tag()) };
+        let (container, url, management) = start_container(true).await?;
+        let broker = TestBroker { url, management: Some(management), prefix: format!("t-{}", unique_tag()) };
         Ok(Self { broker, container })
     }
 
@@ -123,38 +131,24 @@ impl DedicatedBroker {
     /// until it accepts connections.
     pub async fn restart(&self, down: Duration) -> anyhow::Result<()> {
         self.stop().await?;
-        tokio::time::sleep(down).await;
+        crate::pause(down).await;
         self.start_again().await
     }
 
     pub async fn stop(&self) -> anyhow::Result<()> {
-        self.container.stop().await
+        containers::stop(&self.container).await
     }
 
     /// Runs `rabbitmqctl` with `args` in the broker's container, e.g. `close_all_connections`.
     pub async fn rabbitmqctl(&self, args: &[&str]) -> anyhow::Result<String> {
         let command: Vec<&str> = std::iter::once("rabbitmqctl").chain(args.iter().copied()).collect();
-        self.container.exec(&command).await
+        containers::exec(&self.container, &command).await
     }
 
     /// Starts the stopped broker on the same port and waits until it accepts connections.
     pub async fn start_again(&self) -> anyhow::Result<()> {
-        self.container.start_again().await?;
+        containers::start_again(&self.container).await?;
         wait_until_accepting(&self.broker.url, Duration::from_secs(120)).await
-    }
-}
-
-fn spec(stable_ports: bool) -> ContainerSpec {
-    ContainerSpec {
-        image: env_var(IMAGE_VAR).unwrap_or_else(|| DEFAULT_IMAGE.into()),
-        env: Vec::new(),
-        ports: vec![AMQP_PORT, MANAGEMENT_PORT],
-        stable_ports,
-        tmpfs: Vec::new(),
-        volumes: Vec::new(),
-        args: Vec::new(),
-        ready_log: "Server startup complete",
-        ready_within: Duration::from_secs(120),
     }
 }
 
@@ -166,12 +160,21 @@ async fn start() -> anyhow::Result<SharedBroker> {
             env_var(MANAGEMENT_VAR).map(|u| u.trim_start_matches("http://").trim_end_matches('/').to_owned());
         return Ok(SharedBroker { url, management, _container: None });
     }
-    let container = Container::start(&spec(false)).await?;
-    let port = container.host_port(AMQP_PORT).await?;
+    let (container, url, management) = start_container(false).await?;
+    Ok(SharedBroker { url, management: Some(management), _container: Some(container) })
+}
+
+/// A broker container (the module waits for "Server startup complete"), accepting connections:
+/// the container, its AMQP URL and the `host:port` of its management API.
+async fn start_container(stable_ports: bool) -> anyhow::Result<(ContainerAsync<RabbitMq>, String, String)> {
+    let (name, tag) = containers::image(IMAGE_VAR, DEFAULT_IMAGE);
+    let setup = Setup { ports: vec![AMQP_PORT, MANAGEMENT_PORT], stable_ports, volumes: Vec::new() };
+    let container = containers::start(RabbitMq::default().with_name(name).with_tag(tag), setup).await?;
+    let port = containers::host_port(&container, AMQP_PORT).await?;
     let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
     wait_until_accepting(&url, Duration::from_secs(30)).await?;
-    let management = Some(format!("127.0.0.1:{}", container.host_port(MANAGEMENT_PORT).await?));
-    Ok(SharedBroker { url, management, _container: Some(container) })
+    let management = format!("127.0.0.1:{}", containers::host_port(&container, MANAGEMENT_PORT).await?);
+    Ok((container, url, management))
 }
 
 async fn connect(url: &str) -> anyhow::Result<Connection> {

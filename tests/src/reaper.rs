@@ -1,21 +1,27 @@
 //! Removes the containers a test process started, however that process ends.
 //!
-//! Containers shared by all tests of a process live in `static`s, which Rust never drops. So the
-//! harness starts one small shell process, the reaper, and writes each container id to its
-//! standard input. When the test process exits — normally, by panic, or killed — the pipe closes
-//! and the reaper runs `docker rm --force` on every id it was given. On a normal exit an `atexit`
-//! handler also waits for the reaper, so the containers are gone before `cargo test` returns.
+//! testcontainers removes a container when its handle is dropped. Containers shared by all tests
+//! of a process live in `static`s, which Rust never drops, and a killed process drops nothing.
+//! So before its first container the harness starts one small shell process, the reaper, and
+//! keeps the write end of a pipe to its standard input. When the test process exits — normally,
+//! by panic, or killed with SIGKILL — the pipe closes and the reaper runs `docker rm --force` on
+//! every container labelled `pollwatch.test=<this process's id>`: the label is set when a
+//! container is created, so none is missed, even one still starting. On a normal exit an
+//! `atexit` handler also waits for the reaper, so the containers are gone before `cargo test`
+//! returns; after a SIGKILL they are gone within a few seconds (one `docker ps` and one
+//! `docker rm`).
 
-use std::io::Write as _;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 
 use anyhow::Context as _;
 
-/// Reads ids until end of input, then removes them all. It runs in its own process group so that
-/// Ctrl-C in a terminal stops the tests but not the clean-up.
-const SCRIPT: &str = r#"ids=""
-while IFS= read -r id; do ids="$ids $id"; done
+use crate::containers::LABEL;
+
+/// Waits for end of input, then removes every container with the label value `$1`. It runs in
+/// its own process group so that Ctrl-C in a terminal stops the tests but not the clean-up.
+const SCRIPT: &str = r#"while IFS= read -r _; do :; done
+ids=$(docker ps --all --quiet --filter "label=$0=$1")
 if [ -n "$ids" ]; then docker rm --force --volumes $ids >/dev/null 2>&1; fi
 exit 0"#;
 
@@ -28,24 +34,20 @@ struct Reaper {
 
 static REAPER: Mutex<Option<Reaper>> = Mutex::new(None);
 
-/// Hands a container to the reaper, starting the reaper on first use.
-pub(crate) fn register(container_id: &str) -> anyhow::Result<()> {
+/// The value of [`LABEL`] on this process's containers, starting the reaper on first use.
+pub(crate) fn session() -> anyhow::Result<String> {
     let mut guard = REAPER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if guard.is_none() {
         *guard = Some(spawn()?);
         register_exit_hook();
     }
-    let reaper = guard.as_mut().context("reaper state")?;
-    let stdin = reaper.stdin.as_mut().context("the reaper has already been told to finish")?;
-    writeln!(stdin, "{container_id}")
-        .and_then(|()| stdin.flush())
-        .context("handing a container id to the reaper")
+    Ok(std::process::id().to_string())
 }
 
 fn spawn() -> anyhow::Result<Reaper> {
     use std::os::unix::process::CommandExt as _;
     let mut child = Command::new("sh")
-        .args(["-c", SCRIPT])
+        .args(["-c", SCRIPT, LABEL, &std::process::id().to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
