@@ -244,13 +244,12 @@ async fn queries_answer_the_core_team(store: &Store) -> anyhow::Result<()> {
     let incidents: i64 = store.incident_counts(&mission.id).await?.iter().map(|c| c.reports).sum();
     assert_eq!(incidents, 3);
 
-    // Expected tabulation, computed from the reports: per station the latest counting report.
+    // Expected tabulation, computed from the reports: per station the latest counting report
+    // (ties: the greatest report id).
     let mut latest: BTreeMap<&str, &Report> = BTreeMap::new();
     for report in reports.iter().chain([&second_count]).filter(|r| r.kind() == ReportKind::Counting) {
         let entry = latest.entry(report.station.as_str()).or_insert(report);
-        if (report.observed_at, std::cmp::Reverse(report.report_id))
-            > (entry.observed_at, std::cmp::Reverse(entry.report_id))
-        {
+        if (report.observed_at, report.report_id) > (entry.observed_at, entry.report_id) {
             *entry = report;
         }
     }

@@ -1,8 +1,9 @@
 //! pollwatch's domain: what a mission is, what an observer report is, and which reports are
 //! accepted.
 //!
-//! This crate does no I/O. Missions parse from the text of their files ([`Mission::parse`]),
-//! reports from payload bytes ([`decode`], [`check`]); the caller reads files and brokers.
+//! This crate does no I/O. Missions parse from the text of their files (`Mission::parse`,
+//! feature `mission-files`), reports from payload bytes ([`decode`], [`check`]); the caller
+//! reads files and brokers.
 //! [`judge`] decides what becomes of a message off the wire, from its body and properties (an
 //! [`Envelope`]): an [`Accepted`] report or a [`Rejection`].
 //! [`json_text`] is the JSON text of a payload as the worker stores it (without a leading
