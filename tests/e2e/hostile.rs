@@ -19,7 +19,7 @@ use sqlx::Connection as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::worker::{Running, STEP, config, json, publish, send_stream, until_stored_within};
+use crate::worker::{STEP, config, json, publish, send_stream, until_stored_within};
 
 /// The limits a deployment runs with: `config/default.toml`, read as the binary reads it.
 fn defaults() -> anyhow::Result<pollwatch_settings::Settings> {
@@ -55,7 +55,7 @@ struct Health {
 }
 
 impl Health {
-    async fn watch(worker: &Running) -> anyhow::Result<Self> {
+    async fn watch(worker: &pollwatch_tests::InProcessWorker) -> anyhow::Result<Self> {
         let address = free_address()?;
         let listener = tokio::net::TcpListener::bind(address).await?;
         let health = pollwatch::http::Health { metrics: worker.metrics.clone(), store: worker.store.clone() };
@@ -118,7 +118,7 @@ async fn an_oversized_rejection_among_valid_reports_costs_no_reconnect() -> anyh
     let broker = pollwatch_tests::broker().await?;
     let mission = fixtures::kg_2021();
     let config = deployed(&broker)?;
-    let worker = Running::start(&config, &mission).await?;
+    let worker = pollwatch_tests::InProcessWorker::start(&config, &mission).await?;
     let channel = broker.publisher().await?;
     let reports = fixtures::reports(&mission, N, 131);
     let (before, after) = reports.split_at(N / 2);
@@ -185,7 +185,7 @@ async fn connections_closed_again_and_again_push_no_report_into_dead_letters() -
         });
         crate::faults::publish_confirmed(&channel, &config.exchange, messages).await?;
     }
-    let worker = Running::start(&config, &mission).await?;
+    let worker = pollwatch_tests::InProcessWorker::start(&config, &mission).await?;
     // The store is slow to come back meanwhile (another process holds its write lock), so the
     // worker holds a full prefetch window when each close comes: the same deliveries go back to
     // the queue every time.

@@ -2,7 +2,6 @@
 //! with their reasons, sender authentication, and a clean stop.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -10,15 +9,14 @@ use futures_util::FutureExt as _;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, ShortString};
 use lapin::{BasicProperties, Channel};
-use pollwatch_ingest::{Config, Metrics, QueueKind, Rules, Summary};
-use pollwatch_model::{Mission, wire};
+use pollwatch_ingest::{Config, Metrics, QueueKind, Rules};
+use pollwatch_model::wire;
 use pollwatch_store::Store;
 use pollwatch_tests::{
-    Readiness, TestBroker, eventually, eventually_some, fixtures, free_address, http_get, metric,
-    spawn_worker, until_dead_letters, within,
+    InProcessWorker, Readiness, TestBroker, eventually, eventually_some, fixtures, free_address, http_get,
+    metric, spawn_worker, until_dead_letters, within,
 };
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 pub(crate) const STEP: Duration = Duration::from_secs(30);
 
@@ -40,51 +38,6 @@ pub(crate) fn config(broker: &TestBroker, rules: Rules) -> Config {
 }
 
 pub(crate) const RULES: Rules = Rules { max_body_bytes: 16 * 1024, require_sender_auth: false };
-
-/// A worker running in the background, with a SQLite store of its own.
-pub(crate) struct Running {
-    pub(crate) store: Store,
-    pub(crate) metrics: Arc<Metrics>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<Summary, pollwatch_ingest::WorkerError>>,
-    pub(crate) dir: tempfile::TempDir,
-}
-
-impl Running {
-    pub(crate) async fn start(config: &Config, mission: &Mission) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let store = Store::open(&format!("sqlite://{}", dir.path().join("pollwatch.db").display())).await?;
-        store.import_mission(mission).await?;
-        Ok(Self { dir, ..Self::start_on(config, mission, store).await? })
-    }
-
-    /// A worker on an existing store (in a scratch folder of its own, unused).
-    async fn start_on(config: &Config, mission: &Mission, store: Store) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let metrics = Arc::new(Metrics::default());
-        let task = tokio::spawn({
-            let (config, store, mission, metrics) =
-                (config.clone(), store.clone(), mission.clone(), metrics.clone());
-            async move {
-                pollwatch_ingest::run(&config, &store, &mission, &metrics, async {
-                    let _ = stopped.await;
-                })
-                .await
-            }
-        });
-        Ok(Self { store, metrics, stop: Some(stop), task, dir })
-    }
-
-    /// Requests shutdown and waits for the worker; the store (and its folder) stay open.
-    pub(crate) async fn stop(mut self) -> anyhow::Result<(Summary, Store, tempfile::TempDir)> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let summary = within(STEP, "the worker stopping", self.task).await???;
-        Ok((summary, self.store, self.dir))
-    }
-}
 
 /// Waits until the store holds `n` revisions.
 pub(crate) async fn until_stored(store: &Store, n: i64) -> anyhow::Result<()> {
@@ -208,7 +161,7 @@ async fn every_kind_is_stored_once_however_often_it_is_sent() -> anyhow::Result<
     let broker = pollwatch_tests::broker().await?;
     let mission = fixtures::kg_2021();
     let config = config(&broker, RULES);
-    let worker = Running::start(&config, &mission).await?;
+    let worker = InProcessWorker::start(&config, &mission).await?;
     let channel = broker.publisher().await?;
     // The worker declares the topology; publish once it exists.
     until_ready(&broker, &channel, &config, "report.probe", b"{}", json()).await?;
@@ -244,7 +197,7 @@ async fn bad_messages_are_dead_lettered_with_reasons_and_the_rest_stored() -> an
     let broker = pollwatch_tests::broker().await?;
     let mission = fixtures::kg_2021();
     let config = config(&broker, RULES);
-    let worker = Running::start(&config, &mission).await?;
+    let worker = InProcessWorker::start(&config, &mission).await?;
     let channel = broker.publisher().await?;
     let examples = examples();
     until_ready(&broker, &channel, &config, "report.arrival", &examples["arrival"], json()).await?;
@@ -297,7 +250,7 @@ async fn reports_without_the_observers_device_account_are_dead_lettered() -> any
     let broker = pollwatch_tests::broker().await?;
     let mission = fixtures::kg_2021();
     let config = config(&broker, Rules { require_sender_auth: true, ..RULES });
-    let worker = Running::start(&config, &mission).await?;
+    let worker = InProcessWorker::start(&config, &mission).await?;
     let examples = examples();
     // The examples are obs-001's reports; obs-002's device account is dev-obs-002. RabbitMQ
     // checks that `user_id` is the publishing connection's user, so these are real senders.
@@ -336,7 +289,7 @@ async fn a_worker_stopped_mid_stream_finishes_its_batch_and_the_next_stores_the_
     let broker = pollwatch_tests::broker().await?;
     let mission = fixtures::kg_2021();
     let config = Config { batch_size: 100, ..config(&broker, RULES) };
-    let first = Running::start(&config, &mission).await?;
+    let first = InProcessWorker::start(&config, &mission).await?;
     let channel = broker.publisher().await?;
     let reports = fixtures::reports(&mission, N, 21);
     send_stream(&broker, &channel, &config, &reports).await?;
@@ -428,7 +381,7 @@ async fn nothing_is_acked_while_the_store_is_unavailable() -> anyhow::Result<()>
     let broker = pollwatch_tests::broker().await?;
     let mission = fixtures::kg_2021();
     let config = Config { shutdown_deadline: Duration::from_secs(2), ..config(&broker, RULES) };
-    let first = Running::start(&config, &mission).await?;
+    let first = InProcessWorker::start(&config, &mission).await?;
     let db = first.dir.path().join("pollwatch.db");
     let channel = broker.publisher().await?;
     let reports = fixtures::reports(&mission, N, 31);
@@ -464,7 +417,7 @@ async fn nothing_is_acked_while_the_store_is_unavailable() -> anyhow::Result<()>
 
     sqlx::query("ROLLBACK").execute(&mut lock).await?;
     lock.close().await?;
-    let second = Running { dir, ..Running::start_on(&config, &mission, store).await? };
+    let second = InProcessWorker::start_on(&config, &mission, store, dir).await?;
     until_stored(&second.store, N as i64).await?;
     let (rest, store, _dir) = second.stop().await?;
     let totals = store.totals().await?;
@@ -482,7 +435,7 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice() ->
     let broker = &dedicated.broker;
     let mission = fixtures::kg_2021();
     let config = config(broker, RULES);
-    let worker = Running::start(&config, &mission).await?;
+    let worker = InProcessWorker::start(&config, &mission).await?;
     let reports = fixtures::reports(&mission, N, 41);
     // A fast worker may drain the first part before the broker has stopped; the rest, sent once
     // it is back, can only be stored by a worker that reconnected.
@@ -502,7 +455,7 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice() ->
     // What /readyz said before the broker went away is the first thing seen.
     readiness.until_answered().await?;
     dedicated.restart(Duration::from_secs(2)).await?;
-    assert!(!worker.task.is_finished(), "the worker exited when the broker went away");
+    assert!(worker.is_running(), "the worker exited when the broker went away");
     send_stream(broker, &broker.publisher().await?, &config, after).await?;
     until_stored_within(&worker.store, N as i64, Duration::from_secs(180)).await?;
     let seen = readiness.seen().await?;
@@ -526,7 +479,7 @@ async fn dead_letters_are_counted_and_replayed_once() -> anyhow::Result<()> {
     let broker = pollwatch_tests::broker().await?;
     let mission = fixtures::kg_2021();
     let strict = config(&broker, Rules { require_sender_auth: true, ..RULES });
-    let worker = Running::start(&strict, &mission).await?;
+    let worker = InProcessWorker::start(&strict, &mission).await?;
     let channel = broker.publisher().await?;
     let examples = examples();
     until_ready(&broker, &channel, &strict, "report.opening", &examples["opening"], json()).await?;
@@ -549,7 +502,7 @@ async fn dead_letters_are_counted_and_replayed_once() -> anyhow::Result<()> {
 
     // Sender authentication switched off; the sender_missing letters go back and are stored.
     let lenient = config(&broker, RULES);
-    let worker = Running { dir, ..Running::start_on(&lenient, &mission, store).await? };
+    let worker = InProcessWorker::start_on(&lenient, &mission, store, dir).await?;
     let replayed = dlq::replay(
         &connection,
         &strict.dead_letter_queue,
@@ -577,7 +530,7 @@ async fn a_redelivered_report_that_was_committed_is_stored_once() -> anyhow::Res
     let config = config(&broker, RULES);
     let examples = examples();
     // A first worker declares the topology, stores one report and stops.
-    let first = Running::start(&config, &mission).await?;
+    let first = InProcessWorker::start(&config, &mission).await?;
     let channel = broker.publisher().await?;
     until_ready(&broker, &channel, &config, "report.arrival", &examples["arrival"], json()).await?;
     until_stored(&first.store, 1).await?;
@@ -604,7 +557,7 @@ async fn a_redelivered_report_that_was_committed_is_stored_once() -> anyhow::Res
         .await?;
     taker.close(200, "died before its ack".into()).await?;
 
-    let second = Running { dir, ..Running::start_on(&config, &mission, store).await? };
+    let second = InProcessWorker::start_on(&config, &mission, store, dir).await?;
     eventually(STEP, "the redelivery acknowledged as a duplicate", async || {
         Ok(second.metrics.render().lines().any(|l| l == "pollwatch_reports_total{outcome=\"duplicate\"} 1"))
     })
@@ -628,7 +581,7 @@ async fn a_consumer_cancelled_by_the_broker_subscribes_again() -> anyhow::Result
     let broker = pollwatch_tests::broker().await?;
     let mission = fixtures::kg_2021();
     let config = config(&broker, RULES);
-    let worker = Running::start(&config, &mission).await?;
+    let worker = InProcessWorker::start(&config, &mission).await?;
     let channel = broker.publisher().await?;
     let examples = examples();
     until_ready(&broker, &channel, &config, "report.arrival", &examples["arrival"], json()).await?;

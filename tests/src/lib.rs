@@ -9,7 +9,8 @@
 //! - With `POLLWATCH_TEST_AMQP_URL` / `POLLWATCH_TEST_DATABASE_URL` set, the tests use those
 //!   running services instead and start no container.
 //! - [`spawn_worker`] runs `pollwatch worker` as a process on a test's broker names and store,
-//!   ready to consume, and owns its settings, HTTP address, logs and stop.
+//!   ready to consume, and owns its settings, HTTP address, logs and stop; [`InProcessWorker`]
+//!   runs the worker on a task of the test's own process.
 //! - Every wait has a deadline ([`within`], [`eventually`]); nothing is printed unless
 //!   `TEST_LOG=1`.
 //! - Containers are started with testcontainers (`containers.rs` says what the harness adds)
@@ -18,6 +19,7 @@
 mod containers;
 mod database;
 pub mod fixtures;
+mod in_process;
 mod rabbitmq;
 mod reaper;
 mod wait;
@@ -30,6 +32,7 @@ use anyhow::Context as _;
 
 pub use containers::LABEL;
 pub use database::{DedicatedDatabase, TestDatabase, database};
+pub use in_process::InProcessWorker;
 pub use rabbitmq::{DedicatedBroker, TestBroker, broker};
 use wait::retry_until;
 pub use wait::{eventually, eventually_some, pause, throughout, within};
