@@ -40,12 +40,13 @@ pub(crate) fn pollwatch_binary() -> anyhow::Result<PathBuf> {
 
 /// The `pollwatch` command, run from the repository root so that `missions/kg-2021` and
 /// `config/` resolve as they do for a user, with the test environment's settings, killed if
-/// the test drops it.
+/// the test drops it, and gone soon after the test process however that ends.
 pub fn pollwatch_command() -> anyhow::Result<Command> {
     let mut command = Command::new(pollwatch_binary()?);
     command
         .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .args(["--env", "test"])
+        .env("POLLWATCH_TEST_PARENT", std::process::id().to_string())
         .kill_on_drop(true);
     Ok(command)
 }
