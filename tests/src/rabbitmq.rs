@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use lapin::{Connection, ConnectionProperties};
+use lapin::Connection;
 use tokio::sync::OnceCell;
 
 use testcontainers::{ContainerAsync, ImageExt as _};
@@ -178,11 +178,7 @@ async fn start_container(stable_ports: bool) -> anyhow::Result<(ContainerAsync<R
 }
 
 async fn connect(url: &str) -> anyhow::Result<Connection> {
-    let connecting = Connection::connect(url, ConnectionProperties::default());
-    tokio::time::timeout(Duration::from_secs(10), connecting)
-        .await
-        .context("timed out connecting to the broker")?
-        .context("connecting to the broker")
+    pollwatch_publish::connect(url, pollwatch_publish::CONNECT_TIMEOUT).await.context("connecting to the broker")
 }
 
 /// Retries a connection until the broker accepts one or `limit` passes.
