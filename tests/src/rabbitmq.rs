@@ -178,7 +178,9 @@ async fn start_container(stable_ports: bool) -> anyhow::Result<(ContainerAsync<R
 }
 
 async fn connect(url: &str) -> anyhow::Result<Connection> {
-    pollwatch_publish::connect(url, pollwatch_publish::CONNECT_TIMEOUT).await.context("connecting to the broker")
+    pollwatch_publish::connect(url, pollwatch_publish::CONNECT_TIMEOUT)
+        .await
+        .context("connecting to the broker")
 }
 
 /// Retries a connection until the broker accepts one or `limit` passes.
