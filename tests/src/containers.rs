@@ -75,7 +75,11 @@ pub(crate) async fn start<I: Image>(
     let session = reaper::session()?;
     let mut bindings = HashMap::new();
     for port in &setup.ports {
-        let host_port = if setup.stable_ports { free_port()?.to_string() } else { String::new() };
+        let host_port = if setup.stable_ports {
+            crate::free_address().context("finding a free port")?.port().to_string()
+        } else {
+            String::new()
+        };
         let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host_port) };
         bindings.insert(format!("{port}/tcp"), Some(vec![binding]));
     }
@@ -174,10 +178,4 @@ pub(crate) async fn start_again<I: Image>(container: &ContainerAsync<I>) -> anyh
 
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
-}
-
-/// A port of 127.0.0.1 that nothing listens on right now.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
 }
