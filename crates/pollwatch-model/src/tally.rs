@@ -98,6 +98,18 @@ impl ContestResults {
         results
     }
 
+    /// Adds another tabulation of the same contest (a region's, say) to this one.
+    pub fn absorb(&mut self, other: &Self) {
+        debug_assert_eq!(self.contest, other.contest, "tabulations of one contest");
+        self.stations_counted += other.stations_counted;
+        self.registered_voters += other.registered_voters;
+        self.ballots_in_box += other.ballots_in_box;
+        self.invalid += other.invalid;
+        for (choice, votes) in &mut self.votes {
+            *votes += other.votes_for(choice);
+        }
+    }
+
     /// The votes for `choice` (0 for a code that is not among the choices).
     pub fn votes_for(&self, choice: &str) -> i64 {
         self.votes.iter().find(|(code, _)| code == choice).map_or(0, |(_, votes)| *votes)

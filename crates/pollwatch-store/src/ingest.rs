@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use pollwatch_model::{Content, Flag, IncidentBody, Protocol, Report};
+use pollwatch_model::{Answer, Content, Flag, IncidentBody, Protocol, Report};
 use sha2::{Digest as _, Sha256};
 
 use crate::db::{Rows, Sql, Tx, rows_per_statement};
@@ -562,7 +562,21 @@ fn incident<'a>(item: &Item<'a>) -> Option<&'a IncidentBody> {
     }
 }
 
-/// Flags and counting protocols of the revisions the store has just recorded.
+/// Longest text answer kept for tabulation (a choice code is at most 64 characters).
+pub(crate) const MAX_TABULATED_TEXT: usize = 64;
+
+/// How a checklist answer is kept for findings: `yes`/`no`, the number in decimal, or the text
+/// if it is short enough to be a choice (free text longer than that is only counted as given).
+fn tabulated(answer: &Answer) -> Option<String> {
+    match answer {
+        Answer::YesNo(true) => Some("yes".to_owned()),
+        Answer::YesNo(false) => Some("no".to_owned()),
+        Answer::Number(n) => Some(n.to_string()),
+        Answer::Text(text) => (text.chars().count() <= MAX_TABULATED_TEXT).then(|| text.clone()),
+    }
+}
+
+/// Flags, checklist answers and counting protocols of the revisions the store has just recorded.
 async fn write_derived(
     tx: &mut Tx,
     backend: Backend,
@@ -578,6 +592,24 @@ async fn write_derived(
         .text("path", flags.iter().map(|(_, flag)| flag.path.clone()))
         .text("message", flags.iter().map(|(_, flag)| flag.message.clone()));
     for sql in rows.insert(backend, "report_flags", "") {
+        sql.execute_in(tx).await?;
+    }
+
+    let answers: Vec<(&Item<'_>, &str, Option<String>)> = items
+        .iter()
+        .flat_map(|item| {
+            item.incoming
+                .report
+                .answers
+                .iter()
+                .map(move |(question, answer)| (*item, question.as_str(), tabulated(answer)))
+        })
+        .collect();
+    let rows = Rows::default()
+        .int("revision_seq", answers.iter().map(|(item, ..)| seq(item)))
+        .text("question", answers.iter().map(|(_, question, _)| (*question).to_owned()))
+        .optional_text("answer", answers.iter().map(|(.., answer)| answer.clone()));
+    for sql in rows.insert(backend, "report_answers", "") {
         sql.execute_in(tx).await?;
     }
 

@@ -14,6 +14,8 @@ mod error;
 mod ingest;
 mod mission;
 mod queries;
+mod read;
+mod tokens;
 
 use std::path::Path;
 use std::str::FromStr as _;
@@ -28,6 +30,8 @@ pub use error::StoreError;
 pub use ingest::{Delivery, Incoming, Outcome, content_hash};
 pub use mission::{Changes, ImportSummary};
 pub use queries::*;
+pub use read::*;
+pub use tokens::TokenRecord;
 // `results` returns the model's type, so that predictions of the results can hold it too.
 pub use pollwatch_model::ContestResults;
 

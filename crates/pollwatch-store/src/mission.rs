@@ -277,3 +277,12 @@ fn same(stored: &[Option<String>], values: &[Value<'_>]) -> bool {
         (old, new) => *old == new.text(),
     })
 }
+
+impl Store {
+    /// Whether the mission has been imported.
+    pub async fn has_mission(&self, id: &str) -> Result<bool, StoreError> {
+        let mut sql = Sql::new(self.backend, "SELECT id FROM missions WHERE id = ");
+        sql.bind(id.to_owned());
+        Ok(!sql.fetch_all(&self.pool).await?.is_empty())
+    }
+}

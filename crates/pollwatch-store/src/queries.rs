@@ -5,8 +5,6 @@
 //! `pollwatch_model::tally`. A stored value a query cannot read back (a time out of range, an
 //! unknown kind, flags that are not JSON) is an error, never a default.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use futures_core::Stream;
 use futures_util::StreamExt as _;
@@ -40,21 +38,6 @@ pub struct AssessmentCount {
     pub kind: ReportKind,
     pub assessment: String,
     pub reports: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncidentCount {
-    pub category: String,
-    pub severity: String,
-    pub reports: i64,
-}
-
-/// A station where observer teams copied different figures for one contest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Discrepancy {
-    pub station: String,
-    /// `(report_id, observer)` of every current counting report for the station.
-    pub reports: Vec<(String, String)>,
 }
 
 /// Filters for [`Store::list_reports`]; `None` matches everything.
@@ -102,6 +85,8 @@ pub struct AuditRecord {
     pub revision: i64,
     pub content_hash: String,
     pub sender: Option<String>,
+    /// How the revision reached the store: `amqp` (through the broker).
+    pub channel: String,
     pub redelivered: bool,
     pub received_at: DateTime<Utc>,
     /// The model's flags for this revision, as JSON.
@@ -110,8 +95,35 @@ pub struct AuditRecord {
     pub payload: String,
 }
 
+/// The columns of a [`ReportSummary`], for [`summary`].
+pub(crate) const SUMMARY_SELECT: &str = "SELECT r.revision_seq, r.report_id, r.revision, r.kind, r.observer, \
+    r.station, r.observed_at_us, r.received_at_us, r.assessment, \
+    CAST(CASE WHEN r.quarantined THEN 1 ELSE 0 END AS BIGINT) FROM reports r";
+
+/// The columns of an [`AuditRecord`], for [`audit_record`].
+pub(crate) const AUDIT_SELECT: &str = "SELECT seq, report_id, revision, content_hash, sender, channel, \
+    CAST(CASE WHEN redelivered THEN 1 ELSE 0 END AS BIGINT), received_at_us, flags, payload \
+    FROM report_revisions";
+
+pub(crate) fn audit_record(row: &Row) -> Result<AuditRecord, StoreError> {
+    let seq = row.try_get(0)?;
+    Ok(AuditRecord {
+        seq,
+        report_id: row.try_get(1)?,
+        revision: row.try_get(2)?,
+        content_hash: row.try_get(3)?,
+        sender: row.try_get(4)?,
+        channel: row.try_get(5)?,
+        redelivered: row.try_get::<i64>(6)? != 0,
+        received_at: micros(row.try_get(7)?)?,
+        flags: serde_json::from_str(&row.try_get::<String>(8)?)
+            .map_err(|e| StoreError::Permanent(format!("the flags of revision {seq} are not JSON: {e}")))?,
+        payload: row.try_get(9)?,
+    })
+}
+
 /// A time the store holds, in microseconds since 1970.
-fn micros(us: i64) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn micros(us: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(us)
         .ok_or_else(|| StoreError::Permanent(format!("the store holds a time out of range: {us} µs")))
 }
@@ -221,106 +233,17 @@ impl Store {
             .collect()
     }
 
-    /// Incidents by category and severity, quarantined reports left out.
-    pub async fn incident_counts(&self, mission: &str) -> Result<Vec<IncidentCount>, StoreError> {
-        let mut sql = Sql::new(
-            self.backend,
-            "SELECT incident_category, incident_severity, CAST(COUNT(*) AS BIGINT) FROM reports \
-             WHERE kind = 'incident' AND NOT quarantined AND mission = ",
-        );
-        sql.bind(mission.to_owned()).push(
-            " GROUP BY incident_category, incident_severity ORDER BY incident_category, incident_severity",
-        );
-        let rows = sql.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(IncidentCount {
-                    category: row.try_get(0)?,
-                    severity: row.try_get(1)?,
-                    reports: row.try_get(2)?,
-                })
-            })
-            .collect()
-    }
-
     /// Sums, over the roster's stations, each station's result for `contest`: the rule of
     /// `pollwatch_model::tally` (where teams filed several, the latest observation among those
     /// with a protocol for the contest counts; ties: the greatest report id; see
     /// [`Store::result_discrepancies`]), applied in SQL.
     pub async fn results(&self, mission: &str, contest: &str) -> Result<ContestResults, StoreError> {
-        // Every choice of the contest, in ballot order, with zero where nobody voted for it.
-        let mut sql = Sql::new(self.backend, "SELECT code FROM choices WHERE mission_id = ");
-        sql.bind(mission.to_owned())
-            .push(" AND contest = ")
-            .bind(contest.to_owned())
-            .push(" ORDER BY position");
-        let choices = sql
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<Vec<String>, _>>()?;
-        let mut results = ContestResults::empty(contest, choices);
-
-        // One pass over the picked protocols: a totals row (empty choice) and a row per choice.
-        let mut sql = Sql::new(self.backend, "");
-        picked(&mut sql, mission, contest);
-        sql.push(
-            "SELECT '' AS choice, CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(registered_voters), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(ballots_in_box), 0) AS BIGINT), CAST(COALESCE(SUM(invalid), 0) AS BIGINT) \
-             FROM picked UNION ALL SELECT v.choice, CAST(0 AS BIGINT), CAST(SUM(v.votes) AS BIGINT), \
-             CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM picked k JOIN protocol_votes v ON v.revision_seq = k.revision_seq \
-             AND v.contest = k.contest GROUP BY v.choice",
-        );
-        for row in &sql.fetch_all(&self.pool).await? {
-            let choice: String = row.try_get(0)?;
-            if choice.is_empty() {
-                results.stations_counted = row.try_get(1)?;
-                results.registered_voters = row.try_get(2)?;
-                results.ballots_in_box = row.try_get(3)?;
-                results.invalid = row.try_get(4)?;
-            } else if let Some((_, votes)) = results.votes.iter_mut().find(|(code, _)| *code == choice) {
-                // Votes for a code that is not (or no longer) a choice of the contest are left
-                // out, as `ContestResults::add` leaves them out.
-                *votes = row.try_get(2)?;
-            }
+        let choices = self.codes("choices", mission, Some(contest)).await?;
+        let mut national = ContestResults::empty(contest, choices);
+        for (_, region) in self.results_by_region(mission, contest).await? {
+            national.absorb(&region);
         }
-        Ok(results)
-    }
-
-    /// Stations where current, unquarantined counting reports disagree on any figure of `contest`.
-    pub async fn result_discrepancies(
-        &self,
-        mission: &str,
-        contest: &str,
-    ) -> Result<Vec<Discrepancy>, StoreError> {
-        let mut sql = Sql::new(
-            self.backend,
-            "SELECT r.station, r.report_id, r.observer, CAST(p.registered_voters AS TEXT) || ',' || \
-             CAST(p.ballots_received AS TEXT) || ',' || CAST(p.ballots_issued AS TEXT) || ',' || \
-             CAST(p.ballots_spoiled AS TEXT) || ',' || CAST(p.ballots_unused AS TEXT) || ',' || \
-             CAST(p.ballots_in_box AS TEXT) || ',' || CAST(p.invalid AS TEXT) || ',' || p.votes_digest \
-             FROM protocols p JOIN reports r ON r.revision_seq = p.revision_seq \
-             WHERE NOT r.quarantined AND r.kind = 'counting' AND r.mission = ",
-        );
-        sql.bind(mission.to_owned()).push(" AND p.contest = ").bind(contest.to_owned());
-        sql.push(" ORDER BY r.station, r.report_id");
-        let mut stations: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
-        for row in sql.fetch_all(&self.pool).await? {
-            stations.entry(row.try_get(0)?).or_default().push((
-                row.try_get(1)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-            ));
-        }
-        Ok(stations
-            .into_iter()
-            .filter(|(_, reports)| reports.iter().any(|(_, _, figures)| *figures != reports[0].2))
-            .map(|(station, reports)| Discrepancy {
-                station,
-                reports: reports.into_iter().map(|(id, observer, _)| (id, observer)).collect(),
-            })
-            .collect())
+        Ok(national)
     }
 
     /// Current reports matching `filter`, oldest change first, `limit` at a time. Pass the
@@ -337,12 +260,7 @@ impl Store {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page, StoreError> {
-        let mut sql = Sql::new(
-            self.backend,
-            "SELECT r.revision_seq, r.report_id, r.revision, r.kind, r.observer, r.station, r.observed_at_us, \
-             r.received_at_us, r.assessment, CAST(CASE WHEN r.quarantined THEN 1 ELSE 0 END AS BIGINT) \
-             FROM reports r WHERE r.mission = ",
-        );
+        let mut sql = Sql::new(self.backend, &format!("{SUMMARY_SELECT} WHERE r.mission = "));
         sql.bind(mission.to_owned());
         if let Some(kind) = filter.kind {
             sql.push(" AND r.kind = ").bind(kind.as_str().to_owned());
@@ -383,56 +301,13 @@ impl Store {
     /// Every revision in the audit trail, in the order received, as a stream (the trail can be
     /// far larger than memory).
     pub fn export(&self) -> impl Stream<Item = Result<AuditRecord, StoreError>> + Send + '_ {
-        Sql::new(
-            self.backend,
-            "SELECT seq, report_id, revision, content_hash, sender, \
-             CAST(CASE WHEN redelivered THEN 1 ELSE 0 END AS BIGINT), received_at_us, flags, payload \
-             FROM report_revisions ORDER BY seq",
-        )
-        .fetch(&self.pool)
-        .map(|row| {
-            let row = row?;
-            let seq = row.try_get(0)?;
-            Ok(AuditRecord {
-                seq,
-                report_id: row.try_get(1)?,
-                revision: row.try_get(2)?,
-                content_hash: row.try_get(3)?,
-                sender: row.try_get(4)?,
-                redelivered: row.try_get::<i64>(5)? != 0,
-                received_at: micros(row.try_get(6)?)?,
-                flags: serde_json::from_str(&row.try_get::<String>(7)?).map_err(|e| {
-                    StoreError::Permanent(format!("the flags of revision {seq} are not JSON: {e}"))
-                })?,
-                payload: row.try_get(8)?,
-            })
-        })
+        Sql::new(self.backend, &format!("{AUDIT_SELECT} ORDER BY seq"))
+            .fetch(&self.pool)
+            .map(|row| audit_record(&row?))
     }
 }
 
-/// `WITH chosen AS …, picked AS …`: for each station of the roster, the protocol for `contest`
-/// of its latest current, unquarantined counting report among those with one (the station result
-/// rule of `pollwatch_model::tally`, whose [`pollwatch_model::Precedence`] is this `ORDER BY`) —
-/// one index seek per station, whatever the number of reports.
-fn picked(sql: &mut Sql, mission: &str, contest: &str) {
-    sql.push(
-        "WITH chosen AS (SELECT (SELECT r.report_id FROM reports r \
-         JOIN protocols p ON p.revision_seq = r.revision_seq AND p.contest = ",
-    );
-    sql.bind(contest.to_owned());
-    sql.push(
-        " WHERE r.mission = s.mission_id AND r.station = s.code AND r.kind = 'counting' AND NOT r.quarantined \
-         ORDER BY r.observed_at_us DESC, r.report_id DESC LIMIT 1) AS report_id FROM stations s WHERE s.mission_id = ",
-    );
-    sql.bind(mission.to_owned());
-    sql.push(
-        "), picked AS (SELECT p.* FROM chosen c JOIN reports r ON r.report_id = c.report_id \
-         JOIN protocols p ON p.revision_seq = r.revision_seq AND p.contest = ",
-    );
-    sql.bind(contest.to_owned()).push(") ");
-}
-
-fn summary(row: &Row) -> Result<ReportSummary, StoreError> {
+pub(crate) fn summary(row: &Row) -> Result<ReportSummary, StoreError> {
     Ok(ReportSummary {
         cursor: row.try_get(0)?,
         report_id: row.try_get(1)?,
