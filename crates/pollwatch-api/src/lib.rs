@@ -1,0 +1,71 @@
+//! The core team's read surface: the JSON API under `/api/v1` (axum), its OpenAPI description,
+//! and the views — one function per question — that the API returns and the `pollwatch`
+//! command prints.
+//!
+//! Read-only: every endpoint is a GET over the store and the mission. Every request but
+//! `/api/v1/openapi.json` needs a bearer token ([`auth`]); every error is
+//! `application/problem+json` ([`problem`]).
+
+pub mod auth;
+pub mod export;
+pub mod openapi;
+pub mod params;
+pub mod problem;
+mod routes;
+pub mod views;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::http::Uri;
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::get;
+use pollwatch_model::Mission;
+use pollwatch_store::Store;
+
+use crate::problem::Problem;
+
+/// What the endpoints read.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub store: Store,
+    pub mission: Arc<Mission>,
+    tokens: auth::Tokens,
+}
+
+impl Api {
+    pub fn new(store: Store, mission: Arc<Mission>) -> Self {
+        Self { store, mission, tokens: auth::Tokens::default() }
+    }
+}
+
+/// The routes under `/api/v1`, with a problem+json answer for paths and methods it lacks.
+pub fn router(api: Api) -> Router {
+    let protected = Router::new()
+        .route("/api/v1/mission", get(routes::mission))
+        .route("/api/v1/coverage", get(routes::coverage))
+        .route("/api/v1/observers", get(routes::observers))
+        .route("/api/v1/findings", get(routes::findings))
+        .route("/api/v1/incidents", get(routes::incidents))
+        .route("/api/v1/incidents/summary", get(routes::incident_summary))
+        .route("/api/v1/results/{contest}", get(routes::results))
+        .route("/api/v1/discrepancies", get(routes::discrepancies))
+        .route("/api/v1/reports", get(routes::reports))
+        .route("/api/v1/reports/{report_id}", get(routes::report))
+        .route("/api/v1/held", get(routes::held))
+        .route("/api/v1/export/reports.jsonl", get(routes::export_reports_jsonl))
+        .route("/api/v1/export/reports.csv", get(routes::export_reports_csv))
+        .route("/api/v1/export/results.csv", get(routes::export_results_csv))
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), auth::require_token));
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .merge(protected)
+        .method_not_allowed_fallback(|| async { Problem::method_not_allowed().into_response() })
+        .fallback(|uri: Uri| async move { Problem::no_such_endpoint(uri.path()).into_response() })
+        .with_state(api)
+}
+
+async fn openapi_json() -> Response {
+    static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
+    routes::json(DOCUMENT.get_or_init(openapi::document))
+}

@@ -1,0 +1,102 @@
+//! The OpenAPI 3.1 description of the API, generated from the endpoint table and the answer
+//! types' JSON Schemas (draft 2020-12, OpenAPI 3.1's dialect). `schema/openapi.json` is a
+//! committed copy that a test keeps equal.
+
+use schemars::generate::SchemaSettings;
+use serde_json::{Map, Value, json};
+
+use crate::problem::{PROBLEM_JSON, ProblemDetails};
+use crate::routes::{Answer, ENDPOINTS, In};
+
+/// The API's version, as carried in `info.version`: it changes when the contract changes.
+pub const API_VERSION: &str = "1.0.0";
+
+/// The OpenAPI document.
+pub fn document() -> Value {
+    let mut settings = SchemaSettings::draft2020_12().for_serialize();
+    settings.definitions_path = "/components/schemas".into();
+    settings.meta_schema = None;
+    let mut generator = settings.into_generator();
+    let problem = generator.subschema_for::<ProblemDetails>().to_value();
+    let mut paths = Map::new();
+    for endpoint in ENDPOINTS {
+        let parameters: Vec<Value> = endpoint
+            .params
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "in": if p.location == In::Path { "path" } else { "query" },
+                    "required": p.required,
+                    "description": p.description,
+                    "schema": (p.schema)(),
+                })
+            })
+            .collect();
+        let ok = match &endpoint.answer {
+            Answer::Json(schema) => json!({
+                "description": "The answer",
+                "content": {"application/json": {"schema": schema(&mut generator).to_value()}},
+            }),
+            Answer::Csv => json!({
+                "description": "CSV with a header row, streamed",
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+            }),
+            Answer::Jsonl => json!({
+                "description": "One JSON object per line, streamed",
+                "content": {"application/jsonl": {"schema": {"type": "string"}}},
+            }),
+        };
+        let problem_response = |description: &str| json!({"description": description, "content": {PROBLEM_JSON: {"schema": problem.clone()}}});
+        let mut responses = Map::new();
+        responses.insert("200".into(), ok);
+        responses.insert("400".into(), problem_response("A parameter is unknown, repeated or malformed"));
+        responses.insert("401".into(), problem_response("No token, or one that is not known"));
+        if endpoint.may_be_missing || endpoint.params.iter().any(|p| p.name == "region") {
+            responses
+                .insert("404".into(), problem_response("The mission has no such contest, region or report"));
+        }
+        responses.insert("500".into(), problem_response("The store holds something it cannot read"));
+        responses.insert("503".into(), problem_response("The store does not answer"));
+        paths.insert(
+            endpoint.path.into(),
+            json!({"get": {
+                "operationId": endpoint.operation_id,
+                "summary": endpoint.summary,
+                "parameters": parameters,
+                "responses": responses,
+            }}),
+        );
+    }
+    paths.insert(
+        "/api/v1/openapi.json".into(),
+        json!({"get": {
+            "operationId": "openapi",
+            "summary": "This document (no token needed)",
+            "security": [],
+            "parameters": [],
+            "responses": {"200": {
+                "description": "The OpenAPI 3.1 description of the API",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }},
+        }}),
+    );
+    let schemas = generator.take_definitions(true);
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pollwatch read API",
+            "version": API_VERSION,
+            "description": "What an election observation mission's core team reads: coverage, observers, \
+    findings, incidents, results, reports and what is held for review. Every timestamp is RFC 3339 in UTC; \
+    every error is application/problem+json (RFC 9457).",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A token from `pollwatch token add NAME --role viewer`"}},
+        },
+    })
+}

@@ -1,0 +1,448 @@
+//! The endpoints: each one's path, parameters and answer, described once in [`ENDPOINTS`] (which
+//! the OpenAPI document is generated from and each handler parses its query string by), and its
+//! handler.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pollwatch_model::{Contest, IncidentCategory, Severity};
+use pollwatch_store::{IncidentFilter, ReportFilter};
+use schemars::{Schema, SchemaGenerator};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::export::{self, Export};
+use crate::params::{Params, kind_names};
+use crate::problem::Problem;
+use crate::{Api, views};
+
+/// Where a parameter goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum In {
+    Query,
+    Path,
+}
+
+/// One parameter, as documented and as parsed.
+#[derive(Debug)]
+pub(crate) struct Param {
+    pub name: &'static str,
+    pub location: In,
+    pub required: bool,
+    pub description: &'static str,
+    pub schema: fn() -> Value,
+}
+
+/// What an endpoint answers with (200).
+pub(crate) enum Answer {
+    Json(fn(&mut SchemaGenerator) -> Schema),
+    Csv,
+    Jsonl,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Json(_) => "Json",
+            Self::Csv => "Csv",
+            Self::Jsonl => "Jsonl",
+        })
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub path: &'static str,
+    pub operation_id: &'static str,
+    pub summary: &'static str,
+    pub params: &'static [Param],
+    pub answer: Answer,
+    /// Whether a path parameter may name something the mission does not have (404).
+    pub may_be_missing: bool,
+}
+
+impl Endpoint {
+    fn query_names(&self) -> Vec<&'static str> {
+        self.params.iter().filter(|p| p.location == In::Query).map(|p| p.name).collect()
+    }
+
+    fn params(&self, query: Option<&str>) -> Result<Params, Problem> {
+        Params::parse(query, &self.query_names())
+    }
+}
+
+fn string() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 64})
+}
+
+fn kind() -> Value {
+    json!({"type": "string", "enum": kind_names()})
+}
+
+fn region() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 64, "examples": ["bishkek"]})
+}
+
+fn time() -> Value {
+    json!({"type": "string", "format": "date-time", "examples": ["2021-01-10T08:00:00+06:00"]})
+}
+
+fn cursor() -> Value {
+    json!({"type": "string", "pattern": "^[0-9]{1,18}$"})
+}
+
+fn limit() -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": crate::params::MAX_LIMIT, "default": crate::params::DEFAULT_LIMIT})
+}
+
+fn boolean() -> Value {
+    json!({"type": "string", "enum": ["true", "false"]})
+}
+
+fn duration() -> Value {
+    json!({"type": "string", "pattern": "^[0-9]{1,7}[smhd]?$", "examples": ["60m", "90s", "2h"]})
+}
+
+fn severity() -> Value {
+    json!({"type": "string", "enum": Severity::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()})
+}
+
+fn category() -> Value {
+    json!({"type": "string", "enum": IncidentCategory::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>()})
+}
+
+fn contest() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 64, "examples": ["president", "referendum"]})
+}
+
+fn uuid() -> Value {
+    json!({"type": "string", "format": "uuid"})
+}
+
+const fn query(name: &'static str, description: &'static str, schema: fn() -> Value) -> Param {
+    Param { name, location: In::Query, required: false, description, schema }
+}
+
+const fn required(name: &'static str, description: &'static str, schema: fn() -> Value) -> Param {
+    Param { name, location: In::Query, required: true, description, schema }
+}
+
+const fn path(name: &'static str, description: &'static str, schema: fn() -> Value) -> Param {
+    Param { name, location: In::Path, required: true, description, schema }
+}
+
+const REGION: Param =
+    query("region", "Only this region (its code); 404 for a region the mission does not have", region);
+const AFTER: Param = query("after", "The `next` of the previous page", cursor);
+const LIMIT: Param = query("limit", "Most items on the page", limit);
+
+pub(crate) static ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        path: "/api/v1/mission",
+        operation_id: "mission",
+        summary: "The mission: election day, regions, contests with their choices in ballot order, roster sizes",
+        params: &[],
+        answer: Answer::Json(|g| g.subschema_for::<views::MissionView>()),
+        may_be_missing: false,
+    },
+    Endpoint {
+        path: "/api/v1/coverage",
+        operation_id: "coverage",
+        summary: "Which stations have a report of a kind, per region, with the codes of those that have not",
+        params: &[required("phase", "The report kind", kind), REGION],
+        answer: Answer::Json(|g| g.subschema_for::<views::CoverageView>()),
+        may_be_missing: false,
+    },
+    Endpoint {
+        path: "/api/v1/observers",
+        operation_id: "observers",
+        summary: "Observers from whom nothing was received for a while (or ever)",
+        params: &[query("silent_for", "How long without a report, e.g. 60m (default 60m)", duration)],
+        answer: Answer::Json(|g| g.subschema_for::<views::ObserversView>()),
+        may_be_missing: false,
+    },
+    Endpoint {
+        path: "/api/v1/findings",
+        operation_id: "findings",
+        summary: "Overall assessments and the distribution of checklist answers for a phase; held reports left out",
+        params: &[required("phase", "The report kind", kind), REGION],
+        answer: Answer::Json(|g| g.subschema_for::<views::FindingsView>()),
+        may_be_missing: false,
+    },
+    Endpoint {
+        path: "/api/v1/incidents",
+        operation_id: "incidents",
+        summary: "Incident reports, newest first, a page at a time; held reports left out",
+        params: &[
+            query("severity", "Only this severity", severity),
+            query("category", "Only this category", category),
+            REGION,
+            query("since", "Only incidents observed at or after this time", time),
+            AFTER,
+            LIMIT,
+        ],
+        answer: Answer::Json(|g| g.subschema_for::<views::IncidentsView>()),
+        may_be_missing: false,
+    },
+    Endpoint {
+        path: "/api/v1/incidents/summary",
+        operation_id: "incident_summary",
+        summary: "Incidents by category and severity, nationally and per region",
+        params: &[REGION],
+        answer: Answer::Json(|g| g.subschema_for::<views::IncidentSummaryView>()),
+        may_be_missing: false,
+    },
+    Endpoint {
+        path: "/api/v1/results/{contest}",
+        operation_id: "results",
+        summary: "A contest's results from the observers' copies of the protocols, nationally and per region",
+        params: &[path("contest", "The contest id, e.g. president", contest), REGION],
+        answer: Answer::Json(|g| g.subschema_for::<views::ResultsView>()),
+        may_be_missing: true,
+    },
+    Endpoint {
+        path: "/api/v1/discrepancies",
+        operation_id: "discrepancies",
+        summary: "Stations where teams' current protocols disagree, with every team's figures",
+        params: &[query("contest", "Only this contest", contest)],
+        answer: Answer::Json(|g| g.subschema_for::<views::DiscrepanciesView>()),
+        may_be_missing: true,
+    },
+    Endpoint {
+        path: "/api/v1/reports",
+        operation_id: "reports",
+        summary: "Current reports, oldest change first, a page at a time",
+        params: &[
+            query("kind", "Only this kind", kind),
+            query("station", "Only this station's", string),
+            query("observer", "Only this observer's", string),
+            REGION,
+            query("held", "Only held (true) or only not held (false)", boolean),
+            query("flag", "Only reports carrying this flag code", string),
+            query("since", "Only reports whose current revision was received at or after this time", time),
+            AFTER,
+            LIMIT,
+        ],
+        answer: Answer::Json(|g| g.subschema_for::<views::ReportsView>()),
+        may_be_missing: false,
+    },
+    Endpoint {
+        path: "/api/v1/reports/{report_id}",
+        operation_id: "report",
+        summary: "A report's current revision and its whole history",
+        params: &[path("report_id", "The report id (a UUID)", uuid)],
+        answer: Answer::Json(|g| g.subschema_for::<views::ReportView>()),
+        may_be_missing: true,
+    },
+    Endpoint {
+        path: "/api/v1/held",
+        operation_id: "held",
+        summary: "Reports held for review, with the flags that hold them",
+        params: &[AFTER, LIMIT],
+        answer: Answer::Json(|g| g.subschema_for::<views::HeldView>()),
+        may_be_missing: false,
+    },
+    Endpoint {
+        path: "/api/v1/export/reports.jsonl",
+        operation_id: "export_reports_jsonl",
+        summary: "Every revision of the audit trail, one JSON object per line, in the order received",
+        params: &[],
+        answer: Answer::Jsonl,
+        may_be_missing: false,
+    },
+    Endpoint {
+        path: "/api/v1/export/reports.csv",
+        operation_id: "export_reports_csv",
+        summary: "Every revision of the audit trail as CSV, in the order received",
+        params: &[],
+        answer: Answer::Csv,
+        may_be_missing: false,
+    },
+    Endpoint {
+        path: "/api/v1/export/results.csv",
+        operation_id: "export_results_csv",
+        summary: "Every station's counted result, one row per station and contest",
+        params: &[],
+        answer: Answer::Csv,
+        may_be_missing: false,
+    },
+];
+
+fn endpoint(operation_id: &str) -> &'static Endpoint {
+    ENDPOINTS.iter().find(|e| e.operation_id == operation_id).expect("an endpoint of the table")
+}
+
+/// A JSON answer.
+pub(crate) fn json<T: Serialize>(value: &T) -> Response {
+    let body = serde_json::to_vec(value).expect("a view serialises");
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+type Answered = Result<Response, Problem>;
+
+/// The default of `/observers?silent_for`.
+const DEFAULT_SILENT_FOR: Duration = Duration::from_secs(3_600);
+
+pub(crate) async fn mission(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    endpoint("mission").params(query.as_deref())?;
+    Ok(json(&views::mission(&api.mission)))
+}
+
+pub(crate) async fn coverage(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let params = endpoint("coverage").params(query.as_deref())?;
+    let (phase, region) = (params.required_kind("phase")?, params.region(&api.mission)?);
+    Ok(json(&views::coverage(&api.store, &api.mission, phase, region.as_deref()).await?))
+}
+
+pub(crate) async fn observers(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let params = endpoint("observers").params(query.as_deref())?;
+    let silent_for = params.duration("silent_for")?.unwrap_or(DEFAULT_SILENT_FOR);
+    Ok(json(&views::observers(&api.store, &api.mission, silent_for, chrono::Utc::now()).await?))
+}
+
+pub(crate) async fn findings(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let params = endpoint("findings").params(query.as_deref())?;
+    let (phase, region) = (params.required_kind("phase")?, params.region(&api.mission)?);
+    Ok(json(&views::findings(&api.store, &api.mission, phase, region.as_deref()).await?))
+}
+
+fn names<T>(all: &[T], name: fn(&T) -> &'static str) -> Vec<&'static str> {
+    all.iter().map(name).collect()
+}
+
+pub(crate) async fn incidents(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let params = endpoint("incidents").params(query.as_deref())?;
+    let filter = IncidentFilter {
+        severity: params.one_of("severity", &names(&Severity::ALL, |s| s.as_str()))?,
+        category: params.one_of("category", &names(IncidentCategory::ALL, |c| c.as_str()))?,
+        region: params.region(&api.mission)?,
+        since: params.time("since")?,
+    };
+    let (after, limit) = (params.cursor("after")?, params.limit()?);
+    Ok(json(&views::incidents(&api.store, &api.mission, &filter, after, limit).await?))
+}
+
+pub(crate) async fn incident_summary(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let params = endpoint("incident_summary").params(query.as_deref())?;
+    let region = params.region(&api.mission)?;
+    Ok(json(&views::incident_summary(&api.store, &api.mission, region.as_deref()).await?))
+}
+
+/// The contest a path or query names: 404 with the mission's contests for one it lacks.
+fn contest_named<'m>(api: &'m Api, parameter: &str, id: &str) -> Result<&'m Contest, Problem> {
+    api.mission.contest(id).ok_or_else(|| {
+        let allowed = api.mission.contests.iter().map(|c| c.id.clone()).collect();
+        Problem::not_found(parameter, "contest", id, Some(allowed))
+    })
+}
+
+fn path_value(path: Result<Path<String>, PathRejection>, name: &str) -> Result<String, Problem> {
+    path.map(|Path(value)| value)
+        .map_err(|_| Problem::invalid_value(name, "", "a well-formed path segment", None))
+}
+
+pub(crate) async fn results(
+    State(api): State<Api>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Answered {
+    let params = endpoint("results").params(query.as_deref())?;
+    let id = path_value(path, "contest")?;
+    let contest = contest_named(&api, "contest", &id)?;
+    let region = params.region(&api.mission)?;
+    Ok(json(&views::results(&api.store, &api.mission, contest, region.as_deref()).await?))
+}
+
+pub(crate) async fn discrepancies(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let params = endpoint("discrepancies").params(query.as_deref())?;
+    let contest = match params.code("contest")? {
+        Some(id) => Some(contest_named(&api, "contest", &id)?),
+        None => None,
+    };
+    Ok(json(&views::discrepancies(&api.store, &api.mission, contest).await?))
+}
+
+pub(crate) async fn reports(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let params = endpoint("reports").params(query.as_deref())?;
+    let filter = ReportFilter {
+        kind: params.kind("kind")?,
+        region: params.region(&api.mission)?,
+        station: params.code("station")?,
+        observer: params.code("observer")?,
+        flag: params.code("flag")?,
+        quarantined: params.bool("held")?,
+        since: params.time("since")?,
+    };
+    let (after, limit) = (params.cursor("after")?, params.limit()?);
+    Ok(json(&views::reports(&api.store, &api.mission, &filter, after, limit).await?))
+}
+
+pub(crate) async fn report(
+    State(api): State<Api>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Answered {
+    endpoint("report").params(query.as_deref())?;
+    let id = path_value(path, "report_id")?;
+    let uuid = uuid::Uuid::try_parse(&id)
+        .map_err(|_| Problem::invalid_value("report_id", &id, "a report id (a UUID)", None))?;
+    // The store keeps ids lower-case and hyphenated, as the wire format's serialiser writes them.
+    let id = uuid.hyphenated().to_string();
+    match views::report(&api.store, &api.mission, &id).await? {
+        Some(view) => Ok(json(&view)),
+        None => Err(Problem::not_found("report_id", "report", &id, None)),
+    }
+}
+
+pub(crate) async fn held(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let params = endpoint("held").params(query.as_deref())?;
+    let (after, limit) = (params.cursor("after")?, params.limit()?);
+    Ok(json(&views::held(&api.store, &api.mission, after, limit).await?))
+}
+
+/// Chunks in flight between the export and the connection: the memory an export holds.
+const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
+
+async fn stream_export(api: Api, format: Export, operation_id: &str, query: Option<&str>) -> Answered {
+    endpoint(operation_id).params(query)?;
+    // Fail before the 200 if the store does not answer at all.
+    api.store.ping().await?;
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<export::Chunk>(EXPORT_CHUNKS_IN_FLIGHT);
+    tokio::spawn(async move {
+        match export::run(&api.store, &api.mission, format, sender).await {
+            Ok(rows) => tracing::debug!(rows, export = format.file_name(), "export finished"),
+            // The response has begun: ending it early is all that is left; the reader sees a
+            // truncated body (no final newline), and the log says why.
+            Err(error) => {
+                tracing::warn!(%error, export = format.file_name(), "export ended by a store error");
+            }
+        }
+    });
+    let chunks = futures_util::stream::poll_fn(move |cx| {
+        receiver.poll_recv(cx).map(|chunk| chunk.map(|c| Ok::<_, std::convert::Infallible>(c.bytes)))
+    });
+    let mut response = Body::from_stream(chunks).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    let disposition = format!("attachment; filename=\"{}\"", format.file_name());
+    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).expect("a plain header"));
+    Ok(response)
+}
+
+pub(crate) async fn export_reports_jsonl(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    stream_export(api, Export::ReportsJsonl, "export_reports_jsonl", query.as_deref()).await
+}
+
+pub(crate) async fn export_reports_csv(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    stream_export(api, Export::ReportsCsv, "export_reports_csv", query.as_deref()).await
+}
+
+pub(crate) async fn export_results_csv(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    stream_export(api, Export::ResultsCsv, "export_results_csv", query.as_deref()).await
+}
