@@ -110,6 +110,10 @@ pub struct StoreSettings {
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     pub bind: SocketAddr,
+    /// Whether the worker serves the read API (`/api/v1`) too.
+    pub api: bool,
+    /// Whether `/metrics` needs a bearer token.
+    pub metrics_need_token: bool,
 }
 
 /// How the process logs.

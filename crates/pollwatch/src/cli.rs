@@ -108,10 +108,172 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
-    /// Check report files against the wire format and a mission, as the worker would
+    /// Check report files against the wire format and a mission, as the worker would, or show
+    /// a stored report's history
     Report {
         #[command(subcommand)]
         command: ReportCommand,
+    },
+    /// Serve the read API (/api/v1) over the store, without ingesting (any number of these
+    /// against one PostgreSQL store)
+    Serve {
+        #[command(flatten)]
+        mission: MissionArg,
+    },
+    /// Which stations have reported a phase, per region
+    Coverage {
+        #[command(flatten)]
+        mission: MissionArg,
+        /// The report kind: arrival, opening, voting, closing, counting, departure or incident
+        #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+        phase: pollwatch_model::ReportKind,
+        /// Only this region (its code)
+        #[arg(long, value_name = "CODE")]
+        region: Option<String>,
+        /// List the codes of the stations that have not reported
+        #[arg(long)]
+        missing: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// A contest's results from the observers' copies of the protocols
+    Results {
+        #[command(flatten)]
+        mission: MissionArg,
+        /// The contest id, e.g. president or referendum
+        #[arg(value_name = "CONTEST")]
+        contest: String,
+        /// Only this region (its code)
+        #[arg(long, value_name = "CODE")]
+        region: Option<String>,
+        /// Print a table per region too
+        #[arg(long)]
+        by_region: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Overall assessments and checklist answers for a phase (held reports left out)
+    Findings {
+        #[command(flatten)]
+        mission: MissionArg,
+        #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+        phase: pollwatch_model::ReportKind,
+        /// Only this region (its code)
+        #[arg(long, value_name = "CODE")]
+        region: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Incident reports, newest first (held reports left out)
+    Incidents {
+        #[command(flatten)]
+        mission: MissionArg,
+        /// Only this severity: low, medium, high or critical
+        #[arg(long, value_name = "SEVERITY")]
+        severity: Option<String>,
+        /// Only this category (see docs/wire-format.md)
+        #[arg(long, value_name = "CATEGORY")]
+        category: Option<String>,
+        /// Only this region (its code)
+        #[arg(long, value_name = "CODE")]
+        region: Option<String>,
+        /// Only incidents observed at or after this RFC 3339 time
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Print at most this many
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: u32,
+        /// Counts by category and severity instead of the list
+        #[arg(long)]
+        summary: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Observers from whom nothing was received for a while (or ever)
+    Observers {
+        #[command(flatten)]
+        mission: MissionArg,
+        /// How long without a report, e.g. 60m, 90s or 2h
+        #[arg(long, value_name = "DURATION", default_value = "60m")]
+        silent_for: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Reports held for review, with the flags that hold them
+    Held {
+        #[command(flatten)]
+        mission: MissionArg,
+        /// Print at most this many
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Write every revision of the audit trail, or every station's result, as CSV or JSON lines
+    Export {
+        #[command(flatten)]
+        mission: MissionArg,
+        #[arg(value_enum, value_name = "WHAT")]
+        what: ExportWhat,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Write to this file (with a progress bar) instead of standard output
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Manage the API's bearer tokens (kept in the store as hashes)
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// The mission a command reads about.
+#[derive(Debug, Args)]
+pub struct MissionArg {
+    /// Mission folder (as given to `pollwatch worker`); the store must hold the mission
+    #[arg(long = "mission", value_name = "DIR", env = "POLLWATCH_MISSION")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print JSON (what the API returns) instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportWhat {
+    /// Every revision of every report, with its audit fields, in the order received
+    Reports,
+    /// One row per station and contest: the counted protocol, if any
+    Results,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token, print it once and keep only its hash
+    Add {
+        /// A name for whoever will use it, e.g. analyst-1
+        #[arg(value_name = "NAME", value_parser = parse_token_name)]
+        name: String,
+        /// What it may do: viewer (read), reviewer or admin
+        #[arg(long, value_name = "ROLE", value_parser = clap::builder::PossibleValuesParser::new(pollwatch_api::auth::ROLES))]
+        role: String,
+    },
+    /// List the tokens' names and roles
+    List,
+    /// Remove a token: requests with it are refused within seconds
+    Remove {
+        #[arg(value_name = "NAME")]
+        name: String,
     },
 }
 
@@ -211,6 +373,16 @@ pub enum DlqCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
+    /// Show a stored report's current revision and its whole history
+    Show {
+        #[command(flatten)]
+        mission: MissionArg,
+        /// The report id
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Say for each report whether it would be rejected, held for review, or accepted
     Check {
         /// Mission folder the reports belong to
@@ -260,6 +432,24 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(n) if (0.1..=1e9).contains(&n) => Ok(n),
         _ => Err(format!("`{text}` is not a rate from 0.1 messages a second upwards")),
+    }
+}
+
+fn parse_kind(text: &str) -> Result<pollwatch_model::ReportKind, String> {
+    pollwatch_model::ReportKind::parse(text).ok_or_else(|| {
+        let kinds: Vec<&str> = pollwatch_model::ReportKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("`{text}` is not a report kind; use one of {}", kinds.join(", "))
+    })
+}
+
+fn parse_token_name(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 64
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("a token name is 1 to 64 letters, digits, `-`, `_`, `.` or `@`".into())
     }
 }
 

@@ -1,5 +1,7 @@
-//! The worker's HTTP endpoint: `/healthz` (the process answers), `/readyz` (connected to the
-//! broker and the store answers; 503 otherwise, with the reason) and `/metrics` (Prometheus).
+//! The HTTP endpoint of `pollwatch worker` and `pollwatch serve`: `/healthz` (the process
+//! answers), `/readyz` (the store answers and, for the worker, it is connected to the broker;
+//! 503 otherwise, with the reason), `/metrics` (Prometheus, the worker only) and the read API
+//! under `/api/v1` (`pollwatch_api`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,29 +12,63 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use pollwatch_api::Api;
 use pollwatch_ingest::Metrics;
 use pollwatch_store::Store;
 
 /// How long `/readyz` waits for the store before it calls it unreachable.
 const STORE_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What the endpoints report on.
+/// What the health endpoints report on.
 #[derive(Debug, Clone)]
 pub struct Health {
-    pub metrics: Arc<Metrics>,
+    /// The worker's metrics; `None` for `pollwatch serve`, which has no broker.
+    pub metrics: Option<Arc<Metrics>>,
     pub store: Store,
 }
 
-pub fn router(health: Health) -> Router {
-    Router::new()
+/// What the listener serves.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub health: Health,
+    /// The read API, when this process serves it.
+    pub api: Option<Api>,
+    /// Whether `/metrics` needs a token (only with the API, whose tokens it takes).
+    pub metrics_need_token: bool,
+}
+
+impl Endpoints {
+    /// The health endpoints alone.
+    pub fn health(health: Health) -> Self {
+        Self { health, api: None, metrics_need_token: false }
+    }
+}
+
+pub fn router(endpoints: Endpoints) -> Router {
+    let Endpoints { health, api, metrics_need_token } = endpoints;
+    let mut metrics = Router::new();
+    if health.metrics.is_some() {
+        metrics = metrics.route("/metrics", get(render_metrics));
+        if let (true, Some(api)) = (metrics_need_token, &api) {
+            metrics = metrics.route_layer(axum::middleware::from_fn_with_state(
+                api.clone(),
+                pollwatch_api::auth::require_token,
+            ));
+        }
+    }
+    let health = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
-        .with_state(health)
+        .merge(metrics)
+        .with_state(health);
+    match api {
+        Some(api) => health.merge(pollwatch_api::router(api)),
+        None => health,
+    }
 }
 
 async fn ready(State(health): State<Health>) -> (StatusCode, &'static str) {
-    if !health.metrics.broker_connected() {
+    if health.metrics.as_ref().is_some_and(|m| !m.broker_connected()) {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: not connected to the broker\n");
     }
     match tokio::time::timeout(STORE_PING_TIMEOUT, health.store.ping()).await {
@@ -41,15 +77,16 @@ async fn ready(State(health): State<Health>) -> (StatusCode, &'static str) {
     }
 }
 
-async fn metrics(State(health): State<Health>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], health.metrics.render())
+async fn render_metrics(State(health): State<Health>) -> impl IntoResponse {
+    let text = health.metrics.as_ref().map(|m| m.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// Serves until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    health: Health,
+    endpoints: Endpoints,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(health)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(endpoints)).with_graceful_shutdown(shutdown).await
 }

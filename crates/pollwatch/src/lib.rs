@@ -7,7 +7,10 @@ pub mod cli;
 pub mod http;
 pub mod mission_dir;
 pub mod publish;
+pub mod query;
+pub mod serve;
 pub mod simulate;
+pub mod table;
 pub mod telemetry;
 pub mod verify;
 pub mod worker;
@@ -33,7 +36,14 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     let loaded = Settings::load(&cli.global.load_options()).context("invalid settings")?;
     telemetry::init(&loaded.settings.telemetry)?;
     tracing::debug!(environment = %loaded.environment, "settings loaded");
+    if let Some(answered) = query::run(&loaded.settings, &cli.command) {
+        return answered;
+    }
     match &cli.command {
+        Command::Serve { mission } => {
+            let mission = mission_dir::read(&mission.dir)?;
+            runtime()?.block_on(serve::run(&loaded.settings, mission))
+        }
         Command::Config { command: ConfigCommand::Show } => {
             let mut stdout = std::io::stdout().lock();
             stdout
@@ -83,6 +93,15 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Report { command: ReportCommand::Check { mission, sender, files } } => {
             check_reports(mission, sender.as_deref(), files)
         }
+        Command::Coverage { .. }
+        | Command::Results { .. }
+        | Command::Findings { .. }
+        | Command::Incidents { .. }
+        | Command::Observers { .. }
+        | Command::Held { .. }
+        | Command::Export { .. }
+        | Command::Token { .. }
+        | Command::Report { command: ReportCommand::Show { .. } } => unreachable!("answered by query::run"),
     }
 }
 
@@ -142,7 +161,7 @@ async fn dlq(settings: &Settings, command: &DlqCommand) -> anyhow::Result<()> {
 }
 
 /// A runtime for the subcommands that talk to the store or the broker.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 

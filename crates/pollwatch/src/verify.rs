@@ -123,7 +123,7 @@ async fn observe(
     }
     let mut incidents: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     for count in store.incident_counts(mission).await.context("reading incidents")? {
-        incidents.entry(count.category).or_default().insert(count.severity, count.reports);
+        *incidents.entry(count.category).or_default().entry(count.severity).or_default() += count.reports;
     }
     let mut results = BTreeMap::new();
     for contest in expected.results.keys() {

@@ -1,4 +1,5 @@
-//! `pollwatch worker`: the ingest service, configured from settings, stopped by a signal.
+//! `pollwatch worker`: the ingest service, configured from settings, stopped by a signal; it
+//! serves the read API too unless `http.api` is off.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,9 @@ use pollwatch_model::Mission;
 use pollwatch_settings::{QueueType, Settings};
 use pollwatch_store::Store;
 
-use crate::http::Health;
+use pollwatch_api::Api;
+
+use crate::http::{Endpoints, Health};
 
 /// The worker's configuration from the `[amqp]` and `[ingest]` settings.
 pub fn config(settings: &Settings) -> Config {
@@ -52,11 +55,20 @@ pub async fn run(settings: &Settings, mission: &Mission) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("listening on {bind} (http.bind)"))?;
-    tracing::info!(%bind, "HTTP endpoint: /healthz, /readyz, /metrics");
     let metrics = Arc::new(Metrics::default());
+    let api = settings.http.api.then(|| Api::new(store.clone(), Arc::new(mission.clone())));
+    tracing::info!(
+        %bind,
+        "HTTP endpoint: /healthz, /readyz, /metrics{}",
+        if api.is_some() { ", /api/v1" } else { "" }
+    );
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let health = Health { metrics: Arc::clone(&metrics), store: store.clone() };
-    let http = tokio::spawn(crate::http::serve(listener, health, async {
+    let endpoints = Endpoints {
+        health: Health { metrics: Some(Arc::clone(&metrics)), store: store.clone() },
+        api,
+        metrics_need_token: settings.http.metrics_need_token,
+    };
+    let http = tokio::spawn(crate::http::serve(listener, endpoints, async {
         let _ = http_stopped.await;
     }));
     let summary = pollwatch_ingest::run(&config(settings), &store, mission, &metrics, signal()).await;
@@ -76,7 +88,7 @@ pub async fn run(settings: &Settings, mission: &Mission) -> anyhow::Result<()> {
 }
 
 /// Completes on SIGTERM (what service managers send) or SIGINT (Ctrl-C).
-async fn signal() {
+pub(crate) async fn signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
