@@ -58,7 +58,10 @@ impl Health {
     async fn watch(worker: &pollwatch_tests::InProcessWorker) -> anyhow::Result<Self> {
         let address = free_address()?;
         let listener = tokio::net::TcpListener::bind(address).await?;
-        let health = pollwatch::http::Health { metrics: worker.metrics.clone(), store: worker.store.clone() };
+        let health = pollwatch::http::Endpoints::health(pollwatch::http::Health {
+            metrics: Some(worker.metrics.clone()),
+            store: worker.store.clone(),
+        });
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(pollwatch::http::serve(listener, health, async {
             let _ = stopped.await;

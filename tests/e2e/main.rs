@@ -1,6 +1,7 @@
 //! End-to-end tests against real services. One test binary, so that it links once and shares
 //! one broker and one database server.
 
+mod api;
 mod faults;
 mod hostile;
 mod pipeline;

@@ -13,18 +13,18 @@ use pollwatch_tests::within;
 
 /// Keeps a test's database alive while its store is in use.
 #[allow(dead_code)]
-enum Keep {
+pub(crate) enum Keep {
     Dir(tempfile::TempDir),
     Database(pollwatch_tests::TestDatabase),
 }
 
-async fn sqlite() -> anyhow::Result<(Store, Keep)> {
+pub(crate) async fn sqlite() -> anyhow::Result<(Store, Keep)> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("store/pollwatch.db").display());
     Ok((Store::open(&url).await?, Keep::Dir(dir)))
 }
 
-async fn postgres() -> anyhow::Result<(Store, Keep)> {
+pub(crate) async fn postgres() -> anyhow::Result<(Store, Keep)> {
     let database = pollwatch_tests::database().await?;
     Ok((Store::open(&database.url).await?, Keep::Database(database)))
 }

@@ -446,7 +446,10 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice() ->
     // change once.
     let address = free_address()?;
     let listener = tokio::net::TcpListener::bind(address).await?;
-    let health = pollwatch::http::Health { metrics: worker.metrics.clone(), store: worker.store.clone() };
+    let health = pollwatch::http::Endpoints::health(pollwatch::http::Health {
+        metrics: Some(worker.metrics.clone()),
+        store: worker.store.clone(),
+    });
     let (http_stop, http_stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(pollwatch::http::serve(listener, health, async {
         let _ = http_stopped.await;

@@ -51,6 +51,83 @@ pub async fn http_get(address: std::net::SocketAddr, path: &str) -> anyhow::Resu
     Ok((status, body))
 }
 
+/// What an HTTP/1.1 server answered.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names in lower case, in the order sent.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked if it came chunked.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        serde_json::from_slice(&self.body).with_context(|| format!("a JSON body, not {:?}", self.text()))
+    }
+}
+
+/// A plain HTTP/1.1 request with `method`, `path` and, if given, `Authorization: Bearer TOKEN`.
+pub async fn http_request(
+    address: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<HttpResponse> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").context("the end of the HTTP head")?;
+    let head = String::from_utf8(response[..split].to_vec()).context("an HTTP head in UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .context("a status line")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = response[split + 4..].to_vec();
+    if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")) {
+        body = dechunk(&body)?;
+    }
+    Ok(HttpResponse { status, headers, body })
+}
+
+/// The body of a chunked HTTP/1.1 message.
+fn dechunk(mut rest: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line = rest.windows(2).position(|w| w == b"\r\n").context("a chunk size line")?;
+        let size = std::str::from_utf8(&rest[..line])?.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size, 16).context("a chunk size")?;
+        rest = &rest[line + 2..];
+        if size == 0 {
+            return Ok(body);
+        }
+        anyhow::ensure!(rest.len() >= size + 2, "a chunk cut short");
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
 /// The letters in `queue` (read as `dlq` reads them, the worker being `worker_user`) as soon as
 /// there are at least `at_least`, or whatever is there once `limit` has passed, so that the
 /// caller's assertions say what is missing.
