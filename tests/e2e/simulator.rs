@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use pollwatch_sim::Expectation;
-use pollwatch_tests::{spawn_worker, within};
+use pollwatch_tests::{http_request, spawn_worker, within};
 
 const STEP: Duration = Duration::from_secs(120);
 
@@ -58,6 +58,35 @@ async fn rehearse(store_url: &str) -> anyhow::Result<()> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.starts_with("the store matches "), "{stdout}");
+
+    // What an operator reads: the API with a viewer token, and the command line, give the
+    // expectation's votes candidate by candidate; without a token, nothing.
+    let added = within(
+        STEP,
+        "pollwatch token add",
+        worker.command()?.args(["token", "add", "hom", "--role", "viewer"]).output(),
+    )
+    .await??;
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let token = String::from_utf8(added.stdout)?.trim().to_owned();
+    let president = &expected.results["president"];
+    let api = http_request(worker.address(), "GET", "/api/v1/results/president", Some(&token)).await?;
+    assert_eq!(api.status, 200, "{}", api.text());
+    let api = api.json()?;
+    let cli =
+        worker.command()?.args(["results", "president", "--json", "--mission", "missions/kg-2021"]).output();
+    let cli = within(STEP, "pollwatch results", cli).await??;
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let cli: serde_json::Value = serde_json::from_slice(&cli.stdout)?;
+    for (choice, votes) in &president.votes {
+        assert_eq!(api["votes"][choice], *votes, "the API's votes for {choice}");
+        assert_eq!(cli["votes"][choice], *votes, "the command line's votes for {choice}");
+    }
+    assert_eq!(api["votes"].as_object().map(|v| v.len()), Some(president.votes.len()));
+    assert_eq!(api["stations_counted"], president.stations_counted);
+    assert_eq!(api, cli, "the API and the command line answer alike");
+    let anonymous = http_request(worker.address(), "GET", "/api/v1/results/president", None).await?;
+    assert_eq!(anonymous.status, 401);
 
     // One vote more than the store holds is a difference, and named.
     let mut tampered = expected.clone();
