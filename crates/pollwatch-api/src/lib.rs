@@ -7,6 +7,7 @@
 //! `application/problem+json` ([`problem`]).
 
 pub mod auth;
+pub mod cache;
 pub mod export;
 pub mod openapi;
 pub mod params;
@@ -31,11 +32,12 @@ pub struct Api {
     pub store: Store,
     pub mission: Arc<Mission>,
     tokens: auth::Tokens,
+    answers: cache::Answers,
 }
 
 impl Api {
     pub fn new(store: Store, mission: Arc<Mission>) -> Self {
-        Self { store, mission, tokens: auth::Tokens::default() }
+        Self { store, mission, tokens: auth::Tokens::default(), answers: cache::Answers::default() }
     }
 }
 

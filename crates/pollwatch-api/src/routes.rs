@@ -2,6 +2,8 @@
 //! the OpenAPI document is generated from and each handler parses its query string by), and its
 //! handler.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -278,13 +280,41 @@ fn endpoint(operation_id: &str) -> &'static Endpoint {
 
 /// A JSON answer.
 pub(crate) fn json<T: Serialize>(value: &T) -> Response {
-    let body = serde_json::to_vec(value).expect("a view serialises");
+    json_bytes(serde_json::to_vec(value).expect("a view serialises"))
+}
+
+fn json_bytes(body: Vec<u8>) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
 type Answered = Result<Response, Problem>;
+
+/// The shared answer to `question` (`crate::cache`): computed by `compute`, a view serialised.
+async fn shared<F, V>(
+    api: &Api,
+    question: String,
+    compute: impl Fn(Api) -> F + Send + Sync + 'static,
+) -> Answered
+where
+    F: Future<Output = Result<V, pollwatch_store::StoreError>> + Send + 'static,
+    V: Serialize,
+{
+    let for_compute = api.clone();
+    let compute = Arc::new(compute);
+    let answer = api
+        .answers
+        .get(question, move || {
+            let (api, compute) = (for_compute.clone(), Arc::clone(&compute));
+            async move {
+                let view = compute(api).await?;
+                Ok(serde_json::to_vec(&view).expect("a view serialises"))
+            }
+        })
+        .await?;
+    Ok(json_bytes(answer.as_ref().clone()))
+}
 
 /// The default of `/observers?silent_for`.
 const DEFAULT_SILENT_FOR: Duration = Duration::from_secs(3_600);
@@ -297,7 +327,12 @@ pub(crate) async fn mission(State(api): State<Api>, RawQuery(query): RawQuery) -
 pub(crate) async fn coverage(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     let params = endpoint("coverage").params(query.as_deref())?;
     let (phase, region) = (params.required_kind("phase")?, params.region(&api.mission)?);
-    Ok(json(&views::coverage(&api.store, &api.mission, phase, region.as_deref()).await?))
+    let question = format!("coverage {phase} {region:?}");
+    shared(&api, question, move |api: Api| {
+        let region = region.clone();
+        async move { views::coverage(&api.store, &api.mission, phase, region.as_deref()).await }
+    })
+    .await
 }
 
 pub(crate) async fn observers(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
@@ -309,7 +344,12 @@ pub(crate) async fn observers(State(api): State<Api>, RawQuery(query): RawQuery)
 pub(crate) async fn findings(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     let params = endpoint("findings").params(query.as_deref())?;
     let (phase, region) = (params.required_kind("phase")?, params.region(&api.mission)?);
-    Ok(json(&views::findings(&api.store, &api.mission, phase, region.as_deref()).await?))
+    let question = format!("findings {phase} {region:?}");
+    shared(&api, question, move |api: Api| {
+        let region = region.clone();
+        async move { views::findings(&api.store, &api.mission, phase, region.as_deref()).await }
+    })
+    .await
 }
 
 fn names<T>(all: &[T], name: fn(&T) -> &'static str) -> Vec<&'static str> {
@@ -331,7 +371,12 @@ pub(crate) async fn incidents(State(api): State<Api>, RawQuery(query): RawQuery)
 pub(crate) async fn incident_summary(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     let params = endpoint("incident_summary").params(query.as_deref())?;
     let region = params.region(&api.mission)?;
-    Ok(json(&views::incident_summary(&api.store, &api.mission, region.as_deref()).await?))
+    let question = format!("incident summary {region:?}");
+    shared(&api, question, move |api: Api| {
+        let region = region.clone();
+        async move { views::incident_summary(&api.store, &api.mission, region.as_deref()).await }
+    })
+    .await
 }
 
 /// The contest a path or query names: 404 with the mission's contests for one it lacks.
@@ -354,18 +399,34 @@ pub(crate) async fn results(
 ) -> Answered {
     let params = endpoint("results").params(query.as_deref())?;
     let id = path_value(path, "contest")?;
-    let contest = contest_named(&api, "contest", &id)?;
+    let contest = contest_named(&api, "contest", &id)?.id.clone();
     let region = params.region(&api.mission)?;
-    Ok(json(&views::results(&api.store, &api.mission, contest, region.as_deref()).await?))
+    let question = format!("results {contest} {region:?}");
+    shared(&api, question, move |api: Api| {
+        let (contest, region) = (contest.clone(), region.clone());
+        async move {
+            let contest = api.mission.contest(&contest).expect("a contest of the mission");
+            views::results(&api.store, &api.mission, contest, region.as_deref()).await
+        }
+    })
+    .await
 }
 
 pub(crate) async fn discrepancies(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     let params = endpoint("discrepancies").params(query.as_deref())?;
     let contest = match params.code("contest")? {
-        Some(id) => Some(contest_named(&api, "contest", &id)?),
+        Some(id) => Some(contest_named(&api, "contest", &id)?.id.clone()),
         None => None,
     };
-    Ok(json(&views::discrepancies(&api.store, &api.mission, contest).await?))
+    let question = format!("discrepancies {contest:?}");
+    shared(&api, question, move |api: Api| {
+        let contest = contest.clone();
+        async move {
+            let contest = contest.as_deref().and_then(|id| api.mission.contest(id));
+            views::discrepancies(&api.store, &api.mission, contest).await
+        }
+    })
+    .await
 }
 
 pub(crate) async fn reports(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {

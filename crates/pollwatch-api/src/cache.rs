@@ -1,0 +1,144 @@
+//! Answers shared between requests. The aggregate questions (coverage, results, findings, the
+//! incident summary, discrepancies) cost a pass over the store; fifty people watching one
+//! dashboard ask them over and over, and none needs a fresher answer than a second ago. So each
+//! distinct question is computed by one request at a time, and its answer served to everyone
+//! until it is [`FRESH_FOR`] old; then the next request starts a recomputation in the background
+//! and is answered with the previous answer meanwhile. An answer is therefore at most
+//! `FRESH_FOR` plus one computation old. The first request for a question waits for it (the
+//! others asking meanwhile wait for the same computation), and a failed computation is never
+//! kept: its error goes to the request that ran it, and the old answer, if any, stays.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::problem::Problem;
+
+/// How long an answer is served without being recomputed.
+pub const FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// Most questions kept; every cached endpoint's parameters are bounded by the mission (kinds,
+/// regions, contests), so this is never reached by honest use.
+const MAX_QUESTIONS: usize = 4_096;
+
+#[derive(Debug, Default)]
+struct Entry {
+    answer: Option<(Instant, Arc<Vec<u8>>)>,
+    refreshing: bool,
+}
+
+/// The shared answers, by question.
+#[derive(Debug, Clone)]
+pub struct Answers {
+    entries: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Entry>>>>>,
+    fresh_for: Duration,
+}
+
+impl Default for Answers {
+    fn default() -> Self {
+        Self::fresh_for(FRESH_FOR)
+    }
+}
+
+impl Answers {
+    /// Answers served for `fresh_for` before they are recomputed.
+    pub fn fresh_for(fresh_for: Duration) -> Self {
+        Self { entries: Arc::default(), fresh_for }
+    }
+
+    /// The answer to `question`, from `compute` if there is none yet.
+    pub async fn get<F>(
+        &self,
+        question: String,
+        compute: impl Fn() -> F + Send + 'static,
+    ) -> Result<Arc<Vec<u8>>, Problem>
+    where
+        F: Future<Output = Result<Vec<u8>, Problem>> + Send + 'static,
+    {
+        let entry = {
+            let mut entries = self.entries.lock().expect("not poisoned");
+            if entries.len() >= MAX_QUESTIONS && !entries.contains_key(&question) {
+                entries.clear();
+            }
+            Arc::clone(entries.entry(question).or_default())
+        };
+        let mut guard = entry.lock().await;
+        match &guard.answer {
+            Some((at, answer)) if at.elapsed() < self.fresh_for => Ok(Arc::clone(answer)),
+            Some((_, answer)) => {
+                let stale = Arc::clone(answer);
+                if !guard.refreshing {
+                    guard.refreshing = true;
+                    let entry = Arc::clone(&entry);
+                    tokio::spawn(async move {
+                        let computed = compute().await;
+                        let mut guard = entry.lock().await;
+                        guard.refreshing = false;
+                        match computed {
+                            Ok(answer) => guard.answer = Some((Instant::now(), Arc::new(answer))),
+                            Err(problem) => {
+                                tracing::warn!(detail = %problem.detail, "recomputing a shared answer failed")
+                            }
+                        }
+                    });
+                }
+                Ok(stale)
+            }
+            None => {
+                // The first request computes while holding the entry, so that those asking the
+                // same meanwhile wait for its answer instead of computing it again.
+                let answer = Arc::new(compute().await?);
+                guard.answer = Some((Instant::now(), Arc::clone(&answer)));
+                Ok(answer)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn counter(
+        runs: &Arc<AtomicUsize>,
+    ) -> impl Fn() -> std::future::Ready<Result<Vec<u8>, Problem>> + Clone + Send + 'static {
+        let runs = Arc::clone(runs);
+        move || {
+            std::future::ready(Ok(vec![u8::try_from(runs.fetch_add(1, Ordering::SeqCst)).unwrap_or(u8::MAX)]))
+        }
+    }
+
+    #[tokio::test]
+    async fn one_computation_serves_everyone_while_it_is_fresh() {
+        let (answers, runs) = (Answers::default(), Arc::new(AtomicUsize::new(0)));
+        let (a, b) =
+            tokio::join!(answers.get("q".into(), counter(&runs)), answers.get("q".into(), counter(&runs)));
+        assert_eq!((a.unwrap()[0], b.unwrap()[0]), (0, 0));
+        assert_eq!(answers.get("q".into(), counter(&runs)).await.unwrap()[0], 0);
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "computed once");
+        assert_eq!(answers.get("other".into(), counter(&runs)).await.unwrap()[0], 1, "another question");
+    }
+
+    #[tokio::test]
+    async fn a_stale_answer_is_served_while_it_is_recomputed_and_errors_are_not_kept() {
+        let (answers, runs) = (Answers::fresh_for(Duration::ZERO), Arc::new(AtomicUsize::new(0)));
+        assert_eq!(answers.get("q".into(), counter(&runs)).await.unwrap()[0], 0);
+        assert_eq!(answers.get("q".into(), counter(&runs)).await.unwrap()[0], 0, "the stale answer at once");
+        let mut seen = 0;
+        for _ in 0..10_000 {
+            seen = answers.get("q".into(), counter(&runs)).await.unwrap()[0];
+            if seen > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(seen > 0, "the recomputed answer replaces it");
+
+        let failing = || std::future::ready(Err(Problem::unauthorized("no")));
+        assert_eq!(answers.get("e".into(), failing).await.unwrap_err().status, 401);
+        assert!(answers.get("e".into(), failing).await.is_err(), "an error is not kept");
+    }
+}
