@@ -281,8 +281,16 @@ impl Store {
             );
             sql.bind(flag.clone()).push(")");
         }
-        if let Some(quarantined) = filter.quarantined {
-            sql.push(" AND r.quarantined = ").bind(quarantined);
+        // Written out rather than bound, so that SQLite can use the partial index of held
+        // reports (`reports_held`), which a bound value would not match.
+        match filter.quarantined {
+            Some(true) => {
+                sql.push(" AND r.quarantined");
+            }
+            Some(false) => {
+                sql.push(" AND NOT r.quarantined");
+            }
+            None => {}
         }
         if let Some(since) = filter.since {
             sql.push(" AND r.received_at_us >= ").bind(since.timestamp_micros());
