@@ -185,18 +185,20 @@ impl Store {
             Backend::Sqlite => "observer_activity",
             Backend::Postgres => "report_revisions",
         };
+        // One index seek per observer for its latest time, rather than a pass over every
+        // revision grouped by observer.
         let mut sql = Sql::new(
             self.backend,
             &format!(
-                "SELECT o.id, o.name, o.team, CAST(MAX(v.received_at_us) AS BIGINT) FROM observers o \
-                 LEFT JOIN {activity} v ON v.mission = o.mission_id AND v.observer = o.id WHERE o.mission_id = "
+                "SELECT id, name, team, last_us FROM (SELECT o.id, o.name, o.team, \
+                 (SELECT CAST(MAX(v.received_at_us) AS BIGINT) FROM {activity} v \
+                 WHERE v.mission = o.mission_id AND v.observer = o.id) AS last_us \
+                 FROM observers o WHERE o.mission_id = "
             ),
         );
         sql.bind(mission.to_owned());
-        sql.push(
-            " GROUP BY o.id, o.name, o.team HAVING MAX(v.received_at_us) IS NULL OR MAX(v.received_at_us) < ",
-        );
-        sql.bind(since.timestamp_micros()).push(" ORDER BY o.id");
+        sql.push(") t WHERE last_us IS NULL OR last_us < ");
+        sql.bind(since.timestamp_micros()).push(" ORDER BY id");
         let rows = sql.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
@@ -210,16 +212,24 @@ impl Store {
             .collect()
     }
 
-    /// Overall assessments per region and phase, quarantined reports left out.
-    pub async fn assessment_counts(&self, mission: &str) -> Result<Vec<AssessmentCount>, StoreError> {
+    /// Overall assessments per region and phase (of one `kind`, or of all), quarantined reports
+    /// left out.
+    pub async fn assessment_counts(
+        &self,
+        mission: &str,
+        only: Option<ReportKind>,
+    ) -> Result<Vec<AssessmentCount>, StoreError> {
         let mut sql = Sql::new(
             self.backend,
             "SELECT s.region, r.kind, r.assessment, CAST(COUNT(*) AS BIGINT) FROM reports r \
              JOIN stations s ON s.mission_id = r.mission AND s.code = r.station \
              WHERE NOT r.quarantined AND r.assessment IS NOT NULL AND r.mission = ",
         );
-        sql.bind(mission.to_owned())
-            .push(" GROUP BY s.region, r.kind, r.assessment ORDER BY s.region, r.kind, r.assessment");
+        sql.bind(mission.to_owned());
+        if let Some(only) = only {
+            sql.push(" AND r.kind = ").bind(only.as_str().to_owned());
+        }
+        sql.push(" GROUP BY s.region, r.kind, r.assessment ORDER BY s.region, r.kind, r.assessment");
         let rows = sql.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {

@@ -361,6 +361,31 @@ impl Store {
             .collect())
     }
 
+    /// The codes of the stations whose current, unquarantined counting reports disagree on any
+    /// figure of `contest` (those [`Store::result_discrepancies`] lists), with their regions; the
+    /// disagreement found in SQL, so only the stations come back.
+    pub async fn disputed_stations(
+        &self,
+        mission: &str,
+        contest: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut sql = Sql::new(
+            self.backend,
+            "SELECT r.station, s.region FROM protocols p JOIN reports r ON r.revision_seq = p.revision_seq \
+             JOIN stations s ON s.mission_id = r.mission AND s.code = r.station \
+             WHERE NOT r.quarantined AND r.kind = 'counting' AND r.mission = ",
+        );
+        sql.bind(mission.to_owned()).push(" AND p.contest = ").bind(contest.to_owned());
+        sql.push(
+            " GROUP BY r.station, s.region HAVING COUNT(DISTINCT CAST(p.registered_voters AS TEXT) || ',' || \
+             CAST(p.ballots_received AS TEXT) || ',' || CAST(p.ballots_issued AS TEXT) || ',' || \
+             CAST(p.ballots_spoiled AS TEXT) || ',' || CAST(p.ballots_unused AS TEXT) || ',' || \
+             CAST(p.ballots_in_box AS TEXT) || ',' || CAST(p.invalid AS TEXT) || ',' || p.votes_digest) > 1 \
+             ORDER BY r.station",
+        );
+        sql.fetch_all(&self.pool).await?.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
     /// Every station of the roster (in region order, then by code) with its result for
     /// `contest`, if it has one.
     pub async fn station_results(
