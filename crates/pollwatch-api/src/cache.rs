@@ -78,7 +78,7 @@ impl Answers {
                         match computed {
                             Ok(answer) => guard.answer = Some((Instant::now(), Arc::new(answer))),
                             Err(problem) => {
-                                tracing::warn!(detail = %problem.detail, "recomputing a shared answer failed")
+                                tracing::warn!(detail = %problem.detail, "recomputing a shared answer failed");
                             }
                         }
                     });

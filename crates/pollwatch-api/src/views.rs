@@ -340,7 +340,7 @@ pub async fn findings(
     let in_scope = |r: &str| region.is_none_or(|code| code == r);
     let mut national: BTreeMap<String, i64> = BTreeMap::new();
     let mut regional: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
-    for count in store.assessment_counts(&mission.id).await? {
+    for count in store.assessment_counts(&mission.id, Some(phase)).await? {
         if count.kind != phase || !in_scope(&count.region) {
             continue;
         }
@@ -637,11 +637,11 @@ pub async fn results(
     }
     let expected = by_region.iter().map(|r| r.figures.stations_expected).sum();
     let disputed = store
-        .result_discrepancies(&mission.id, &contest.id)
+        .disputed_stations(&mission.id, &contest.id)
         .await?
         .into_iter()
-        .filter(|d| region.is_none_or(|r| r == d.region))
-        .map(|d| d.station)
+        .filter(|(_, in_region)| region.is_none_or(|r| r == in_region))
+        .map(|(station, _)| station)
         .collect();
     Ok(ResultsView {
         region: region.map(str::to_owned),
