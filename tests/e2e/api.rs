@@ -15,25 +15,7 @@ use pollwatch_tests::{HttpResponse, free_address, http_request, within};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::store::{postgres, sqlite};
-
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test]
-            async fn sqlite() -> anyhow::Result<()> {
-                let (store, _keep) = super::sqlite().await?;
-                super::$scenario(store).await
-            }
-
-            #[tokio::test]
-            async fn postgres() -> anyhow::Result<()> {
-                let (store, _keep) = super::postgres().await?;
-                super::$scenario(store).await
-            }
-        }
-    )*};
-}
+use crate::store::{on_both_backends, postgres, sqlite};
 
 on_both_backends!(every_endpoint_answers_the_core_team);
 
@@ -115,7 +97,7 @@ fn disagreeing(other: &Report, observer: &str, rng: &mut fixtures::Rng) -> Repor
     report
 }
 
-async fn every_endpoint_answers_the_core_team(store: Store) -> anyhow::Result<()> {
+async fn every_endpoint_answers_the_core_team(store: &Store) -> anyhow::Result<()> {
     let mission = mission();
     store.import_mission(mission).await?;
     store.add_token("analyst", "viewer", &pollwatch_api::auth::token_hash(TOKEN)).await?;
@@ -144,7 +126,7 @@ async fn every_endpoint_answers_the_core_team(store: Store) -> anyhow::Result<()
         store.ingest_batch(batch).await?;
     }
     let totals = store.totals().await?;
-    let served = serve(&store).await?;
+    let served = serve(store).await?;
 
     // Access: no token, a wrong one, the OpenAPI document without one, a write method.
     for token in [None, Some("pw_not-a-token")] {

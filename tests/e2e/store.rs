@@ -48,6 +48,8 @@ macro_rules! on_both_backends {
     )*};
 }
 
+pub(crate) use on_both_backends;
+
 on_both_backends!(
     every_outcome,
     repeats_within_one_batch,
@@ -238,7 +240,7 @@ async fn queries_answer_the_core_team(store: &Store) -> anyhow::Result<()> {
     let later = Utc::now() + chrono::Duration::seconds(1);
     assert_eq!(store.silent_observers(&mission.id, later).await?.len(), 200);
 
-    let assessed: i64 = store.assessment_counts(&mission.id).await?.iter().map(|c| c.reports).sum();
+    let assessed: i64 = store.assessment_counts(&mission.id, None).await?.iter().map(|c| c.reports).sum();
     let expected = reports.iter().chain([&second_count]).filter(|r| r.assessment.is_some()).count();
     assert_eq!(assessed, expected as i64);
     let incidents: i64 = store.incident_counts(&mission.id).await?.iter().map(|c| c.reports).sum();
