@@ -237,7 +237,7 @@ fn results_table(mission: &Mission, view: &views::ResultsView, by_region: bool) 
     }
     if !view.disputed.is_empty() {
         out.push_str(&format!(
-            "\n{} disputed stations (teams' protocols disagree; `pollwatch` API /api/v1/discrepancies lists them): {}\n",
+            "\n{} disputed stations (teams' protocols disagree; GET /api/v1/discrepancies gives every team's figures): {}\n",
             view.disputed.len(),
             view.disputed.join(" ")
         ));
