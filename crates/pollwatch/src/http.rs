@@ -90,3 +90,46 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     axum::serve(listener, router(endpoints)).with_graceful_shutdown(shutdown).await
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn endpoints(api: bool, metrics_need_token: bool) -> (Endpoints, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let store = Store::open(&url).await.expect("a store");
+        let mission = pollwatch_model::sample::kg_2021();
+        store.import_mission(&mission).await.expect("the mission imports");
+        let health = Health { metrics: Some(Arc::new(Metrics::default())), store: store.clone() };
+        let api = api.then(|| Api::new(store, Arc::new(mission)));
+        (Endpoints { health, api, metrics_need_token }, dir)
+    }
+
+    async fn status(endpoints: &Endpoints, path: &str) -> u16 {
+        let request = Request::get(path).body(Body::empty()).expect("a request");
+        router(endpoints.clone()).oneshot(request).await.expect("an answer").status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn metrics_need_a_token_only_when_the_setting_says_so() {
+        let (open, _dir) = endpoints(true, false).await;
+        assert_eq!(status(&open, "/metrics").await, 200);
+        let (closed, _dir) = endpoints(true, true).await;
+        assert_eq!(status(&closed, "/metrics").await, 401);
+        assert_eq!(status(&closed, "/healthz").await, 200, "health stays open");
+        assert_eq!(status(&closed, "/api/v1/mission").await, 401);
+    }
+
+    #[tokio::test]
+    async fn without_the_api_only_health_and_metrics_are_served() {
+        let (endpoints, _dir) = endpoints(false, false).await;
+        assert_eq!(status(&endpoints, "/api/v1/mission").await, 404);
+        assert_eq!(status(&endpoints, "/api/v1/openapi.json").await, 404);
+        assert_eq!(status(&endpoints, "/metrics").await, 200);
+    }
+}
