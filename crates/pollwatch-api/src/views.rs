@@ -216,7 +216,10 @@ pub async fn observers(
     silent_for: Duration,
     now: DateTime<Utc>,
 ) -> Result<ObserversView, StoreError> {
-    let since = now - chrono::Duration::from_std(silent_for).unwrap_or(chrono::Duration::MAX);
+    let since = chrono::Duration::from_std(silent_for)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let observers = store
         .silent_observers(&mission.id, since)
         .await?
