@@ -13,6 +13,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
+
 use crate::problem::Problem;
 
 /// How long an answer is served without being recomputed.
@@ -24,11 +26,12 @@ const MAX_QUESTIONS: usize = 4_096;
 
 #[derive(Debug, Default)]
 struct Entry {
-    answer: Option<(Instant, Arc<Vec<u8>>)>,
+    answer: Option<(Instant, Bytes)>,
     refreshing: bool,
 }
 
-/// The shared answers, by question.
+/// The shared answers, by question. An answer is `Bytes`: every request that is served it
+/// shares one copy.
 #[derive(Debug, Clone)]
 pub struct Answers {
     entries: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Entry>>>>>,
@@ -52,7 +55,7 @@ impl Answers {
         &self,
         question: String,
         compute: impl Fn() -> F + Send + 'static,
-    ) -> Result<Arc<Vec<u8>>, Problem>
+    ) -> Result<Bytes, Problem>
     where
         F: Future<Output = Result<Vec<u8>, Problem>> + Send + 'static,
     {
@@ -65,9 +68,9 @@ impl Answers {
         };
         let mut guard = entry.lock().await;
         match &guard.answer {
-            Some((at, answer)) if at.elapsed() < self.fresh_for => Ok(Arc::clone(answer)),
+            Some((at, answer)) if at.elapsed() < self.fresh_for => Ok(answer.clone()),
             Some((_, answer)) => {
-                let stale = Arc::clone(answer);
+                let stale = answer.clone();
                 if !guard.refreshing {
                     guard.refreshing = true;
                     let entry = Arc::clone(&entry);
@@ -76,7 +79,7 @@ impl Answers {
                         let mut guard = entry.lock().await;
                         guard.refreshing = false;
                         match computed {
-                            Ok(answer) => guard.answer = Some((Instant::now(), Arc::new(answer))),
+                            Ok(answer) => guard.answer = Some((Instant::now(), Bytes::from(answer))),
                             Err(problem) => {
                                 tracing::warn!(detail = %problem.detail, "recomputing a shared answer failed");
                             }
@@ -88,8 +91,8 @@ impl Answers {
             None => {
                 // The first request computes while holding the entry, so that those asking the
                 // same meanwhile wait for its answer instead of computing it again.
-                let answer = Arc::new(compute().await?);
-                guard.answer = Some((Instant::now(), Arc::clone(&answer)));
+                let answer = Bytes::from(compute().await?);
+                guard.answer = Some((Instant::now(), answer.clone()));
                 Ok(answer)
             }
         }

@@ -283,7 +283,8 @@ pub(crate) fn json<T: Serialize>(value: &T) -> Response {
     json_bytes(serde_json::to_vec(value).expect("a view serialises"))
 }
 
-fn json_bytes(body: Vec<u8>) -> Response {
+fn json_bytes(body: impl Into<Body>) -> Response {
+    let body: Body = body.into();
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
@@ -313,7 +314,7 @@ where
             }
         })
         .await?;
-    Ok(json_bytes(answer.as_ref().clone()))
+    Ok(json_bytes(answer))
 }
 
 /// The default of `/observers?silent_for`.
