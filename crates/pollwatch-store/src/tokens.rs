@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::db::Sql;
+use crate::db::{Row, Sql};
 use crate::queries::micros;
 use crate::{Store, StoreError};
 
@@ -42,17 +42,7 @@ impl Store {
     /// Every token, by name.
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let sql = Sql::new(self.backend, "SELECT name, role, created_at_us FROM api_tokens ORDER BY name");
-        sql.fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(TokenRecord {
-                    name: row.try_get(0)?,
-                    role: row.try_get(1)?,
-                    created_at: micros(row.try_get(2)?)?,
-                })
-            })
-            .collect()
+        sql.fetch_all(&self.pool).await?.iter().map(token).collect()
     }
 
     /// The token whose secret has this hash, if any.
@@ -61,14 +51,11 @@ impl Store {
             Sql::new(self.backend, "SELECT name, role, created_at_us FROM api_tokens WHERE hash = ");
         sql.bind(hash.to_owned());
         let rows = sql.fetch_all(&self.pool).await?;
-        rows.first()
-            .map(|row| {
-                Ok(TokenRecord {
-                    name: row.try_get(0)?,
-                    role: row.try_get(1)?,
-                    created_at: micros(row.try_get(2)?)?,
-                })
-            })
-            .transpose()
+        rows.first().map(token).transpose()
     }
+}
+
+/// A token from `SELECT name, role, created_at_us`.
+fn token(row: &Row) -> Result<TokenRecord, StoreError> {
+    Ok(TokenRecord { name: row.try_get(0)?, role: row.try_get(1)?, created_at: micros(row.try_get(2)?)? })
 }
