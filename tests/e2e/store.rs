@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::TryStreamExt as _;
-use pollwatch_model::{Assessment, Content, Mission, Report, ReportKind};
+use pollwatch_model::{Answer, Assessment, Content, Flag, FlagCode, Mission, Report, ReportKind};
 use pollwatch_store::{Incoming, Outcome, ReportFilter, Store};
 use pollwatch_tests::fixtures::{self, Rng};
 use pollwatch_tests::within;
@@ -57,6 +57,7 @@ on_both_backends!(
     mission_import_is_idempotent,
     queries_answer_the_core_team,
     coverage_follows_corrections_across_stations,
+    findings_follow_corrections_quarantine_and_the_roster,
     silent_observers_go_by_the_latest_receipt,
     concurrent_workers_store_each_report_once,
 );
@@ -386,6 +387,148 @@ async fn coverage_follows_corrections_across_stations(store: &Store) -> anyhow::
     Ok(())
 }
 
+/// Findings as counted from the current revisions the test sent: per (region, kind, question,
+/// answer) and per (region, kind, assessment), unquarantined reports at roster stations only.
+type Findings =
+    (BTreeMap<(String, String, String, Option<String>), i64>, BTreeMap<(String, String, String), i64>);
+
+fn expected_findings(mission: &Mission, current: &[&Incoming]) -> Findings {
+    let (mut answers, mut assessments) = (BTreeMap::new(), BTreeMap::new());
+    for incoming in current.iter().filter(|i| i.flags.is_empty()) {
+        let report = incoming.report();
+        let Some(station) = mission.stations.iter().find(|s| s.code == report.station) else { continue };
+        let (region, kind) = (station.region.clone(), report.kind().as_str().to_owned());
+        if let Some(assessment) = report.assessment {
+            *assessments
+                .entry((region.clone(), kind.clone(), assessment.as_str().to_owned()))
+                .or_default() += 1;
+        }
+        for (question, answer) in &report.answers {
+            let tabulated = match answer {
+                Answer::YesNo(yes) => Some(if *yes { "yes".to_owned() } else { "no".to_owned() }),
+                Answer::Number(n) => Some(n.to_string()),
+                Answer::Text(text) => (text.chars().count() <= 64).then(|| text.clone()),
+            };
+            *answers.entry((region.clone(), kind.clone(), question.clone(), tabulated)).or_default() += 1;
+        }
+    }
+    (answers, assessments)
+}
+
+async fn stored_findings(store: &Store, mission: &Mission, kinds: &[ReportKind]) -> anyhow::Result<Findings> {
+    let (mut answers, mut assessments) = (BTreeMap::new(), BTreeMap::new());
+    for &kind in kinds {
+        for count in store.answer_counts(&mission.id, kind).await? {
+            let key = (count.region, kind.as_str().to_owned(), count.question, count.answer);
+            assert!(answers.insert(key, count.reports).is_none(), "an answer counted twice");
+        }
+    }
+    for count in store.assessment_counts(&mission.id, None).await? {
+        let key = (count.region, count.kind.as_str().to_owned(), count.assessment);
+        assert!(assessments.insert(key, count.reports).is_none(), "an assessment counted twice");
+    }
+    Ok((answers, assessments))
+}
+
+/// Corrections that change answers, assessments and stations (across regions), that flag or
+/// clear a report, arriving in any order and batching, then a roster that moves a station to
+/// another region: the findings always equal what the current revisions say.
+async fn findings_follow_corrections_quarantine_and_the_roster(store: &Store) -> anyhow::Result<()> {
+    let mut mission = mission().clone();
+    store.import_mission(&mission).await?;
+    let mut rng = Rng::new(13);
+    // A few stations in each of three regions, so that corrections move reports between regions.
+    let stations: Vec<_> = ["bishkek", "osh", "chui"]
+        .into_iter()
+        .flat_map(|region| mission.stations.iter().filter(move |s| s.region == region).take(3))
+        .cloned()
+        .collect();
+    assert_eq!(stations.len(), 9, "the roster has these regions");
+    let kinds = [ReportKind::Opening, ReportKind::Voting, ReportKind::Closing];
+    let long_text = "a long free-text remark ".repeat(4);
+    let make = |rng: &mut Rng, i: usize, revision: u32, original: Option<&Report>| -> Incoming {
+        let station = &stations[rng.below(stations.len() as u64) as usize];
+        let observer = &mission.observers[i % 5].id;
+        let mut report = fixtures::report(&mission, station, observer, kinds[i % kinds.len()], rng);
+        if let Some(original) = original {
+            report.report_id = original.report_id;
+        }
+        report.revision = revision;
+        if rng.below(5) == 0 {
+            report.assessment = None;
+        }
+        let Incoming { mut flags, delivery, .. } = incoming(&report);
+        if rng.below(4) == 0 {
+            flags.push(Flag::new(FlagCode::CountingSumMismatch, "$", "held for the test"));
+        }
+        // A remark too long to tabulate, which validation would have flagged on a yes/no
+        // question; the store counts what it is given.
+        if rng.below(4) == 0 {
+            let question = report.answers.keys().next().cloned().unwrap_or_else(|| "remark".into());
+            report.answers.insert(question, Answer::Text(long_text.clone()));
+        }
+        let payload = serde_json::to_string(&report).expect("a report serialises");
+        Incoming::new(report, flags, payload, delivery)
+    };
+    let mut all: Vec<Incoming> = Vec::new();
+    for i in 0..30 {
+        let first = make(&mut rng, i, 1, None);
+        if rng.below(2) == 0 {
+            for revision in 2..=4 {
+                let next = make(&mut rng, i, revision, Some(first.report()));
+                all.push(next);
+            }
+        }
+        all.push(first);
+    }
+    // An unknown station: counted nowhere.
+    let mut stray = all[0].report().clone();
+    stray.report_id = fixtures::uuid_v7(1_610_258_400_000, &mut rng);
+    stray.station = "99999".into();
+    all.push(Incoming::new(
+        stray.clone(),
+        Vec::new(),
+        serde_json::to_string(&stray)?,
+        all[0].delivery.clone(),
+    ));
+    for i in (1..all.len()).rev() {
+        all.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut rest = all.as_slice();
+    while !rest.is_empty() {
+        let (batch, tail) = rest.split_at((1 + rng.below(12) as usize).min(rest.len()));
+        ingest(store, batch).await?;
+        rest = tail;
+    }
+
+    let mut current: BTreeMap<uuid::Uuid, &Incoming> = BTreeMap::new();
+    for incoming in &all {
+        let entry = current.entry(incoming.report().report_id).or_insert(incoming);
+        if incoming.report().revision > entry.report().revision {
+            *entry = incoming;
+        }
+    }
+    let current: Vec<&Incoming> = current.into_values().collect();
+    let expected = expected_findings(&mission, &current);
+    assert!(expected.0.keys().any(|k| k.3.is_none()), "some free text is counted as given");
+    assert!(expected.1.len() > 3, "assessments in several regions and kinds");
+    assert_eq!(stored_findings(store, &mission, &kinds).await?, expected);
+
+    // The roster moves a station that has reports to another region.
+    let moved = current
+        .iter()
+        .filter(|i| i.flags.is_empty())
+        .find_map(|i| mission.stations.iter().position(|s| s.code == i.report().station))
+        .expect("a counted report at a roster station");
+    let region = if mission.stations[moved].region == "naryn" { "talas" } else { "naryn" };
+    mission.stations[moved].region = region.to_owned();
+    store.import_mission(&mission).await?;
+    let expected_after = expected_findings(&mission, &current);
+    assert_ne!(expected_after, expected);
+    assert_eq!(stored_findings(store, &mission, &kinds).await?, expected_after);
+    Ok(())
+}
+
 /// An observer's last report is the latest received, whatever order the deliveries came in.
 async fn silent_observers_go_by_the_latest_receipt(store: &Store) -> anyhow::Result<()> {
     let mission = mission();
@@ -499,8 +642,8 @@ async fn sqlite_writers_wait_their_turn() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A SQLite store written before migration 0002 gets its coverage and activity summaries filled
-/// from the reports it already holds.
+/// A SQLite store written before migration 0002 gets its coverage and activity summaries, and
+/// (0004) its assessment counts, filled from the reports it already holds.
 #[tokio::test]
 async fn sqlite_upgrade_fills_the_summaries() -> anyhow::Result<()> {
     let mission = mission();
@@ -518,8 +661,32 @@ async fn sqlite_upgrade_fills_the_summaries() -> anyhow::Result<()> {
         .map(|o: sqlx::sqlite::SqliteConnectOptions| o.create_if_missing(true))?;
     let pool = sqlx::SqlitePool::connect_with(options).await?;
     sqlx::migrate::Migrator::new(first.as_path()).await?.run(&pool).await?;
-    let (a, b, c) = (&mission.stations[0].code, &mission.stations[1].code, &mission.stations[2].code);
+    let other_region = mission.stations.iter().find(|s| s.region != mission.stations[0].region);
+    let (a, b, c) = (
+        &mission.stations[0].code,
+        &mission.stations[1].code,
+        &other_region.expect("the roster has several regions").code,
+    );
     let (x, y) = (&mission.observers[0].id, &mission.observers[1].id);
+    // The mission and the three stations, as an import before 0002 left them.
+    sqlx::query(
+        "INSERT INTO missions (id, name, election_day, time_zone, polls_open, polls_close) \
+         VALUES (?, 'old', '2021-01-10', 'Asia/Bishkek', '08:00', '20:00')",
+    )
+    .bind(&mission.id)
+    .execute(&pool)
+    .await?;
+    for station in mission.stations.iter().filter(|s| [a, b, c].contains(&&s.code)) {
+        sqlx::query(
+            "INSERT INTO stations (mission_id, code, name, region, registered_voters, abroad) \
+             VALUES (?, ?, 'old', ?, 1, 0)",
+        )
+        .bind(&mission.id)
+        .bind(&station.code)
+        .bind(&station.region)
+        .execute(&pool)
+        .await?;
+    }
     let rows: [(&str, &str, &str, &str, i64); 4] = [
         ("r1", x, a, "opening", 1_000),
         ("r2", x, a, "opening", 3_000),
@@ -542,7 +709,7 @@ async fn sqlite_upgrade_fills_the_summaries() -> anyhow::Result<()> {
         .await?;
         sqlx::query(
             "INSERT INTO reports (report_id, revision, revision_seq, mission, observer, station, kind, \
-             observed_at_us, received_at_us, quarantined) VALUES (?, 1, ?, ?, ?, ?, ?, 0, ?, 0)",
+             observed_at_us, received_at_us, quarantined, assessment) VALUES (?, 1, ?, ?, ?, ?, ?, 0, ?, 0, 'good')",
         )
         .bind(id)
         .bind(seq as i64 + 1)
@@ -557,7 +724,19 @@ async fn sqlite_upgrade_fills_the_summaries() -> anyhow::Result<()> {
     pool.close().await;
 
     let store = Store::open(&url).await?;
+    // Migration 0004 counted their assessments, by the stations' regions.
+    let assessed = |counts: Vec<pollwatch_store::AssessmentCount>| -> BTreeMap<(String, String), i64> {
+        counts.into_iter().map(|c| ((c.region, c.kind.as_str().to_owned()), c.reports)).collect()
+    };
+    let region =
+        |code: &str| mission.stations.iter().find(|s| s.code == code).expect("a station").region.clone();
+    let mut expected: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for (station, kind) in [(a, "opening"), (a, "opening"), (b, "opening"), (c, "closing")] {
+        *expected.entry((region(station), kind.to_owned())).or_default() += 1;
+    }
+    assert_eq!(assessed(store.assessment_counts(&mission.id, None).await?), expected);
     store.import_mission(mission).await?;
+    assert_eq!(assessed(store.assessment_counts(&mission.id, None).await?), expected);
     let covered = |coverage: Vec<pollwatch_store::RegionCoverage>| -> HashSet<String> {
         let missing: HashSet<String> = coverage.into_iter().flat_map(|r| r.missing).collect();
         mission.stations.iter().map(|s| s.code.clone()).filter(|code| !missing.contains(code)).collect()

@@ -36,6 +36,20 @@ impl<T> Readable for T where
 {
 }
 
+/// A value [`Sql::bind_in`] can match against: bound one by one on SQLite, as an array of
+/// `SQL_TYPE` on PostgreSQL.
+pub(crate) trait Listable: Bindable + Clone + Default + sqlx::postgres::PgHasArrayType {
+    const SQL_TYPE: &'static str;
+}
+
+impl Listable for String {
+    const SQL_TYPE: &'static str = "text";
+}
+
+impl Listable for i64 {
+    const SQL_TYPE: &'static str = "bigint";
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Pool {
     Sqlite(SqlitePool),
@@ -154,14 +168,14 @@ impl Sql {
         self
     }
 
-    /// Appends ` IN (v1, v2, …)` on SQLite, ` = ANY($n::text[])` (one array) on PostgreSQL.
+    /// Appends ` IN (v1, v2, …)` on SQLite, ` = ANY($n::TYPE[])` (one array) on PostgreSQL.
     /// On SQLite the list is padded to a power of two by repeating its last value (which changes
     /// nothing an `IN` matches), so that a few statement texts serve every batch size and stay
     /// prepared in the connection's statement cache. Callers split longer lists into
     /// [`rows_per_statement`]`(1)` values each, which the padding keeps within the limit.
-    pub(crate) fn bind_in(&mut self, values: Vec<String>) -> &mut Self {
+    pub(crate) fn bind_in<T: Listable>(&mut self, values: Vec<T>) -> &mut Self {
         if matches!(self.args, Args::Postgres(_)) {
-            return self.push(" = ANY(").bind_array(values, "text").push(")");
+            return self.push(" = ANY(").bind_array(values, T::SQL_TYPE).push(")");
         }
         let padded = values.len().next_power_of_two();
         let last = values.last().cloned().unwrap_or_default();

@@ -1,6 +1,6 @@
 //! Committing batches of accepted reports: one transaction, one outcome per report.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -222,10 +222,13 @@ fn firsts<'i, 'b>(items: &'i [Item<'b>]) -> Vec<&'i Item<'b>> {
 /// What the store holds as current for a report.
 struct CurrentRow {
     revision: i64,
+    revision_seq: i64,
     mission: String,
     observer: String,
     station: String,
     kind: String,
+    assessment: Option<String>,
+    quarantined: bool,
 }
 
 /// The current rows of the batch's reports. Read before writing, they label outcomes (stored or
@@ -242,7 +245,8 @@ async fn current_rows(
     for chunk in ids.chunks(rows_per_statement(1)) {
         let mut sql = Sql::new(
             backend,
-            "SELECT report_id, revision, mission, observer, station, kind FROM reports WHERE report_id",
+            "SELECT report_id, revision, revision_seq, mission, observer, station, kind, assessment, \
+             quarantined FROM reports WHERE report_id",
         );
         sql.bind_in(chunk.to_vec());
         for row in sql.fetch_all_in(tx).await? {
@@ -251,10 +255,13 @@ async fn current_rows(
                 id,
                 CurrentRow {
                     revision: row.try_get(1)?,
-                    mission: row.try_get(2)?,
-                    observer: row.try_get(3)?,
-                    station: row.try_get(4)?,
-                    kind: row.try_get(5)?,
+                    revision_seq: row.try_get(2)?,
+                    mission: row.try_get(3)?,
+                    observer: row.try_get(4)?,
+                    station: row.try_get(5)?,
+                    kind: row.try_get(6)?,
+                    assessment: row.try_get(7)?,
+                    quarantined: row.try_get(8)?,
                 },
             );
         }
@@ -487,12 +494,14 @@ async fn insert_conflicts(
     Ok(())
 }
 
-/// The one writer of SQLite's summary tables, which stand in for scattered indexes there
-/// (migration 0002): how many current reports each station has of each kind (read by
-/// [`Store::coverage`]), and when each observer last sent anything (read by
-/// [`Store::silent_observers`]). One statement each per batch. Exact because SQLite runs one
-/// writing transaction at a time, and this one read the rows it replaces (`current`) itself: had
-/// another committed since, SQLite would have refused this transaction's first write.
+/// The one writer of SQLite's summary tables, which stand in for scattered indexes and
+/// repeated scans there: how many current reports each station has of each kind (migration
+/// 0002, read by [`Store::coverage`]), when each observer last sent anything (0002, read by
+/// [`Store::silent_observers`]), and the findings' answer and assessment counts (0004, read by
+/// [`Store::answer_counts`] and [`Store::assessment_counts`]). One statement each per batch, and
+/// two reads for the findings. Exact because SQLite runs one writing transaction at a time, and
+/// this one read the rows it replaces (`current`) itself: had another committed since, SQLite
+/// would have refused this transaction's first write.
 ///
 /// PostgreSQL has no summary tables: it logs row changes rather than pages, and keeps the plain
 /// indexes those queries read instead.
@@ -507,14 +516,29 @@ async fn update_summaries(
         return Ok(());
     }
     // `fresh` is sorted by (id, revision): the last of each report's revisions is the one promoted.
+    let changes: Vec<(&Item<'_>, Option<&CurrentRow>)> = fresh
+        .iter()
+        .enumerate()
+        .filter(|(i, item)| {
+            fresh.get(i + 1).is_none_or(|next| next.id != item.id) && promoted.contains(&item.id)
+        })
+        .map(|(_, item)| (*item, current.get(&item.id)))
+        .collect();
+    update_coverage(tx, &changes).await?;
+    update_activity(tx, fresh).await?;
+    update_finding_tallies(tx, &changes).await
+}
+
+/// Moves each report the batch made current (`changes`, with the row it replaced) to its
+/// station and kind in `station_coverage`.
+async fn update_coverage(
+    tx: &mut Tx,
+    changes: &[(&Item<'_>, Option<&CurrentRow>)],
+) -> Result<(), StoreError> {
     let mut coverage: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
-    for (i, item) in fresh.iter().enumerate() {
-        let highest = fresh.get(i + 1).is_none_or(|next| next.id != item.id);
-        if !highest || !promoted.contains(&item.id) {
-            continue;
-        }
+    for (item, old) in changes {
         let report = &item.incoming.report;
-        if let Some(old) = current.get(&item.id) {
+        if let Some(old) = old {
             if (old.mission.as_str(), old.station.as_str())
                 == (report.mission.as_str(), report.station.as_str())
             {
@@ -534,7 +558,11 @@ async fn update_summaries(
     for sql in rows.insert(Backend::Sqlite, "station_coverage", tail) {
         sql.execute_in(tx).await?;
     }
+    Ok(())
+}
 
+/// Keeps each observer's latest receipt in `observer_activity`.
+async fn update_activity(tx: &mut Tx, fresh: &[&Item<'_>]) -> Result<(), StoreError> {
     let mut activity: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     for item in fresh {
         let (report, received) =
@@ -552,6 +580,126 @@ async fn update_summaries(
         sql.execute_in(tx).await?;
     }
     Ok(())
+}
+
+/// A checklist answer as the tallies key it: (question, answer as [`tabulated`]).
+type Given = (String, Option<String>);
+
+/// Adds the answers and assessment of each report the batch made current to `answer_tally` and
+/// `assessment_tally`, and takes away those of the row it replaced; quarantined reports, and
+/// reports from stations the roster does not hold, count for nothing (as in the queries
+/// PostgreSQL runs).
+async fn update_finding_tallies(
+    tx: &mut Tx,
+    changes: &[(&Item<'_>, Option<&CurrentRow>)],
+) -> Result<(), StoreError> {
+    let replaced: Vec<&CurrentRow> =
+        changes.iter().filter_map(|(_, old)| *old).filter(|old| !old.quarantined).collect();
+    let old_answers = answers_of(tx, replaced.iter().map(|old| old.revision_seq).collect()).await?;
+    let mut stations: BTreeSet<(&str, &str)> =
+        replaced.iter().map(|old| (old.mission.as_str(), old.station.as_str())).collect();
+    for (item, _) in changes {
+        stations.insert((&item.incoming.report.mission, &item.incoming.report.station));
+    }
+    let regions = station_regions(tx, &stations).await?;
+
+    let mut answers: BTreeMap<(String, String, String, String, bool, String), i64> = BTreeMap::new();
+    let mut assessments: BTreeMap<(String, String, String, String), i64> = BTreeMap::new();
+    let mut count =
+        |(mission, station): (&str, &str), kind: &str, assessment: Option<&str>, given: &[Given], by: i64| {
+            let Some(region) = regions.get(&(mission.to_owned(), station.to_owned())) else {
+                return;
+            };
+            let key = |rest: &str| (mission.to_owned(), kind.to_owned(), region.clone(), rest.to_owned());
+            if let Some(assessment) = assessment {
+                *assessments.entry(key(assessment)).or_default() += by;
+            }
+            for (question, answer) in given {
+                let (m, k, r, q) = key(question);
+                let free_text = answer.is_none();
+                *answers.entry((m, k, r, q, free_text, answer.clone().unwrap_or_default())).or_default() +=
+                    by;
+            }
+        };
+    let none: Vec<Given> = Vec::new();
+    for old in &replaced {
+        let given = old_answers.get(&old.revision_seq).unwrap_or(&none);
+        count((&old.mission, &old.station), &old.kind, old.assessment.as_deref(), given, -1);
+    }
+    for (item, _) in changes.iter().filter(|(item, _)| !item.is_quarantined()) {
+        let report = &item.incoming.report;
+        let given: Vec<Given> = report.answers.iter().map(|(q, a)| (q.clone(), tabulated(a))).collect();
+        let assessment = report.assessment.map(|a| a.as_str());
+        count((&report.mission, &report.station), report.kind().as_str(), assessment, &given, 1);
+    }
+
+    answers.retain(|_, change| *change != 0);
+    let rows = Rows::default()
+        .text("mission", answers.keys().map(|k| k.0.clone()))
+        .text("kind", answers.keys().map(|k| k.1.clone()))
+        .text("region", answers.keys().map(|k| k.2.clone()))
+        .text("question", answers.keys().map(|k| k.3.clone()))
+        .bool("free_text", answers.keys().map(|k| k.4))
+        .text("answer", answers.keys().map(|k| k.5.clone()))
+        .int("reports", answers.values().copied());
+    let tail = " ON CONFLICT (mission, kind, region, question, free_text, answer) \
+         DO UPDATE SET reports = reports + excluded.reports";
+    for sql in rows.insert(Backend::Sqlite, "answer_tally", tail) {
+        sql.execute_in(tx).await?;
+    }
+
+    assessments.retain(|_, change| *change != 0);
+    let rows = Rows::default()
+        .text("mission", assessments.keys().map(|k| k.0.clone()))
+        .text("kind", assessments.keys().map(|k| k.1.clone()))
+        .text("region", assessments.keys().map(|k| k.2.clone()))
+        .text("assessment", assessments.keys().map(|k| k.3.clone()))
+        .int("reports", assessments.values().copied());
+    let tail =
+        " ON CONFLICT (mission, kind, region, assessment) DO UPDATE SET reports = reports + excluded.reports";
+    for sql in rows.insert(Backend::Sqlite, "assessment_tally", tail) {
+        sql.execute_in(tx).await?;
+    }
+    Ok(())
+}
+
+/// The tabulated checklist answers of the revisions `seqs` (SQLite), by revision.
+async fn answers_of(tx: &mut Tx, seqs: Vec<i64>) -> Result<HashMap<i64, Vec<Given>>, StoreError> {
+    let mut answers: HashMap<i64, Vec<Given>> = HashMap::new();
+    for chunk in seqs.chunks(rows_per_statement(1)) {
+        let mut sql = Sql::new(
+            Backend::Sqlite,
+            "SELECT revision_seq, question, answer FROM report_answers WHERE revision_seq",
+        );
+        sql.bind_in(chunk.to_vec());
+        for row in sql.fetch_all_in(tx).await? {
+            answers.entry(row.try_get(0)?).or_default().push((row.try_get(1)?, row.try_get(2)?));
+        }
+    }
+    Ok(answers)
+}
+
+/// The region of each of `stations` (mission, station code) that the roster holds (SQLite).
+async fn station_regions(
+    tx: &mut Tx,
+    stations: &BTreeSet<(&str, &str)>,
+) -> Result<HashMap<(String, String), String>, StoreError> {
+    let mut by_mission: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (mission, station) in stations {
+        by_mission.entry(mission).or_default().push((*station).to_owned());
+    }
+    let mut regions = HashMap::new();
+    for (mission, codes) in by_mission {
+        for chunk in codes.chunks(rows_per_statement(1)) {
+            let mut sql = Sql::new(Backend::Sqlite, "SELECT code, region FROM stations WHERE mission_id = ");
+            sql.bind(mission.to_owned()).push(" AND code");
+            sql.bind_in(chunk.to_vec());
+            for row in sql.fetch_all_in(tx).await? {
+                regions.insert((mission.to_owned(), row.try_get(0)?), row.try_get(1)?);
+            }
+        }
+    }
+    Ok(regions)
 }
 
 /// The incident a report describes, if it is an incident report.

@@ -219,17 +219,30 @@ impl Store {
         mission: &str,
         only: Option<ReportKind>,
     ) -> Result<Vec<AssessmentCount>, StoreError> {
-        let mut sql = Sql::new(
-            self.backend,
-            "SELECT s.region, r.kind, r.assessment, CAST(COUNT(*) AS BIGINT) FROM reports r \
-             JOIN stations s ON s.mission_id = r.mission AND s.code = r.station \
-             WHERE NOT r.quarantined AND r.assessment IS NOT NULL AND r.mission = ",
-        );
+        // SQLite keeps the counts (`update_summaries` in ingest.rs); PostgreSQL counts.
+        let mut sql = match self.backend {
+            Backend::Sqlite => Sql::new(
+                self.backend,
+                "SELECT region, kind, assessment, reports FROM assessment_tally \
+                 WHERE reports <> 0 AND mission = ",
+            ),
+            Backend::Postgres => Sql::new(
+                self.backend,
+                "SELECT s.region, r.kind, r.assessment, CAST(COUNT(*) AS BIGINT) FROM reports r \
+                 JOIN stations s ON s.mission_id = r.mission AND s.code = r.station \
+                 WHERE NOT r.quarantined AND r.assessment IS NOT NULL AND r.mission = ",
+            ),
+        };
         sql.bind(mission.to_owned());
         if let Some(only) = only {
-            sql.push(" AND r.kind = ").bind(only.as_str().to_owned());
+            sql.push(" AND kind = ").bind(only.as_str().to_owned());
         }
-        sql.push(" GROUP BY s.region, r.kind, r.assessment ORDER BY s.region, r.kind, r.assessment");
+        sql.push(match self.backend {
+            Backend::Sqlite => " ORDER BY region, kind, assessment",
+            Backend::Postgres => {
+                " GROUP BY s.region, r.kind, r.assessment ORDER BY s.region, r.kind, r.assessment"
+            }
+        });
         let rows = sql.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {

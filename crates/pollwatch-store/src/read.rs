@@ -12,7 +12,7 @@ use pollwatch_model::{ContestResults, ReportKind};
 
 use crate::db::{Row, Sql};
 use crate::queries::{AuditRecord, ReportFilter, ReportSummary, audit_record, micros, summary};
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 
 /// How many current, unquarantined reports of one kind from one region gave `answer` to
 /// `question`.
@@ -180,15 +180,25 @@ impl Store {
         mission: &str,
         kind: ReportKind,
     ) -> Result<Vec<AnswerCount>, StoreError> {
-        let mut sql = Sql::new(
-            self.backend,
-            "SELECT s.region, a.question, a.answer, CAST(COUNT(*) AS BIGINT) FROM reports r \
-             JOIN report_answers a ON a.revision_seq = r.revision_seq \
-             JOIN stations s ON s.mission_id = r.mission AND s.code = r.station \
-             WHERE NOT r.quarantined AND r.mission = ",
-        );
-        sql.bind(mission.to_owned()).push(" AND r.kind = ").bind(kind.as_str().to_owned());
-        sql.push(" GROUP BY s.region, a.question, a.answer");
+        // SQLite keeps the counts (`update_summaries` in ingest.rs); PostgreSQL counts.
+        let mut sql = match self.backend {
+            Backend::Sqlite => Sql::new(
+                self.backend,
+                "SELECT region, question, CASE WHEN free_text THEN NULL ELSE answer END, reports \
+                 FROM answer_tally WHERE reports <> 0 AND mission = ",
+            ),
+            Backend::Postgres => Sql::new(
+                self.backend,
+                "SELECT s.region, a.question, a.answer, CAST(COUNT(*) AS BIGINT) FROM reports r \
+                 JOIN report_answers a ON a.revision_seq = r.revision_seq \
+                 JOIN stations s ON s.mission_id = r.mission AND s.code = r.station \
+                 WHERE NOT r.quarantined AND r.mission = ",
+            ),
+        };
+        sql.bind(mission.to_owned()).push(" AND kind = ").bind(kind.as_str().to_owned());
+        if self.backend == Backend::Postgres {
+            sql.push(" GROUP BY s.region, a.question, a.answer");
+        }
         let rows = sql.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
@@ -485,18 +495,7 @@ impl Store {
                 self.backend,
                 "SELECT revision_seq, code, path, message FROM report_flags WHERE revision_seq",
             );
-            match self.backend {
-                crate::Backend::Postgres => {
-                    sql.push(" = ANY(").bind_array(chunk.to_vec(), "bigint").push(")");
-                }
-                crate::Backend::Sqlite => {
-                    sql.push(" IN (");
-                    for (i, seq) in chunk.iter().enumerate() {
-                        sql.push(if i == 0 { "" } else { ", " }).bind(*seq);
-                    }
-                    sql.push(")");
-                }
-            }
+            sql.bind_in(chunk.to_vec());
             sql.push(" ORDER BY revision_seq, code, path");
             for row in sql.fetch_all(&self.pool).await? {
                 flags.entry(row.try_get(0)?).or_default().push(FlagRecord {
