@@ -4,7 +4,7 @@
 //! nothing about speed.
 //!
 //!     cargo bench -p pollwatch-tests --bench api -- [--reports N] [--seconds S] [--connections C]
-//!         [--ingest-rate R] [--skip-sqlite] [--skip-postgres] [--sqlite-path FILE]
+//!         [--ingest-rate R] [--rounds N] [--skip-sqlite] [--skip-postgres] [--sqlite-path FILE]
 //!
 //! Needs `wrk` (Debian's package) and the release build of `pollwatch-as-installed` (`cargo bench`
 //! builds it). The store is filled with the sample mission's realistic mix through
@@ -28,6 +28,8 @@ struct Options {
     seconds: u64,
     connections: u32,
     ingest_rate: u64,
+    /// How many times every endpoint is loaded, one after another, over the same store.
+    rounds: u32,
     sqlite: bool,
     postgres: bool,
     sqlite_path: Option<String>,
@@ -39,6 +41,7 @@ fn options() -> Options {
         seconds: 10,
         connections: 50,
         ingest_rate: 2_000,
+        rounds: 1,
         sqlite: true,
         postgres: true,
         sqlite_path: None,
@@ -52,6 +55,7 @@ fn options() -> Options {
             "--seconds" => options.seconds = number().max(1),
             "--connections" => options.connections = number().max(1) as u32,
             "--ingest-rate" => options.ingest_rate = number(),
+            "--rounds" => options.rounds = number().max(1) as u32,
             "--skip-sqlite" => options.sqlite = false,
             "--skip-postgres" => options.postgres = false,
             "--sqlite-path" => options.sqlite_path = args.next(),
@@ -245,18 +249,24 @@ async fn measure(backend: &str, url: &str, mission: &Arc<Mission>, options: &Opt
         "  {:<36} {:>9} {:>9} {:>9} {:>7} {:>9}",
         "endpoint", "p50 ms", "p99 ms", "req/s", "non-2xx", "first"
     );
-    for path in PATHS {
-        // The first answer to a shared question is computed while its askers wait; it is
-        // reported on its own, and the load measures what follows.
-        let first = Instant::now();
-        let (status, _) = http_get_with_token(address, path).await?;
-        anyhow::ensure!(status == 200, "{path}: {status}");
-        let first_ms = first.elapsed().as_secs_f64() * 1e3;
-        let latency = wrk(address, path, options).await?;
-        println!(
-            "  {:<36} {:>9.1} {:>9.1} {:>9.0} {:>7} {:>9.0}",
-            path, latency.p50_ms, latency.p99_ms, latency.requests_per_second, latency.errors, first_ms
-        );
+    for round in 1..=options.rounds {
+        if options.rounds > 1 {
+            println!("  round {round} of {}", options.rounds);
+        }
+        for path in PATHS {
+            // The first answer to a shared question is computed while its askers wait; it is
+            // reported on its own, and the load measures what follows. In later rounds the
+            // answer is already there.
+            let first = Instant::now();
+            let (status, _) = http_get_with_token(address, path).await?;
+            anyhow::ensure!(status == 200, "{path}: {status}");
+            let first_ms = first.elapsed().as_secs_f64() * 1e3;
+            let latency = wrk(address, path, options).await?;
+            println!(
+                "  {:<36} {:>9.1} {:>9.1} {:>9.0} {:>7} {:>9.0}",
+                path, latency.p50_ms, latency.p99_ms, latency.requests_per_second, latency.errors, first_ms
+            );
+        }
     }
     let loaded = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
 

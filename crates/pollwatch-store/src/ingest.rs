@@ -4,10 +4,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use pollwatch_model::{Answer, Content, Flag, IncidentBody, Protocol, Report};
+use pollwatch_model::{Content, Flag, IncidentBody, Protocol, Report};
 use sha2::{Digest as _, Sha256};
 
 use crate::db::{Rows, Sql, Tx, rows_per_statement};
+use crate::findings::{self, Tally};
 use crate::{Backend, Store, StoreError};
 
 /// How a report reached the worker.
@@ -582,101 +583,41 @@ async fn update_activity(tx: &mut Tx, fresh: &[&Item<'_>]) -> Result<(), StoreEr
     Ok(())
 }
 
-/// A checklist answer as the tallies key it: (question, answer as [`tabulated`]).
-type Given = (String, Option<String>);
-
-/// Adds the answers and assessment of each report the batch made current to `answer_tally` and
-/// `assessment_tally`, and takes away those of the row it replaced; quarantined reports, and
-/// reports from stations the roster does not hold, count for nothing (as in the queries
-/// PostgreSQL runs).
+/// Adds the answers and assessment of each report the batch made current to SQLite's finding
+/// tallies, and takes away those of the row it replaced; quarantined reports, and reports from
+/// stations the roster does not hold, count for nothing (as in the queries PostgreSQL runs).
 async fn update_finding_tallies(
     tx: &mut Tx,
     changes: &[(&Item<'_>, Option<&CurrentRow>)],
 ) -> Result<(), StoreError> {
     let replaced: Vec<&CurrentRow> =
         changes.iter().filter_map(|(_, old)| *old).filter(|old| !old.quarantined).collect();
-    let old_answers = answers_of(tx, replaced.iter().map(|old| old.revision_seq).collect()).await?;
+    let old_answers = findings::answers_of(tx, replaced.iter().map(|old| old.revision_seq).collect()).await?;
     let mut stations: BTreeSet<(&str, &str)> =
         replaced.iter().map(|old| (old.mission.as_str(), old.station.as_str())).collect();
     for (item, _) in changes {
         stations.insert((&item.incoming.report.mission, &item.incoming.report.station));
     }
     let regions = station_regions(tx, &stations).await?;
+    let region = |mission: &str, station: &str| regions.get(&(mission.to_owned(), station.to_owned()));
 
-    let mut answers: BTreeMap<(String, String, String, String, bool, String), i64> = BTreeMap::new();
-    let mut assessments: BTreeMap<(String, String, String, String), i64> = BTreeMap::new();
-    let mut count =
-        |(mission, station): (&str, &str), kind: &str, assessment: Option<&str>, given: &[Given], by: i64| {
-            let Some(region) = regions.get(&(mission.to_owned(), station.to_owned())) else {
-                return;
-            };
-            let key = |rest: &str| (mission.to_owned(), kind.to_owned(), region.clone(), rest.to_owned());
-            if let Some(assessment) = assessment {
-                *assessments.entry(key(assessment)).or_default() += by;
-            }
-            for (question, answer) in given {
-                let (m, k, r, q) = key(question);
-                let free_text = answer.is_none();
-                *answers.entry((m, k, r, q, free_text, answer.clone().unwrap_or_default())).or_default() +=
-                    by;
-            }
-        };
-    let none: Vec<Given> = Vec::new();
+    let mut tally = Tally::default();
+    let none = findings::Given::new();
     for old in &replaced {
-        let given = old_answers.get(&old.revision_seq).unwrap_or(&none);
-        count((&old.mission, &old.station), &old.kind, old.assessment.as_deref(), given, -1);
+        if let Some(region) = region(&old.mission, &old.station) {
+            let given = old_answers.get(&old.revision_seq).unwrap_or(&none);
+            tally.count((&old.mission, &old.kind, region), old.assessment.as_deref(), given, -1);
+        }
     }
     for (item, _) in changes.iter().filter(|(item, _)| !item.is_quarantined()) {
         let report = &item.incoming.report;
-        let given: Vec<Given> = report.answers.iter().map(|(q, a)| (q.clone(), tabulated(a))).collect();
-        let assessment = report.assessment.map(|a| a.as_str());
-        count((&report.mission, &report.station), report.kind().as_str(), assessment, &given, 1);
-    }
-
-    answers.retain(|_, change| *change != 0);
-    let rows = Rows::default()
-        .text("mission", answers.keys().map(|k| k.0.clone()))
-        .text("kind", answers.keys().map(|k| k.1.clone()))
-        .text("region", answers.keys().map(|k| k.2.clone()))
-        .text("question", answers.keys().map(|k| k.3.clone()))
-        .bool("free_text", answers.keys().map(|k| k.4))
-        .text("answer", answers.keys().map(|k| k.5.clone()))
-        .int("reports", answers.values().copied());
-    let tail = " ON CONFLICT (mission, kind, region, question, free_text, answer) \
-         DO UPDATE SET reports = reports + excluded.reports";
-    for sql in rows.insert(Backend::Sqlite, "answer_tally", tail) {
-        sql.execute_in(tx).await?;
-    }
-
-    assessments.retain(|_, change| *change != 0);
-    let rows = Rows::default()
-        .text("mission", assessments.keys().map(|k| k.0.clone()))
-        .text("kind", assessments.keys().map(|k| k.1.clone()))
-        .text("region", assessments.keys().map(|k| k.2.clone()))
-        .text("assessment", assessments.keys().map(|k| k.3.clone()))
-        .int("reports", assessments.values().copied());
-    let tail =
-        " ON CONFLICT (mission, kind, region, assessment) DO UPDATE SET reports = reports + excluded.reports";
-    for sql in rows.insert(Backend::Sqlite, "assessment_tally", tail) {
-        sql.execute_in(tx).await?;
-    }
-    Ok(())
-}
-
-/// The tabulated checklist answers of the revisions `seqs` (SQLite), by revision.
-async fn answers_of(tx: &mut Tx, seqs: Vec<i64>) -> Result<HashMap<i64, Vec<Given>>, StoreError> {
-    let mut answers: HashMap<i64, Vec<Given>> = HashMap::new();
-    for chunk in seqs.chunks(rows_per_statement(1)) {
-        let mut sql = Sql::new(
-            Backend::Sqlite,
-            "SELECT revision_seq, question, answer FROM report_answers WHERE revision_seq",
-        );
-        sql.bind_in(chunk.to_vec());
-        for row in sql.fetch_all_in(tx).await? {
-            answers.entry(row.try_get(0)?).or_default().push((row.try_get(1)?, row.try_get(2)?));
+        if let Some(region) = region(&report.mission, &report.station) {
+            let assessment = report.assessment.map(|a| a.as_str());
+            let given = findings::given(report);
+            tally.count((&report.mission, report.kind().as_str(), region), assessment, &given, 1);
         }
     }
-    Ok(answers)
+    tally.write(tx).await
 }
 
 /// The region of each of `stations` (mission, station code) that the roster holds (SQLite).
@@ -710,20 +651,6 @@ fn incident<'a>(item: &Item<'a>) -> Option<&'a IncidentBody> {
     }
 }
 
-/// Longest text answer kept for tabulation (a choice code is at most 64 characters).
-pub(crate) const MAX_TABULATED_TEXT: usize = 64;
-
-/// How a checklist answer is kept for findings: `yes`/`no`, the number in decimal, or the text
-/// if it is short enough to be a choice (free text longer than that is only counted as given).
-fn tabulated(answer: &Answer) -> Option<String> {
-    match answer {
-        Answer::YesNo(true) => Some("yes".to_owned()),
-        Answer::YesNo(false) => Some("no".to_owned()),
-        Answer::Number(n) => Some(n.to_string()),
-        Answer::Text(text) => (text.chars().count() <= MAX_TABULATED_TEXT).then(|| text.clone()),
-    }
-}
-
 /// Flags, checklist answers and counting protocols of the revisions the store has just recorded.
 async fn write_derived(
     tx: &mut Tx,
@@ -743,22 +670,21 @@ async fn write_derived(
         sql.execute_in(tx).await?;
     }
 
-    let answers: Vec<(&Item<'_>, &str, Option<String>)> = items
-        .iter()
-        .flat_map(|item| {
-            item.incoming
-                .report
-                .answers
-                .iter()
-                .map(move |(question, answer)| (*item, question.as_str(), tabulated(answer)))
-        })
-        .collect();
-    let rows = Rows::default()
-        .int("revision_seq", answers.iter().map(|(item, ..)| seq(item)))
-        .text("question", answers.iter().map(|(_, question, _)| (*question).to_owned()))
-        .optional_text("answer", answers.iter().map(|(.., answer)| answer.clone()));
-    for sql in rows.insert(backend, "report_answers", "") {
-        sql.execute_in(tx).await?;
+    // SQLite keeps counts of the answers instead (see `findings`).
+    if backend == Backend::Postgres {
+        let answers: Vec<(&Item<'_>, String, Option<String>)> = items
+            .iter()
+            .flat_map(|item| {
+                findings::given(&item.incoming.report).into_iter().map(move |(q, a)| (*item, q, a))
+            })
+            .collect();
+        let rows = Rows::default()
+            .int("revision_seq", answers.iter().map(|(item, ..)| seq(item)))
+            .text("question", answers.iter().map(|(_, question, _)| question.clone()))
+            .optional_text("answer", answers.iter().map(|(.., answer)| answer.clone()));
+        for sql in rows.insert(backend, "report_answers", "") {
+            sql.execute_in(tx).await?;
+        }
     }
 
     let protocols: Vec<(&Item<'_>, &Protocol)> = items

@@ -11,6 +11,7 @@
 
 mod db;
 mod error;
+mod findings;
 mod ingest;
 mod mission;
 mod queries;

@@ -94,41 +94,11 @@ impl Store {
         };
         let stations = summary.stations;
         if self.backend == Backend::Sqlite && stations.added + stations.updated + stations.removed > 0 {
-            recount_findings(&mut tx, &mission.id).await?;
+            crate::findings::recount(&mut tx, &mission.id).await?;
         }
         tx.commit().await?;
         Ok(summary)
     }
-}
-
-/// Counts a mission's findings in SQLite's tallies (migration 0004) afresh, from its current
-/// reports: a report counts in its station's region, which an import may have changed.
-async fn recount_findings(tx: &mut Tx, mission: &str) -> Result<(), StoreError> {
-    for table in ["answer_tally", "assessment_tally"] {
-        let mut sql = Sql::new(Backend::Sqlite, &format!("DELETE FROM {table} WHERE mission = "));
-        sql.bind(mission.to_owned());
-        sql.execute_in(tx).await?;
-    }
-    let mut sql = Sql::new(
-        Backend::Sqlite,
-        "INSERT INTO answer_tally (mission, kind, region, question, free_text, answer, reports) \
-         SELECT r.mission, r.kind, s.region, a.question, a.answer IS NULL, COALESCE(a.answer, ''), COUNT(*) \
-         FROM reports r JOIN report_answers a ON a.revision_seq = r.revision_seq \
-         JOIN stations s ON s.mission_id = r.mission AND s.code = r.station \
-         WHERE NOT r.quarantined AND r.mission = ",
-    );
-    sql.bind(mission.to_owned());
-    sql.push(" GROUP BY r.mission, r.kind, s.region, a.question, a.answer IS NULL, COALESCE(a.answer, '')");
-    sql.execute_in(tx).await?;
-    let mut sql = Sql::new(
-        Backend::Sqlite,
-        "INSERT INTO assessment_tally (mission, kind, region, assessment, reports) \
-         SELECT r.mission, r.kind, s.region, r.assessment, COUNT(*) FROM reports r \
-         JOIN stations s ON s.mission_id = r.mission AND s.code = r.station \
-         WHERE NOT r.quarantined AND r.assessment IS NOT NULL AND r.mission = ",
-    );
-    sql.bind(mission.to_owned()).push(" GROUP BY r.mission, r.kind, s.region, r.assessment");
-    sql.execute_in(tx).await
 }
 
 fn regions(mission: &Mission) -> Roster<'_> {

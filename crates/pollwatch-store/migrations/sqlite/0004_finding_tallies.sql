@@ -4,11 +4,15 @@
 -- million answer rows at a million reports: five seconds on SQLite, long enough for the other
 -- questions to queue behind it. These two tables hold the same counts, per mission, kind and
 -- region, and `ingest_batch` keeps them in the batch's transaction (`update_summaries` in
--- src/ingest.rs): a report that becomes current and is not quarantined adds its answers and
--- assessment, the one it replaces (if that was not quarantined) takes its own away. A station's
--- region decides where its reports count, so a mission import that changes the stations counts
--- them again (`recount_findings` in src/mission.rs). PostgreSQL counts on each request; its
--- plain indexes answer that in milliseconds.
+-- src/ingest.rs, `Tally` in src/findings.rs): a report that becomes current and is not
+-- quarantined adds its answers and assessment, the one it replaces (if that was not
+-- quarantined) takes its own away. A station's region decides where its reports count, so a
+-- mission import that changes the stations counts them again (`recount` in src/findings.rs).
+--
+-- The answer rows themselves (`report_answers`, 0003) go: writing ten of them per report made
+-- each batch's commit a third larger. Where a report's answers are needed again, its payload
+-- has them. PostgreSQL keeps `report_answers` and counts on each request; its plain indexes
+-- answer that in milliseconds.
 
 -- How many current, unquarantined reports gave `answer` to `question`. `free_text` is 1 for
 -- an answer too long to tabulate (report_answers.answer IS NULL), whose `answer` is then ''.
@@ -30,6 +34,8 @@ INSERT INTO answer_tally (mission, kind, region, question, free_text, answer, re
     JOIN stations s ON s.mission_id = r.mission AND s.code = r.station
     WHERE NOT r.quarantined
     GROUP BY r.mission, r.kind, s.region, a.question, a.answer IS NULL, COALESCE(a.answer, '');
+
+DROP TABLE report_answers;
 
 -- How many current, unquarantined reports gave each overall assessment.
 CREATE TABLE assessment_tally (
