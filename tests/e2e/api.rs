@@ -11,13 +11,13 @@ use pollwatch_api::Api;
 use pollwatch_model::{Content, ContestResults, Mission, Report, ReportKind};
 use pollwatch_store::{Incoming, Store};
 use pollwatch_tests::fixtures;
-use pollwatch_tests::{HttpResponse, free_address, http_request, within};
+use pollwatch_tests::{EventStream, HttpResponse, SseEvent, free_address, http_request, within};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::store::{on_both_backends, postgres, sqlite};
 
-on_both_backends!(every_endpoint_answers_the_core_team);
+on_both_backends!(every_endpoint_answers_the_core_team, the_event_feed_follows_the_store);
 
 const TOKEN: &str = "pw_test-token-for-the-api-suite";
 
@@ -331,5 +331,83 @@ async fn every_endpoint_answers_the_core_team(store: &Store) -> anyhow::Result<(
     let counted_rows = rows.iter().filter(|r| r[0] == *"president" && !r[3].is_empty()).count() as i64;
     assert_eq!(counted_rows, tally.stations_counted);
     served.problem("/api/v1/export/reports.jsonl?since=today", 400, Some("since")).await?;
+    Ok(())
+}
+
+/// The next event of `events`, within 30 s, with its `data:` as JSON.
+async fn next_event(events: &mut EventStream) -> anyhow::Result<(SseEvent, Value)> {
+    let event = within(Duration::from_secs(30), "the next event", events.next()).await??;
+    let data = serde_json::from_str(&event.data)?;
+    Ok((event, data))
+}
+
+/// `/api/v1/events`: a `ready` event where the store stands, a `change` event naming the kinds
+/// recorded since, a burst of batches coalesced into at most one event a batch that together count
+/// every revision once, a reconnect with `Last-Event-ID` told everything since, and a malformed
+/// `Last-Event-ID` or a missing token refused.
+async fn the_event_feed_follows_the_store(store: &Store) -> anyhow::Result<()> {
+    let mission = mission();
+    store.import_mission(mission).await?;
+    store.add_token("analyst", "viewer", &pollwatch_api::auth::token_hash(TOKEN)).await?;
+    let day: Vec<Incoming> = fixtures::reports(mission, 4 * fixtures::DAY.len(), 21)
+        .iter()
+        .map(|r| fixtures::incoming(mission, r))
+        .collect();
+    let (before, rest) = day.split_at(7);
+    store.ingest_batch(before).await?;
+    let served = serve(store).await?;
+
+    let mut events = EventStream::open(served.address, "/api/v1/events", TOKEN, None).await?;
+    assert_eq!(events.status, 200);
+    let (ready, data) = next_event(&mut events).await?;
+    let start = store.latest_seq().await?;
+    assert_eq!(ready.event.as_deref(), Some("ready"));
+    assert_eq!(ready.id, Some(start.to_string()));
+    assert_eq!((data["seq"].as_i64(), data["revisions"].as_u64()), (Some(start), Some(0)));
+
+    let incident = rest.iter().find(|i| i.report().kind() == ReportKind::Incident).expect("an incident");
+    store.ingest_batch(std::slice::from_ref(incident)).await?;
+    let (change, data) = next_event(&mut events).await?;
+    assert_eq!(change.event.as_deref(), Some("change"));
+    assert_eq!(data["kinds"], serde_json::json!(["incident"]));
+    assert_eq!(data["revisions"].as_u64(), Some(1));
+    assert_eq!(change.id, Some(store.latest_seq().await?.to_string()));
+
+    // A burst: ten batches back to back.
+    let burst: Vec<Incoming> =
+        fixtures::reports(mission, 2_000, 22).iter().map(|r| fixtures::incoming(mission, r)).collect();
+    for batch in burst.chunks(200) {
+        store.ingest_batch(batch).await?;
+    }
+    let end = store.latest_seq().await?;
+    let (mut seen, mut revisions, mut kinds) = (0, 0, HashSet::new());
+    while revisions < 2_000 {
+        let (event, data) = next_event(&mut events).await?;
+        seen += 1;
+        revisions += data["revisions"].as_u64().unwrap_or(0);
+        kinds.extend(
+            data["kinds"].as_array().into_iter().flatten().filter_map(|k| k.as_str().map(str::to_owned)),
+        );
+        assert!(event.id.as_deref().and_then(|id| id.parse::<i64>().ok()).is_some_and(|id| id <= end));
+    }
+    assert_eq!(revisions, 2_000, "every revision counted once");
+    assert!(seen <= 10, "{seen} events for 10 batches");
+    let sent: HashSet<String> = burst.iter().map(|i| i.report().kind().as_str().to_owned()).collect();
+    assert_eq!(kinds, sent);
+
+    // Reconnecting after the ready event: told everything since, at once.
+    let mut resumed =
+        EventStream::open(served.address, "/api/v1/events", TOKEN, Some(&start.to_string())).await?;
+    let (ready, data) = next_event(&mut resumed).await?;
+    assert_eq!(ready.event.as_deref(), Some("ready"));
+    assert_eq!((data["seq"].as_i64(), data["revisions"].as_u64()), (Some(end), Some(2_001)));
+
+    let refused = EventStream::open(served.address, "/api/v1/events", TOKEN, Some("12abc")).await?;
+    assert_eq!(refused.status, 400);
+    let bad = http_request(served.address, "GET", "/api/v1/events?since=1", Some(TOKEN)).await?;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()?["parameter"], "since");
+    let anonymous = http_request(served.address, "GET", "/api/v1/events", None).await?;
+    assert_eq!(anonymous.status, 401);
     Ok(())
 }

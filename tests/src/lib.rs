@@ -111,6 +111,106 @@ pub async fn http_request(
     Ok(HttpResponse { status, headers, body })
 }
 
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// An open `text/event-stream` response, read event by event.
+#[derive(Debug)]
+pub struct EventStream {
+    stream: tokio::net::TcpStream,
+    /// Received bytes not yet de-chunked.
+    raw: Vec<u8>,
+    /// De-chunked text not yet parsed into events.
+    text: String,
+    pub status: u16,
+}
+
+impl EventStream {
+    /// GETs `path` with `token` (and `Last-Event-ID`, if given) and reads the response head.
+    pub async fn open(
+        address: std::net::SocketAddr,
+        path: &str,
+        token: &str,
+        last_event_id: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        let resume = last_event_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n{resume}\
+             Accept: text/event-stream\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut events = Self { stream, raw: Vec::new(), text: String::new(), status: 0 };
+        let head = loop {
+            if let Some(end) = events.raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8(events.raw[..end].to_vec())?;
+                events.raw.drain(..end + 4);
+                break head;
+            }
+            events.read_more().await?;
+        };
+        events.status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).context("a status line")?;
+        anyhow::ensure!(
+            head.to_ascii_lowercase().contains("transfer-encoding: chunked") || events.status != 200,
+            "an event stream is chunked: {head}"
+        );
+        Ok(events)
+    }
+
+    async fn read_more(&mut self) -> anyhow::Result<()> {
+        use tokio::io::AsyncReadExt as _;
+        let mut buffer = [0u8; 8192];
+        let n = self.stream.read(&mut buffer).await?;
+        anyhow::ensure!(n > 0, "the server closed the event stream");
+        self.raw.extend_from_slice(&buffer[..n]);
+        Ok(())
+    }
+
+    /// Moves every whole chunk received from `raw` to `text`.
+    fn dechunk(&mut self) -> anyhow::Result<()> {
+        while let Some(line) = self.raw.windows(2).position(|w| w == b"\r\n") {
+            let size = std::str::from_utf8(&self.raw[..line])?.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size, 16).context("a chunk size")?;
+            if self.raw.len() < line + 2 + size + 2 {
+                break;
+            }
+            self.text.push_str(std::str::from_utf8(&self.raw[line + 2..line + 2 + size])?);
+            self.raw.drain(..line + 2 + size + 2);
+        }
+        Ok(())
+    }
+
+    /// The next event (comments and keep-alives skipped).
+    pub async fn next(&mut self) -> anyhow::Result<SseEvent> {
+        loop {
+            self.dechunk()?;
+            if let Some(end) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..end + 2).collect();
+                let mut event = SseEvent { id: None, event: None, data: String::new() };
+                for line in block.lines() {
+                    match line.split_once(':').map(|(k, v)| (k, v.strip_prefix(' ').unwrap_or(v))) {
+                        Some(("id", v)) => event.id = Some(v.to_owned()),
+                        Some(("event", v)) => event.event = Some(v.to_owned()),
+                        Some(("data", v)) => event.data.push_str(v),
+                        _ => {}
+                    }
+                }
+                if event.event.is_some() || !event.data.is_empty() {
+                    return Ok(event);
+                }
+                continue;
+            }
+            self.read_more().await?;
+        }
+    }
+}
+
 /// The body of a chunked HTTP/1.1 message.
 fn dechunk(mut rest: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut body = Vec::new();

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod events;
 pub mod export;
 pub mod openapi;
 pub mod params;
@@ -33,11 +34,18 @@ pub struct Api {
     pub mission: Arc<Mission>,
     tokens: auth::Tokens,
     answers: cache::Answers,
+    feed: events::Feed,
 }
 
 impl Api {
     pub fn new(store: Store, mission: Arc<Mission>) -> Self {
-        Self { store, mission, tokens: auth::Tokens::default(), answers: cache::Answers::default() }
+        Self {
+            store,
+            mission,
+            tokens: auth::Tokens::default(),
+            answers: cache::Answers::default(),
+            feed: events::Feed::default(),
+        }
     }
 }
 
@@ -55,6 +63,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/reports", get(routes::reports))
         .route("/api/v1/reports/{report_id}", get(routes::report))
         .route("/api/v1/held", get(routes::held))
+        .route("/api/v1/events", get(routes::events))
         .route("/api/v1/export/reports.jsonl", get(routes::export_reports_jsonl))
         .route("/api/v1/export/reports.csv", get(routes::export_reports_csv))
         .route("/api/v1/export/results.csv", get(routes::export_results_csv))

@@ -26,7 +26,11 @@ pub fn document() -> Value {
             .map(|p| {
                 json!({
                     "name": p.name,
-                    "in": if p.location == In::Path { "path" } else { "query" },
+                    "in": match p.location {
+                        In::Path => "path",
+                        In::Query => "query",
+                        In::Header => "header",
+                    },
                     "required": p.required,
                     "description": p.description,
                     "schema": (p.schema)(),
@@ -45,6 +49,14 @@ pub fn document() -> Value {
             Answer::Jsonl => json!({
                 "description": "One JSON object per line, streamed",
                 "content": {"application/jsonl": {"schema": {"type": "string"}}},
+            }),
+            Answer::Events(schema) => json!({
+                "description": "An endless event stream; each event's `data:` is one JSON object of \
+                                this schema, its `id:` the `seq` in it",
+                "content": {"text/event-stream": {
+                    "schema": {"type": "string"},
+                    "x-event-data": schema(&mut generator).to_value(),
+                }},
             }),
         };
         let problem_response = |description: &str| json!({"description": description, "content": {PROBLEM_JSON: {"schema": problem.clone()}}});

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pollwatch_model::{Contest, IncidentCategory, Severity};
 use pollwatch_store::{IncidentFilter, ReportFilter};
@@ -17,6 +17,7 @@ use schemars::{Schema, SchemaGenerator};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::events;
 use crate::export::{self, Export};
 use crate::params::{Params, kind_names};
 use crate::problem::Problem;
@@ -27,6 +28,7 @@ use crate::{Api, views};
 pub(crate) enum In {
     Query,
     Path,
+    Header,
 }
 
 /// One parameter, as documented and as parsed.
@@ -44,6 +46,8 @@ pub(crate) enum Answer {
     Json(fn(&mut SchemaGenerator) -> Schema),
     Csv,
     Jsonl,
+    /// Server-Sent Events whose `data:` is this schema's JSON.
+    Events(fn(&mut SchemaGenerator) -> Schema),
 }
 
 impl std::fmt::Debug for Answer {
@@ -52,6 +56,7 @@ impl std::fmt::Debug for Answer {
             Self::Json(_) => "Json",
             Self::Csv => "Csv",
             Self::Jsonl => "Jsonl",
+            Self::Events(_) => "Events",
         })
     }
 }
@@ -246,6 +251,21 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         summary: "Reports held for review, with the flags that hold them",
         params: &[AFTER, LIMIT],
         answer: Answer::Json(|g| g.subschema_for::<views::HeldView>()),
+        may_be_missing: false,
+    },
+    Endpoint {
+        path: "/api/v1/events",
+        operation_id: "events",
+        summary: "What the store has recorded, as it happens (Server-Sent Events): a `ready` event, \
+                  then a `change` event a few times a second at most, naming the report kinds to read again",
+        params: &[Param {
+            name: "Last-Event-ID",
+            location: In::Header,
+            required: false,
+            description: "The id of the last event received: the stream starts with what changed since",
+            schema: || json!({"type": "string", "pattern": "^[0-9]{1,18}$"}),
+        }],
+        answer: Answer::Events(|g| g.subschema_for::<events::ChangeEvent>()),
         may_be_missing: false,
     },
     Endpoint {
@@ -507,4 +527,15 @@ pub(crate) async fn export_reports_csv(State(api): State<Api>, RawQuery(query): 
 
 pub(crate) async fn export_results_csv(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     stream_export(api, Export::ResultsCsv, "export_results_csv", query.as_deref()).await
+}
+
+/// `GET /api/v1/events`.
+pub(crate) async fn events(
+    State(api): State<Api>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Answered {
+    endpoint("events").params(query.as_deref())?;
+    let last_event_id = events::last_event_id(&headers)?;
+    Ok(events::stream(&api.feed, &api.store, last_event_id).into_response())
 }

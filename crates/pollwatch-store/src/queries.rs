@@ -353,6 +353,13 @@ pub(crate) fn summary(row: &Row) -> Result<ReportSummary, StoreError> {
     })
 }
 
+/// A recorded revision as the change feed sees it: its place in the audit trail and its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevisionMark {
+    pub seq: i64,
+    pub kind: ReportKind,
+}
+
 /// How much the store holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
@@ -367,6 +374,37 @@ pub struct Totals {
 }
 
 impl Store {
+    /// The highest sequence number in the audit trail (0 for an empty store).
+    pub async fn latest_seq(&self) -> Result<i64, StoreError> {
+        let row =
+            Sql::new(self.backend, "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM report_revisions")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Revisions recorded with a sequence number above `after`, or numbered `also` (numbers a
+    /// reader saw skipped: on PostgreSQL a transaction may commit after one that took a higher
+    /// number), lowest first, at most `limit`.
+    pub async fn revisions_after(
+        &self,
+        after: i64,
+        also: Vec<i64>,
+        limit: i64,
+    ) -> Result<Vec<RevisionMark>, StoreError> {
+        let mut sql = Sql::new(self.backend, "SELECT seq, kind FROM report_revisions WHERE seq > ");
+        sql.bind(after);
+        if !also.is_empty() {
+            let most = crate::db::rows_per_statement(1);
+            sql.push(" OR seq").bind_in(also.into_iter().take(most).collect());
+        }
+        sql.push(" ORDER BY seq LIMIT ").bind(limit);
+        let rows = sql.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| Ok(RevisionMark { seq: row.try_get(0)?, kind: kind(&row.try_get::<String>(1)?)? }))
+            .collect()
+    }
+
     pub async fn totals(&self) -> Result<Totals, StoreError> {
         let row = Sql::new(
             self.backend,

@@ -1,0 +1,354 @@
+//! The change feed behind `GET /api/v1/events` (Server-Sent Events): what the store has
+//! recorded since a client last heard, a few times a second however fast reports arrive.
+//!
+//! One poller per process reads the audit trail's new sequence numbers (an index range, so a
+//! few microseconds when nothing changed) every [`POLL_EVERY`], from whichever process wrote
+//! them: the same code serves the worker's listener and a `pollwatch serve` beside several
+//! workers on PostgreSQL. Each poll that found revisions becomes one [`Change`]; a client is
+//! sent the changes it has not seen, merged into one event, so a burst of thousands of reports
+//! is a few events a second, and a slow client skips nothing but intermediate states. An
+//! event's id is the highest sequence number it covers; a client that reconnects with
+//! `Last-Event-ID` is sent what came after it (all of it, merged, when that is older than the
+//! changes kept).
+//!
+//! On PostgreSQL a transaction can take a sequence number and commit after one that took a
+//! higher number; the poller keeps the numbers it saw skipped for [`GAP_KEPT_FOR`] and reads
+//! them again, so such a revision is reported when it commits (with the event id it comes in).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use pollwatch_model::ReportKind;
+use pollwatch_store::Store;
+use schemars::JsonSchema;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::problem::Problem;
+
+/// How often the poller reads the audit trail.
+pub const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// How long a skipped sequence number is read again (a transaction that long is not ours).
+const GAP_KEPT_FOR: Duration = Duration::from_secs(60);
+
+/// Most skipped numbers kept (duplicates resent to PostgreSQL use up numbers too).
+const MOST_GAPS: usize = 4_096;
+
+/// Revisions read per poll; a larger burst is read over the next polls, back to back.
+const READ_PER_POLL: i64 = 10_000;
+
+/// Changes kept for clients that fall behind or reconnect.
+const CHANGES_KEPT: usize = 1_024;
+
+/// What one poll found.
+#[derive(Debug, Clone)]
+struct Change {
+    /// Its place among this process's changes (from 1).
+    no: u64,
+    /// The highest sequence number seen once this change is counted (its event id). A change
+    /// that only found skipped numbers has the id of the one before.
+    seq: i64,
+    kinds: BTreeSet<ReportKind>,
+    revisions: u64,
+}
+
+/// One event of the feed, as sent (`data:` is this as JSON).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ChangeEvent {
+    /// The highest audit-trail sequence number covered; also the event's id.
+    pub seq: i64,
+    /// The report kinds of the revisions recorded since the previous event: the views to read
+    /// again (coverage for that phase; incidents; results for counting). Every kind when the
+    /// client was too far behind to say.
+    pub kinds: Vec<String>,
+    /// How many revisions were recorded since the previous event (0 in the first event, which
+    /// says where the feed stands; a lower bound when the client was too far behind).
+    pub revisions: u64,
+}
+
+/// Where the feed stands: the changes kept, and the position before the oldest of them.
+#[derive(Debug)]
+struct Log {
+    changes: VecDeque<Change>,
+    /// The highest sequence number before the oldest change kept; -1 until the first read.
+    floor: i64,
+    /// The highest sequence number seen.
+    highest: i64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    log: Mutex<Log>,
+    /// The number of the latest change (0 before any), for waking clients.
+    latest: watch::Sender<u64>,
+    started: std::sync::Once,
+}
+
+/// The process's change feed, started by the first client.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    shared: Arc<Shared>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        let log = Log { changes: VecDeque::new(), floor: -1, highest: -1 };
+        Self {
+            shared: Arc::new(Shared {
+                log: Mutex::new(log),
+                latest: watch::Sender::new(0),
+                started: std::sync::Once::new(),
+            }),
+        }
+    }
+}
+
+/// What a client has been sent: changes up to `no`, the store up to `seq`.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    no: u64,
+    seq: i64,
+}
+
+impl Feed {
+    /// Starts the poller once; it runs for as long as the process.
+    fn start(&self, store: &Store) {
+        self.shared.started.call_once(|| {
+            let (shared, store) = (Arc::clone(&self.shared), store.clone());
+            tokio::spawn(poll(shared, store));
+        });
+    }
+
+    /// Where a client starts: at the present, or after `last_event_id` (a sequence number),
+    /// with the changes since then merged. `None` until the poller has read the store once.
+    fn join(&self, last_event_id: Option<i64>) -> Option<(Seen, ChangeEvent)> {
+        let log = self.shared.log.lock().expect("not poisoned");
+        if log.floor < 0 {
+            return None;
+        }
+        let no = log.changes.back().map_or(0, |c| c.no);
+        let mut event = ChangeEvent { seq: log.highest, kinds: Vec::new(), revisions: 0 };
+        match last_event_id {
+            Some(seq) if seq < log.floor => {
+                // Older than what is kept: every kind may have changed.
+                event.kinds = ReportKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
+                event.revisions = log.changes.iter().map(|c| c.revisions).sum();
+            }
+            Some(seq) => merge(log.changes.iter().filter(|c| c.seq > seq), &mut event),
+            None => {}
+        }
+        Some((Seen { no, seq: log.highest }, event))
+    }
+
+    /// The changes after `seen`, merged; `None` when there are none.
+    fn since(&self, seen: Seen) -> Option<(Seen, ChangeEvent)> {
+        let log = self.shared.log.lock().expect("not poisoned");
+        let last = log.changes.back().filter(|c| c.no > seen.no)?;
+        let next = Seen { no: last.no, seq: log.highest.max(seen.seq) };
+        let mut event = ChangeEvent { seq: next.seq, kinds: Vec::new(), revisions: 0 };
+        if log.changes.front().is_some_and(|first| first.no > seen.no + 1) {
+            // Changes this client had not been sent were dropped: every kind may have changed.
+            event.kinds = ReportKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
+        }
+        let kinds = std::mem::take(&mut event.kinds);
+        merge(log.changes.iter().filter(|c| c.no > seen.no), &mut event);
+        if !kinds.is_empty() {
+            event.kinds = kinds;
+        }
+        Some((next, event))
+    }
+}
+
+/// Adds `changes`' kinds and revisions to `event`.
+fn merge<'a>(changes: impl Iterator<Item = &'a Change>, event: &mut ChangeEvent) {
+    let mut kinds = BTreeSet::new();
+    for change in changes {
+        kinds.extend(change.kinds.iter().copied());
+        event.revisions += change.revisions;
+    }
+    event.kinds = kinds.into_iter().map(|k| k.as_str().to_owned()).collect();
+}
+
+async fn poll(shared: Arc<Shared>, store: Store) {
+    let mut highest = loop {
+        match store.latest_seq().await {
+            Ok(seq) => break seq,
+            Err(error) => {
+                tracing::warn!(%error, "the change feed cannot read the store yet");
+                tokio::time::sleep(POLL_EVERY * 4).await;
+            }
+        }
+    };
+    {
+        let mut log = shared.log.lock().expect("not poisoned");
+        (log.floor, log.highest) = (highest, highest);
+    }
+    shared.latest.send_modify(|_| {});
+    let mut gaps: BTreeMap<i64, Instant> = BTreeMap::new();
+    let mut no = 0;
+    loop {
+        let also: Vec<i64> = gaps.keys().copied().collect();
+        let marks = match store.revisions_after(highest, also, READ_PER_POLL).await {
+            Ok(marks) => marks,
+            Err(error) => {
+                tracing::warn!(%error, "the change feed could not read the store");
+                tokio::time::sleep(POLL_EVERY).await;
+                continue;
+            }
+        };
+        let now = Instant::now();
+        gaps.retain(|_, since| now.duration_since(*since) < GAP_KEPT_FOR);
+        let mut kinds = BTreeSet::new();
+        for mark in &marks {
+            if gaps.remove(&mark.seq).is_none() {
+                for skipped in (highest + 1..mark.seq).take(MOST_GAPS) {
+                    gaps.insert(skipped, now);
+                }
+                highest = highest.max(mark.seq);
+            }
+            kinds.insert(mark.kind);
+        }
+        while gaps.len() > MOST_GAPS {
+            gaps.pop_first();
+        }
+        if !marks.is_empty() {
+            no += 1;
+            let change = Change { no, seq: highest, kinds, revisions: marks.len() as u64 };
+            let mut log = shared.log.lock().expect("not poisoned");
+            log.changes.push_back(change);
+            log.highest = highest;
+            while log.changes.len() > CHANGES_KEPT {
+                let dropped = log.changes.pop_front().expect("more than kept");
+                log.floor = dropped.seq;
+            }
+            drop(log);
+            shared.latest.send_replace(no);
+        }
+        if (marks.len() as i64) < READ_PER_POLL {
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+}
+
+/// The `Last-Event-ID` a reconnecting client sends: a sequence number, or a 400 naming it.
+pub(crate) fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    let parsed = value
+        .to_str()
+        .ok()
+        .filter(|v| (1..=18).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<i64>().ok());
+    match parsed {
+        Some(seq) => Ok(Some(seq)),
+        None => Err(Problem::invalid_value(
+            "Last-Event-ID",
+            &String::from_utf8_lossy(value.as_bytes()),
+            "an event id this feed sent (a number)",
+            None,
+        )),
+    }
+}
+
+/// The event stream for one client: a `ready` event where it starts (with what changed since
+/// `last_event_id`, if it gave one), then a `change` event whenever the store has recorded more.
+pub(crate) fn stream(
+    feed: &Feed,
+    store: &Store,
+    last_event_id: Option<i64>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
+    feed.start(store);
+    let (feed, receiver) = (feed.clone(), feed.shared.latest.subscribe());
+    let events =
+        futures_util::stream::unfold((feed, receiver, None), move |(feed, mut receiver, seen)| async move {
+            loop {
+                receiver.borrow_and_update();
+                let next = match seen {
+                    None => feed.join(last_event_id).map(|(seen, event)| (seen, "ready", event)),
+                    Some(seen) => feed.since(seen).map(|(seen, event)| (seen, "change", event)),
+                };
+                let Some((next, name, event)) = next else {
+                    receiver.changed().await.ok()?;
+                    continue;
+                };
+                let sent = Event::default()
+                    .id(event.seq.to_string())
+                    .event(name)
+                    .data(serde_json::to_string(&event).expect("an event serialises"));
+                return Some((Ok(sent), (feed, receiver, Some(next))));
+            }
+        });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(floor: i64, changes: &[(u64, i64, &[ReportKind], u64)]) -> Feed {
+        let feed = Feed::default();
+        let mut log = feed.shared.log.lock().expect("not poisoned");
+        log.floor = floor;
+        log.highest = changes.last().map_or(floor, |c| c.1);
+        for &(no, seq, kinds, revisions) in changes {
+            log.changes.push_back(Change { no, seq, kinds: kinds.iter().copied().collect(), revisions });
+        }
+        drop(log);
+        feed
+    }
+
+    fn kinds(event: &ChangeEvent) -> Vec<&str> {
+        event.kinds.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn a_client_joins_at_the_present_or_is_told_what_came_after_its_last_event() {
+        use ReportKind::{Counting, Incident, Opening};
+        let feed = feed(10, &[(1, 12, &[Opening], 2), (2, 15, &[Incident], 3), (3, 15, &[Counting], 1)]);
+        let (seen, event) = feed.join(None).expect("the feed has read the store");
+        assert_eq!((seen.no, seen.seq, event.seq, event.revisions), (3, 15, 15, 0));
+        assert!(event.kinds.is_empty());
+
+        let (_, event) = feed.join(Some(12)).expect("joined");
+        assert_eq!((kinds(&event), event.revisions), (vec!["counting", "incident"], 4));
+
+        let (_, event) = feed.join(Some(3)).expect("joined");
+        assert_eq!(event.kinds.len(), ReportKind::ALL.len(), "older than kept: every kind");
+    }
+
+    #[test]
+    fn a_live_client_gets_every_change_it_has_not_seen_merged_including_those_that_filled_gaps() {
+        use ReportKind::{Counting, Incident, Opening};
+        let feed = feed(10, &[(1, 12, &[Opening], 2), (2, 15, &[Incident], 3), (3, 15, &[Counting], 1)]);
+        let (next, event) = feed.since(Seen { no: 2, seq: 15 }).expect("a change not seen");
+        assert_eq!((next.no, event.seq, kinds(&event), event.revisions), (3, 15, vec!["counting"], 1));
+        assert!(feed.since(next).is_none(), "nothing more");
+
+        // Changes dropped before this client was sent them: every kind may have changed.
+        let behind = self::feed(14, &[(7, 15, &[Incident], 1), (8, 16, &[Opening], 1)]);
+        let (_, event) = behind.since(Seen { no: 2, seq: 12 }).expect("changes");
+        assert_eq!((event.kinds.len(), event.revisions), (ReportKind::ALL.len(), 2));
+    }
+
+    #[test]
+    fn last_event_id_is_a_number_or_a_400_naming_it() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("last-event-id", value.parse().expect("a header value"));
+            last_event_id(&headers)
+        };
+        assert_eq!(last_event_id(&HeaderMap::new()).ok(), Some(None));
+        assert_eq!(with("42").ok(), Some(Some(42)));
+        for bad in ["abc", "-1", "4 2", "1234567890123456789", ""] {
+            let problem = with(bad).expect_err(bad);
+            assert_eq!((problem.status, problem.parameter.as_deref()), (400, Some("Last-Event-ID")), "{bad}");
+        }
+    }
+}
