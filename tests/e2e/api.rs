@@ -344,7 +344,7 @@ async fn next_event(events: &mut EventStream) -> anyhow::Result<(SseEvent, Value
 /// `/api/v1/events`: a `ready` event where the store stands, a `change` event naming the kinds
 /// recorded since, a burst of batches coalesced into at most one event a batch that together count
 /// every revision once, a reconnect with `Last-Event-ID` told everything since, and a malformed
-/// `Last-Event-ID` or a missing token refused.
+/// `Last-Event-ID` or a missing token refused, and a stream ended when its token is removed.
 async fn the_event_feed_follows_the_store(store: &Store) -> anyhow::Result<()> {
     let mission = mission();
     store.import_mission(mission).await?;
@@ -409,5 +409,18 @@ async fn the_event_feed_follows_the_store(store: &Store) -> anyhow::Result<()> {
     assert_eq!(bad.json()?["parameter"], "since");
     let anonymous = http_request(served.address, "GET", "/api/v1/events", None).await?;
     assert_eq!(anonymous.status, 401);
+
+    // A removed token's streams end: within the 5 s a found token is trusted plus the 5 s
+    // between a stream's checks.
+    store.remove_token("analyst").await?;
+    let ended = within(Duration::from_secs(30), "the stream to end", async {
+        loop {
+            if let Err(error) = resumed.next().await {
+                return error.to_string();
+            }
+        }
+    })
+    .await?;
+    assert!(ended.contains("ended the event stream"), "{ended}");
     Ok(())
 }

@@ -127,6 +127,8 @@ pub struct EventStream {
     raw: Vec<u8>,
     /// De-chunked text not yet parsed into events.
     text: String,
+    /// Whether the last chunk (size 0) has come.
+    ended: bool,
     pub status: u16,
 }
 
@@ -146,7 +148,7 @@ impl EventStream {
              Accept: text/event-stream\r\n\r\n"
         );
         stream.write_all(request.as_bytes()).await?;
-        let mut events = Self { stream, raw: Vec::new(), text: String::new(), status: 0 };
+        let mut events = Self { stream, raw: Vec::new(), text: String::new(), ended: false, status: 0 };
         let head = loop {
             if let Some(end) = events.raw.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8(events.raw[..end].to_vec())?;
@@ -177,6 +179,10 @@ impl EventStream {
         while let Some(line) = self.raw.windows(2).position(|w| w == b"\r\n") {
             let size = std::str::from_utf8(&self.raw[..line])?.split(';').next().unwrap_or("").trim();
             let size = usize::from_str_radix(size, 16).context("a chunk size")?;
+            if size == 0 {
+                self.ended = true;
+                break;
+            }
             if self.raw.len() < line + 2 + size + 2 {
                 break;
             }
@@ -206,6 +212,7 @@ impl EventStream {
                 }
                 continue;
             }
+            anyhow::ensure!(!self.ended, "the server ended the event stream");
             self.read_more().await?;
         }
     }

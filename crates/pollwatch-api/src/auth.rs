@@ -45,7 +45,7 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    async fn find(&self, store: &Store, token: &str) -> Result<Option<TokenRecord>, StoreError> {
+    pub(crate) async fn find(&self, store: &Store, token: &str) -> Result<Option<TokenRecord>, StoreError> {
         let hash = token_hash(token);
         if let Some((record, at)) = self.trusted.lock().expect("not poisoned").get(&hash)
             && at.elapsed() < TRUSTED_FOR
@@ -66,13 +66,19 @@ impl Tokens {
     }
 }
 
+/// The bearer token of a request, if it sends one of a sane length.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim)?;
+    (!token.is_empty() && token.len() <= 256).then_some(token)
+}
+
 /// Lets a request through only with a known token (any role may read).
 pub async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {
-    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+    if !request.headers().contains_key(header::AUTHORIZATION) {
         return Problem::unauthorized("send a token as `Authorization: Bearer TOKEN`").into_response();
-    };
-    let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
-    let Some(token) = token.filter(|t| !t.is_empty() && t.len() <= 256) else {
+    }
+    let Some(token) = bearer(request.headers()) else {
         return Problem::unauthorized("the Authorization header must be `Bearer TOKEN`").into_response();
     };
     match api.tokens.find(&api.store, token).await {

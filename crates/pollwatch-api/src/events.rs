@@ -29,6 +29,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::Api;
 use crate::problem::Problem;
 
 /// How often the poller reads the audit trail.
@@ -257,34 +258,52 @@ pub(crate) fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, Problem>
     }
 }
 
+/// How often a stream asks whether its token is still known: a removed token's streams end
+/// within this plus the time a found token is trusted (`auth`).
+const TOKEN_CHECKED_EVERY: Duration = Duration::from_secs(5);
+
 /// The event stream for one client: a `ready` event where it starts (with what changed since
 /// `last_event_id`, if it gave one), then a `change` event whenever the store has recorded more.
+/// It ends when `token` is removed.
 pub(crate) fn stream(
-    feed: &Feed,
-    store: &Store,
+    api: &Api,
+    token: String,
     last_event_id: Option<i64>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
-    feed.start(store);
-    let (feed, receiver) = (feed.clone(), feed.shared.latest.subscribe());
-    let events =
-        futures_util::stream::unfold((feed, receiver, None), move |(feed, mut receiver, seen)| async move {
+    api.feed.start(&api.store);
+    let receiver = api.feed.shared.latest.subscribe();
+    let state = (api.clone(), receiver, None, Instant::now());
+    let events = futures_util::stream::unfold(state, move |(api, mut receiver, seen, mut checked)| {
+        let token = token.clone();
+        async move {
             loop {
+                if checked.elapsed() >= TOKEN_CHECKED_EVERY {
+                    checked = Instant::now();
+                    // A store that does not answer ends nothing; an unknown token ends the stream.
+                    if let Ok(None) = api.tokens.find(&api.store, &token).await {
+                        return None;
+                    }
+                }
                 receiver.borrow_and_update();
                 let next = match seen {
-                    None => feed.join(last_event_id).map(|(seen, event)| (seen, "ready", event)),
-                    Some(seen) => feed.since(seen).map(|(seen, event)| (seen, "change", event)),
+                    None => api.feed.join(last_event_id).map(|(seen, event)| (seen, "ready", event)),
+                    Some(seen) => api.feed.since(seen).map(|(seen, event)| (seen, "change", event)),
                 };
                 let Some((next, name, event)) = next else {
-                    receiver.changed().await.ok()?;
+                    let wait = TOKEN_CHECKED_EVERY.saturating_sub(checked.elapsed());
+                    if let Ok(changed) = tokio::time::timeout(wait, receiver.changed()).await {
+                        changed.ok()?;
+                    }
                     continue;
                 };
                 let sent = Event::default()
                     .id(event.seq.to_string())
                     .event(name)
                     .data(serde_json::to_string(&event).expect("an event serialises"));
-                return Some((Ok(sent), (feed, receiver, Some(next))));
+                return Some((Ok(sent), (api, receiver, Some(next), checked)));
             }
-        });
+        }
+    });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

@@ -537,5 +537,7 @@ pub(crate) async fn events(
 ) -> Answered {
     endpoint("events").params(query.as_deref())?;
     let last_event_id = events::last_event_id(&headers)?;
-    Ok(events::stream(&api.feed, &api.store, last_event_id).into_response())
+    // The middleware has checked it; the stream checks it again while it lasts.
+    let token = crate::auth::bearer(&headers).unwrap_or_default().to_owned();
+    Ok(events::stream(&api, token, last_event_id).into_response())
 }
