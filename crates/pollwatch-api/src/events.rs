@@ -153,14 +153,10 @@ impl Feed {
         let last = log.changes.back().filter(|c| c.no > seen.no)?;
         let next = Seen { no: last.no, seq: log.highest.max(seen.seq) };
         let mut event = ChangeEvent { seq: next.seq, kinds: Vec::new(), revisions: 0 };
+        merge(log.changes.iter().filter(|c| c.no > seen.no), &mut event);
         if log.changes.front().is_some_and(|first| first.no > seen.no + 1) {
             // Changes this client had not been sent were dropped: every kind may have changed.
             event.kinds = ReportKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
-        }
-        let kinds = std::mem::take(&mut event.kinds);
-        merge(log.changes.iter().filter(|c| c.no > seen.no), &mut event);
-        if !kinds.is_empty() {
-            event.kinds = kinds;
         }
         Some((next, event))
     }
@@ -272,9 +268,8 @@ pub(crate) fn stream(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
     api.feed.start(&api.store);
     let receiver = api.feed.shared.latest.subscribe();
-    let state = (api.clone(), receiver, None, Instant::now());
-    let events = futures_util::stream::unfold(state, move |(api, mut receiver, seen, mut checked)| {
-        let token = token.clone();
+    let state = (api.clone(), token, receiver, None, Instant::now());
+    let events = futures_util::stream::unfold(state, move |(api, token, mut receiver, seen, mut checked)| {
         async move {
             loop {
                 if checked.elapsed() >= TOKEN_CHECKED_EVERY {
@@ -300,7 +295,7 @@ pub(crate) fn stream(
                     .id(event.seq.to_string())
                     .event(name)
                     .data(serde_json::to_string(&event).expect("an event serialises"));
-                return Some((Ok(sent), (api, receiver, Some(next), checked)));
+                return Some((Ok(sent), (api, token, receiver, Some(next), checked)));
             }
         }
     });

@@ -595,7 +595,7 @@ async fn update_finding_tallies(
     let old_answers = findings::answers_of(tx, replaced.iter().map(|old| old.revision_seq).collect()).await?;
     let mut stations: BTreeSet<(&str, &str)> =
         replaced.iter().map(|old| (old.mission.as_str(), old.station.as_str())).collect();
-    for (item, _) in changes {
+    for (item, _) in changes.iter().filter(|(item, _)| !item.is_quarantined()) {
         stations.insert((&item.incoming.report.mission, &item.incoming.report.station));
     }
     let regions = station_regions(tx, &stations).await?;

@@ -219,7 +219,7 @@ impl Store {
         mission: &str,
         only: Option<ReportKind>,
     ) -> Result<Vec<AssessmentCount>, StoreError> {
-        // SQLite keeps the counts (`update_summaries` in ingest.rs); PostgreSQL counts.
+        // SQLite keeps the counts (findings.rs); PostgreSQL counts.
         let mut sql = match self.backend {
             Backend::Sqlite => Sql::new(
                 self.backend,
@@ -385,7 +385,8 @@ impl Store {
 
     /// Revisions recorded with a sequence number above `after`, or numbered `also` (numbers a
     /// reader saw skipped: on PostgreSQL a transaction may commit after one that took a higher
-    /// number), lowest first, at most `limit`.
+    /// number; only the first `rows_per_statement(1)`, 4,096, of them are read), lowest first, at
+    /// most `limit`.
     pub async fn revisions_after(
         &self,
         after: i64,

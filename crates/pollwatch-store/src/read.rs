@@ -180,7 +180,7 @@ impl Store {
         mission: &str,
         kind: ReportKind,
     ) -> Result<Vec<AnswerCount>, StoreError> {
-        // SQLite keeps the counts (`update_summaries` in ingest.rs); PostgreSQL counts.
+        // SQLite keeps the counts (findings.rs); PostgreSQL counts.
         let mut sql = match self.backend {
             Backend::Sqlite => Sql::new(
                 self.backend,
