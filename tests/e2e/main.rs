@@ -2,6 +2,7 @@
 //! one broker and one database server.
 
 mod api;
+mod dashboard;
 mod faults;
 mod hostile;
 mod pipeline;

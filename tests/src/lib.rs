@@ -11,11 +11,14 @@
 //! - [`spawn_worker`] runs `pollwatch worker` as a process on a test's broker names and store,
 //!   ready to consume, and owns its settings, HTTP address, logs and stop; [`InProcessWorker`]
 //!   runs the worker on a task of the test's own process.
+//! - [`Browser`] is a headless Chromium under a chromedriver of the test's own, for the
+//!   dashboard's tests, with the page's screenshots saved under the target folder.
 //! - Every wait has a deadline ([`within`], [`eventually`]); nothing is printed unless
 //!   `TEST_LOG=1`.
 //! - Containers are started with testcontainers (`containers.rs` says what the harness adds)
 //!   and removed when the test or the process ends, however it ends (`reaper.rs`).
 
+mod browser;
 mod containers;
 mod database;
 pub mod fixtures;
@@ -30,6 +33,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+pub use browser::{Browser, screenshots_folder};
 pub use containers::LABEL;
 pub use database::{DedicatedDatabase, TestDatabase, database};
 pub use in_process::InProcessWorker;

@@ -28,6 +28,8 @@ const MAX_QUESTIONS: usize = 4_096;
 struct Entry {
     answer: Option<(Instant, Bytes)>,
     refreshing: bool,
+    /// For [`Answers::as_of`]: the version of the store the answer was computed at.
+    version: u64,
 }
 
 /// The shared answers, by question. An answer is `Bytes`: every request that is served it
@@ -50,6 +52,36 @@ impl Answers {
         Self { entries: Arc::default(), fresh_for }
     }
 
+    fn entry(&self, question: String) -> Arc<tokio::sync::Mutex<Entry>> {
+        let mut entries = self.entries.lock().expect("not poisoned");
+        if entries.len() >= MAX_QUESTIONS && !entries.contains_key(&question) {
+            entries.clear();
+        }
+        Arc::clone(entries.entry(question).or_default())
+    }
+
+    /// The answer to `question` as of `version` of the store (`events::Feed::version`): the
+    /// kept answer if it was computed at that version or later, else a new one from `compute`,
+    /// which everyone asking meanwhile waits for. The dashboard asks this way after a change
+    /// event, so that what it shows next holds the change; the feed's version moves at most
+    /// once a poll, so a question is computed at most that often however many ask.
+    pub async fn as_of<F>(&self, question: String, version: u64, compute: F) -> Result<Bytes, Problem>
+    where
+        F: Future<Output = Result<Vec<u8>, Problem>>,
+    {
+        let entry = self.entry(question);
+        let mut guard = entry.lock().await;
+        if let Some((_, answer)) = &guard.answer
+            && guard.version >= version
+        {
+            return Ok(answer.clone());
+        }
+        let answer = Bytes::from(compute.await?);
+        guard.answer = Some((Instant::now(), answer.clone()));
+        guard.version = version;
+        Ok(answer)
+    }
+
     /// The answer to `question`, from `compute` if there is none yet.
     pub async fn get<F>(
         &self,
@@ -59,13 +91,7 @@ impl Answers {
     where
         F: Future<Output = Result<Vec<u8>, Problem>> + Send + 'static,
     {
-        let entry = {
-            let mut entries = self.entries.lock().expect("not poisoned");
-            if entries.len() >= MAX_QUESTIONS && !entries.contains_key(&question) {
-                entries.clear();
-            }
-            Arc::clone(entries.entry(question).or_default())
-        };
+        let entry = self.entry(question);
         let mut guard = entry.lock().await;
         match &guard.answer {
             Some((at, answer)) if at.elapsed() < self.fresh_for => Ok(answer.clone()),
@@ -143,5 +169,21 @@ mod tests {
         let failing = || std::future::ready(Err(Problem::unauthorized("no")));
         assert_eq!(answers.get("e".into(), failing).await.unwrap_err().status, 401);
         assert!(answers.get("e".into(), failing).await.is_err(), "an error is not kept");
+    }
+
+    #[tokio::test]
+    async fn an_answer_as_of_a_version_is_kept_until_the_store_moves_on() {
+        let (answers, runs) = (Answers::default(), Arc::new(AtomicUsize::new(0)));
+        let compute = counter(&runs);
+        // The computation runs (and counts) only when the future is polled.
+        let ask = |version| answers.as_of("q".into(), version, async { compute().await });
+        assert_eq!(ask(3).await.unwrap()[0], 0);
+        assert_eq!(ask(3).await.unwrap()[0], 0, "the same version: kept");
+        assert_eq!(ask(2).await.unwrap()[0], 0, "an older version: kept");
+        assert_eq!(ask(4).await.unwrap()[0], 1, "a newer version: computed again");
+        let failing = std::future::ready(Err(Problem::unauthorized("no")));
+        assert!(answers.as_of("q".into(), 5, failing).await.is_err());
+        assert_eq!(ask(4).await.unwrap()[0], 1, "a failure keeps the answer it had");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 }

@@ -16,6 +16,7 @@ pub mod problem;
 mod routes;
 pub mod views;
 
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -45,6 +46,21 @@ impl Api {
             tokens: auth::Tokens::default(),
             answers: cache::Answers::default(),
             feed: events::Feed::default(),
+        }
+    }
+}
+
+impl Api {
+    /// The answer to `question` as of the store's latest change this process has seen, shared
+    /// by everyone asking it ([`cache::Answers::as_of`]). Before the change feed has read the
+    /// store once, `compute` runs for each request and nothing is kept.
+    pub async fn answer_as_of<F>(&self, question: String, compute: F) -> Result<axum::body::Bytes, Problem>
+    where
+        F: Future<Output = Result<Vec<u8>, Problem>>,
+    {
+        match self.feed.version(&self.store) {
+            Some(version) => self.answers.as_of(question, version, compute).await,
+            None => compute.await.map(axum::body::Bytes::from),
         }
     }
 }

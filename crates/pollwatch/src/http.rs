@@ -1,7 +1,7 @@
 //! The HTTP endpoint of `pollwatch worker` and `pollwatch serve`: `/healthz` (the process
 //! answers), `/readyz` (the store answers and, for the worker, it is connected to the broker;
 //! 503 otherwise, with the reason), `/metrics` (Prometheus, the worker only) and the read API
-//! under `/api/v1` (`pollwatch_api`).
+//! under `/api/v1` (`pollwatch_api`) with the dashboard's pages beside it (`pollwatch_dashboard`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -62,7 +62,7 @@ pub fn router(endpoints: Endpoints) -> Router {
         .merge(metrics)
         .with_state(health);
     match api {
-        Some(api) => health.merge(pollwatch_api::router(api)),
+        Some(api) => health.merge(pollwatch_api::router(api.clone())).merge(pollwatch_dashboard::router(api)),
         None => health,
     }
 }

@@ -1,0 +1,222 @@
+// pollwatch's dashboard: signs in with a viewer token kept in this tab's sessionStorage, fetches
+// the page's view (HTML rendered and escaped by the server) with it, and listens to
+// /api/v1/events to fetch the view again after each change that concerns it. No build step, no
+// library: the browser's fetch and streams.
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "pollwatch.token";
+  // A view shows silence too (observers who have not reported): fetched at least this often.
+  const REFRESH_EVERY_MS = 60_000;
+  // Waits between attempts to reconnect the event stream.
+  const RETRY_FIRST_MS = 500;
+  const RETRY_MOST_MS = 5_000;
+
+  const body = document.body;
+  const view = document.getElementById("view");
+  const status = document.getElementById("status");
+  const signIn = document.getElementById("sign-in");
+  const signInForm = document.getElementById("sign-in-form");
+  const signInError = document.getElementById("sign-in-error");
+  const signOut = document.getElementById("sign-out");
+  const details = document.getElementById("details");
+  const detailsBody = document.getElementById("details-body");
+  const viewUrl = body.dataset.view + location.search;
+
+  let token = sessionStorage.getItem(TOKEN_KEY);
+  let stream = null; // the AbortController of the open event stream
+  let lastEventId = null;
+  let loading = false;
+  let loadAgain = false;
+  let timer = null;
+
+  const authorised = (extra) => Object.assign({ Authorization: "Bearer " + token }, extra || {});
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  function setStatus(state, text) {
+    status.dataset.state = state;
+    status.textContent = text;
+  }
+
+  function showSignIn(message) {
+    token = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    if (stream) stream.abort();
+    stream = null;
+    clearInterval(timer);
+    view.replaceChildren();
+    signIn.hidden = false;
+    signOut.hidden = true;
+    signInError.textContent = message || "";
+    setStatus("idle", "not signed in");
+    document.getElementById("token").focus();
+  }
+
+  function showProblem(text) {
+    const p = document.createElement("p");
+    p.className = "error";
+    p.id = "problem";
+    p.textContent = text;
+    view.replaceChildren(p);
+  }
+
+  // Fetches the view; a change that arrives meanwhile fetches it once more afterwards.
+  async function load() {
+    if (loading) {
+      loadAgain = true;
+      return;
+    }
+    loading = true;
+    try {
+      do {
+        loadAgain = false;
+        const response = await fetch(viewUrl, { headers: authorised(), cache: "no-store" });
+        if (response.status === 401) {
+          showSignIn("That token was not accepted (unknown, or removed). Ask for a new one.");
+          return;
+        }
+        if (!response.ok) {
+          const problem = await response.json().catch(() => null);
+          showProblem((problem && problem.detail) || "The server answered " + response.status + ".");
+          continue;
+        }
+        view.innerHTML = await response.text();
+        view.dataset.loadedAt = String(Date.now());
+      } while (loadAgain && token);
+    } catch (error) {
+      // The server is unreachable: the event stream's status says so, and its reconnection
+      // fetches the view again.
+    } finally {
+      loading = false;
+    }
+  }
+
+  function concerns(kinds) {
+    const page = view.querySelector(".page");
+    if (!page || !Array.isArray(kinds)) return true;
+    const shown = (page.dataset.kinds || "").split(" ");
+    return kinds.some((kind) => shown.includes(kind));
+  }
+
+  function handle(block) {
+    let name = "message";
+    let data = "";
+    for (const line of block.split(/\r?\n/)) {
+      if (line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (field === "event") name = value;
+      else if (field === "data") data += (data ? "\n" : "") + value;
+      else if (field === "id") lastEventId = value;
+    }
+    let event = null;
+    try {
+      event = data ? JSON.parse(data) : null;
+    } catch (error) {
+      return name;
+    }
+    if (name === "change" && event && concerns(event.kinds)) load();
+    return name;
+  }
+
+  // Reads /api/v1/events until the token is gone, reconnecting with Last-Event-ID.
+  async function listen() {
+    let wait = RETRY_FIRST_MS;
+    let connectedBefore = false;
+    while (token) {
+      const controller = new AbortController();
+      stream = controller;
+      try {
+        const headers = authorised({ Accept: "text/event-stream" });
+        if (lastEventId) headers["Last-Event-ID"] = lastEventId;
+        const response = await fetch("/api/v1/events", { headers, signal: controller.signal, cache: "no-store" });
+        if (response.status === 401) {
+          showSignIn("That token was not accepted (unknown, or removed). Ask for a new one.");
+          return;
+        }
+        if (!response.ok || !response.body) throw new Error("the event stream answered " + response.status);
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let end;
+          while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, "");
+            if (handle(block) === "ready") {
+              setStatus("live", "live");
+              wait = RETRY_FIRST_MS;
+              // After a reconnection, catch up with whatever the gap hid.
+              if (connectedBefore) load();
+              connectedBefore = true;
+            }
+          }
+        }
+      } catch (error) {
+        if (controller.signal.aborted) return;
+      }
+      if (!token) return;
+      setStatus("reconnecting", "reconnecting…");
+      await sleep(wait);
+      wait = Math.min(wait * 2, RETRY_MOST_MS);
+    }
+  }
+
+  function start() {
+    signIn.hidden = true;
+    signOut.hidden = false;
+    setStatus("connecting", "connecting…");
+    load();
+    listen();
+    clearInterval(timer);
+    timer = setInterval(load, REFRESH_EVERY_MS);
+  }
+
+  signInForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const entered = document.getElementById("token").value.trim();
+    if (!entered) return;
+    token = entered;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    document.getElementById("token").value = "";
+    start();
+  });
+
+  signOut.addEventListener("click", () => showSignIn(""));
+
+  // A filter form leaves out the filters set to "any", and applies as soon as one changes.
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (!form.classList || !form.classList.contains("filters")) return;
+    event.preventDefault();
+    const query = new URLSearchParams();
+    for (const [name, value] of new FormData(form)) if (value) query.append(name, value);
+    const search = query.toString();
+    location.assign(form.getAttribute("action") + (search ? "?" + search : ""));
+  });
+  document.addEventListener("change", (event) => {
+    const form = event.target.form;
+    if (form && form.classList.contains("filters")) form.requestSubmit();
+  });
+
+  // "Details" opens a report with its revisions.
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-report]");
+    if (!button || !token) return;
+    const id = button.dataset.report;
+    const response = await fetch("/ui/reports/" + encodeURIComponent(id), { headers: authorised(), cache: "no-store" });
+    if (response.status === 401) {
+      showSignIn("That token was not accepted (unknown, or removed). Ask for a new one.");
+      return;
+    }
+    if (response.ok) detailsBody.innerHTML = await response.text();
+    else detailsBody.textContent = "The report could not be read (" + response.status + ").";
+    details.showModal();
+  });
+
+  if (token) start();
+  else showSignIn("");
+})();

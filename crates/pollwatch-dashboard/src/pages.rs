@@ -1,0 +1,208 @@
+//! The pages: each one's shell (at its path) and its view (at `/ui/...`, behind a token), the
+//! view computed from the read API's views and shared by everyone watching.
+
+use std::time::Duration;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pollwatch_api::params::Params;
+use pollwatch_api::problem::Problem;
+use pollwatch_api::{Api, views};
+use pollwatch_model::{IncidentCategory, ReportKind, Severity};
+use pollwatch_store::IncidentFilter;
+
+use crate::render;
+
+/// The phases whose coverage the overview shows, in the order of the day.
+pub(crate) const PHASES: [ReportKind; 4] =
+    [ReportKind::Opening, ReportKind::Voting, ReportKind::Closing, ReportKind::Counting];
+
+/// How long without a report makes an observer silent, on the overview and the coverage page.
+pub(crate) const SILENT_FOR: Duration = Duration::from_secs(3_600);
+
+/// Incidents on one page of the feed.
+const INCIDENTS_PER_PAGE: u32 = 50;
+
+/// Held reports on one page.
+const HELD_PER_PAGE: u32 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Page {
+    Overview,
+    Coverage,
+    Incidents,
+    Results,
+    Held,
+}
+
+impl Page {
+    pub(crate) const ALL: [Self; 5] =
+        [Self::Overview, Self::Coverage, Self::Incidents, Self::Results, Self::Held];
+
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Self::Overview => "/",
+            Self::Coverage => "/coverage",
+            Self::Incidents => "/incidents",
+            Self::Results => "/results",
+            Self::Held => "/held",
+        }
+    }
+
+    /// Where the page's view is fetched from (with the page's query string).
+    pub(crate) fn view(self) -> &'static str {
+        match self {
+            Self::Overview => "/ui/overview",
+            Self::Coverage => "/ui/coverage",
+            Self::Incidents => "/ui/incidents",
+            Self::Results => "/ui/results",
+            Self::Held => "/ui/held",
+        }
+    }
+
+    pub(crate) fn title(self) -> &'static str {
+        match self {
+            Self::Overview => "Overview",
+            Self::Coverage => "Coverage",
+            Self::Incidents => "Incidents",
+            Self::Results => "Results",
+            Self::Held => "Held for review",
+        }
+    }
+}
+
+/// A page's shell: the same for everyone, no data in it.
+pub(crate) fn shell(page: Page) -> Response {
+    html(StatusCode::OK, render::shell(page).into_string())
+}
+
+fn html(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    let mut response = (status, body.into()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+type Answered = Result<Response, Problem>;
+
+/// A view, as of the store's latest change this process has seen, shared under `question`.
+async fn shared_view<F>(api: &Api, question: String, compute: F) -> Answered
+where
+    F: Future<Output = Result<maud::Markup, Problem>>,
+{
+    let body = api.answer_as_of(question, async { Ok(compute.await?.into_string().into_bytes()) }).await?;
+    Ok(html(StatusCode::OK, body))
+}
+
+/// The minute now is in: views that show silence are computed again at least this often.
+fn minute() -> i64 {
+    chrono::Utc::now().timestamp() / 60
+}
+
+pub(crate) async fn overview(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    Params::parse(query.as_deref(), &[])?;
+    shared_view(&api, format!("overview {}", minute()), async {
+        let (store, mission) = (&api.store, &*api.mission);
+        let totals = store.totals().await?;
+        let mut coverage = Vec::with_capacity(PHASES.len());
+        for phase in PHASES {
+            coverage.push(views::coverage(store, mission, phase, None).await?);
+        }
+        let incidents = views::incident_summary(store, mission, None).await?;
+        let mut results = Vec::with_capacity(mission.contests.len());
+        for contest in &mission.contests {
+            results.push((contest, views::results(store, mission, contest, None).await?));
+        }
+        let silent = views::observers(store, mission, SILENT_FOR, chrono::Utc::now()).await?;
+        Ok(render::overview(mission, &render::Overview { totals, coverage, incidents, results, silent }))
+    })
+    .await
+}
+
+pub(crate) async fn coverage(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let params = Params::parse(query.as_deref(), &["phase", "region"])?;
+    let phase = params.kind("phase")?.unwrap_or(ReportKind::Opening);
+    let region = params.region(&api.mission)?;
+    shared_view(&api, format!("coverage {phase} {region:?} {}", minute()), async {
+        let (store, mission) = (&api.store, &*api.mission);
+        let coverage = views::coverage(store, mission, phase, region.as_deref()).await?;
+        let silent = views::observers(store, mission, SILENT_FOR, chrono::Utc::now()).await?;
+        Ok(render::coverage(mission, &coverage, &silent))
+    })
+    .await
+}
+
+fn names<T>(all: &[T], name: fn(&T) -> &'static str) -> Vec<&'static str> {
+    all.iter().map(name).collect()
+}
+
+pub(crate) async fn incidents(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let params = Params::parse(query.as_deref(), &["severity", "category", "region", "after"])?;
+    let filter = IncidentFilter {
+        severity: params.one_of("severity", &names(&Severity::ALL, |s| s.as_str()))?,
+        category: params.one_of("category", &names(IncidentCategory::ALL, |c| c.as_str()))?,
+        region: params.region(&api.mission)?,
+        since: None,
+    };
+    let after = params.cursor("after")?;
+    let question =
+        format!("incidents {:?} {:?} {:?} {after:?}", filter.severity, filter.category, filter.region);
+    shared_view(&api, question, async {
+        let (store, mission) = (&api.store, &*api.mission);
+        let page = views::incidents(store, mission, &filter, after, INCIDENTS_PER_PAGE).await?;
+        Ok(render::incidents(mission, &filter, &page))
+    })
+    .await
+}
+
+pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let params = Params::parse(query.as_deref(), &["contest"])?;
+    let contest = match params.code("contest")? {
+        None => api
+            .mission
+            .contests
+            .first()
+            .ok_or_else(|| Problem::not_found("contest", "contest", "(any)", Some(Vec::new())))?,
+        Some(id) => api.mission.contest(&id).ok_or_else(|| {
+            let allowed = api.mission.contests.iter().map(|c| c.id.clone()).collect();
+            Problem::not_found("contest", "contest", &id, Some(allowed))
+        })?,
+    };
+    shared_view(&api, format!("results {}", contest.id), async {
+        let (store, mission) = (&api.store, &*api.mission);
+        let results = views::results(store, mission, contest, None).await?;
+        let disputed = views::discrepancies(store, mission, Some(contest)).await?;
+        Ok(render::results(mission, contest, &results, &disputed))
+    })
+    .await
+}
+
+pub(crate) async fn held(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let params = Params::parse(query.as_deref(), &["after"])?;
+    let after = params.cursor("after")?;
+    shared_view(&api, format!("held {after:?}"), async {
+        let page = views::held(&api.store, &api.mission, after, HELD_PER_PAGE).await?;
+        Ok(render::held(&api.mission, &page))
+    })
+    .await
+}
+
+/// One report with its revisions, for the details the feed and the held list open.
+pub(crate) async fn report(
+    State(api): State<Api>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Answered {
+    Params::parse(query.as_deref(), &[])?;
+    let Path(id) = path.map_err(|_| Problem::invalid_value("report_id", "", "a report id (a UUID)", None))?;
+    let uuid = uuid::Uuid::try_parse(&id)
+        .map_err(|_| Problem::invalid_value("report_id", &id, "a report id (a UUID)", None))?;
+    let id = uuid.hyphenated().to_string();
+    match views::report(&api.store, &api.mission, &id).await? {
+        Some(view) => Ok(html(StatusCode::OK, render::report(&api.mission, &view).into_string())),
+        None => Err(Problem::not_found("report_id", "report", &id, None)),
+    }
+}

@@ -1,0 +1,200 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, header};
+use pollwatch_api::Api;
+use pollwatch_model::{Context, Mission, sample};
+use pollwatch_store::{Delivery, Incoming, Store};
+use tower::ServiceExt as _;
+
+use super::*;
+
+struct Fixture {
+    router: Router,
+    store: Store,
+    mission: Mission,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Names the sample spells in Latin letters, spelt in Cyrillic (and one with markup in it), as a
+/// mission may spell them.
+const CYRILLIC_REGION: &str = "Чүй облусу";
+const CYRILLIC_CANDIDATE: &str = "Садыр Жапаров";
+const CYRILLIC_STATION: &str = "УИК №1001 <Бишкек> & Co";
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let store =
+        Store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.expect("a store");
+    let mut mission = sample::kg_2021();
+    mission.regions.iter_mut().find(|r| r.code == "chui").expect("Chui").name = CYRILLIC_REGION.to_owned();
+    let president = mission.contests.iter_mut().find(|c| c.id == "president").expect("the election");
+    president.choices[3].name = CYRILLIC_CANDIDATE.to_owned();
+    mission.stations[0].name = CYRILLIC_STATION.to_owned();
+    store.import_mission(&mission).await.expect("the mission imports");
+    let token = pollwatch_api::auth::new_token();
+    store.add_token("analyst", "viewer", &pollwatch_api::auth::token_hash(&token)).await.expect("a token");
+    let router = router(Api::new(store.clone(), Arc::new(mission.clone())));
+    Fixture { router, store, mission, token, _dir: dir }
+}
+
+struct Answer {
+    status: u16,
+    content_type: String,
+    csp: Option<String>,
+    body: String,
+}
+
+async fn get(router: &Router, path: &str, token: Option<&str>) -> Answer {
+    let mut request = Request::get(path);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response =
+        router.clone().oneshot(request.body(Body::empty()).expect("a request")).await.expect("an answer");
+    let text = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (status, content_type, csp) = (
+        response.status().as_u16(),
+        text(header::CONTENT_TYPE).unwrap_or_default(),
+        text(header::CONTENT_SECURITY_POLICY),
+    );
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("a body");
+    Answer { status, content_type, csp, body: String::from_utf8(bytes.to_vec()).expect("UTF-8") }
+}
+
+/// The wire format's incident example, as a new report with `category`, `severity` and
+/// `description`, checked as the worker checks it.
+fn incident(mission: &Mission, category: &str, severity: &str, description: &str) -> Incoming {
+    let mut report: serde_json::Value =
+        serde_json::from_str(include_str!("../../../schema/examples/incident.json")).expect("the example");
+    report["report_id"] = uuid::Uuid::new_v4().to_string().into();
+    report["body"]["category"] = category.into();
+    report["body"]["severity"] = severity.into();
+    report["body"]["description"] = description.into();
+    let payload = report.to_string();
+    let now: chrono::DateTime<chrono::Utc> = "2021-01-10T08:30:00Z".parse().expect("a time");
+    let sender =
+        mission.observer(report["observer"].as_str().expect("an observer")).map(|o| o.device_user.clone());
+    let context = Context { mission, now, sender: sender.as_deref() };
+    let checked = pollwatch_model::check(payload.as_bytes(), &context).expect("the report is accepted");
+    Incoming::new(
+        checked.report,
+        checked.flags,
+        payload,
+        Delivery { sender, redelivered: false, received_at: now },
+    )
+}
+
+#[tokio::test]
+async fn a_shell_carries_no_data_and_every_view_needs_a_token() {
+    let f = fixture().await;
+    for page in pages::Page::ALL {
+        let shell = get(&f.router, page.path(), None).await;
+        assert_eq!(shell.status, 200, "{}", page.path());
+        assert_eq!(shell.content_type, "text/html; charset=utf-8");
+        assert!(shell.csp.is_some_and(|csp| csp.contains("script-src 'self'")), "a security policy");
+        assert!(shell.body.contains("id=\"sign-in\"") && shell.body.contains(assets::SCRIPT_PATH));
+        assert!(!shell.body.contains(&f.mission.name), "no mission data before sign-in");
+        assert!(!shell.body.contains(&f.mission.regions[0].name), "no mission data before sign-in");
+
+        assert_eq!(get(&f.router, page.view(), None).await.status, 401, "{}", page.view());
+        assert_eq!(get(&f.router, page.view(), Some("pw_not-a-token")).await.status, 401, "{}", page.view());
+        let view = get(&f.router, page.view(), Some(&f.token)).await;
+        assert_eq!(
+            (view.status, view.content_type.as_str()),
+            (200, "text/html; charset=utf-8"),
+            "{}",
+            page.view()
+        );
+        assert!(view.body.contains(&f.mission.name), "{}: the view names the mission", page.view());
+    }
+    let script = get(&f.router, assets::SCRIPT_PATH, None).await;
+    assert_eq!((script.status, script.content_type.as_str()), (200, "text/javascript; charset=utf-8"));
+    assert_eq!(get(&f.router, assets::STYLE_PATH, None).await.status, 200);
+}
+
+#[tokio::test]
+async fn the_overview_names_regions_as_the_mission_spells_them() {
+    let f = fixture().await;
+    let overview = get(&f.router, "/ui/overview", Some(&f.token)).await;
+    for region in &f.mission.regions {
+        assert!(overview.body.contains(&region.name), "{} is named", region.name);
+    }
+    assert!(overview.body.contains(CYRILLIC_REGION));
+    let results = get(&f.router, "/ui/results?contest=president", Some(&f.token)).await;
+    for choice in &f.mission.contest("president").expect("a contest").choices {
+        assert!(results.body.contains(&choice.name), "{} is named", choice.name);
+    }
+    assert!(results.body.contains(CYRILLIC_CANDIDATE));
+    let coverage = get(&f.router, "/ui/coverage?phase=opening&region=bishkek", Some(&f.token)).await;
+    assert!(coverage.body.contains("УИК №1001 &lt;Бишкек&gt; &amp; Co"), "as spelt, escaped");
+}
+
+#[tokio::test]
+async fn a_bad_query_is_a_problem_naming_the_parameter() {
+    let f = fixture().await;
+    for (path, parameter) in [
+        ("/ui/overview?x=1", "x"),
+        ("/ui/coverage?phase=lunch", "phase"),
+        ("/ui/coverage?region=atlantis", "region"),
+        ("/ui/incidents?severity=apocalyptic", "severity"),
+        ("/ui/incidents?after=-3", "after"),
+        ("/ui/results?contest=mayor", "contest"),
+        ("/ui/held?after=x", "after"),
+        ("/ui/reports/not-a-uuid", "report_id"),
+    ] {
+        let answer = get(&f.router, path, Some(&f.token)).await;
+        assert!(matches!(answer.status, 400 | 404), "{path}: {}", answer.status);
+        assert_eq!(answer.content_type, pollwatch_api::problem::PROBLEM_JSON, "{path}");
+        let problem: serde_json::Value = serde_json::from_str(&answer.body).expect("problem JSON");
+        assert_eq!(problem["parameter"], parameter, "{path}");
+    }
+    let missing = get(&f.router, &format!("/ui/reports/{}", uuid::Uuid::nil()), Some(&f.token)).await;
+    assert_eq!(missing.status, 404);
+}
+
+#[tokio::test]
+async fn what_an_observer_wrote_is_shown_as_text_never_as_markup() {
+    let f = fixture().await;
+    let hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+    let report = incident(&f.mission, "ballot_stuffing", "critical", hostile);
+    let id = report.report().report_id.to_string();
+    f.store.ingest_batch(&[report]).await.expect("stored");
+    for path in ["/ui/incidents".to_owned(), format!("/ui/reports/{id}")] {
+        let view = get(&f.router, &path, Some(&f.token)).await;
+        assert_eq!(view.status, 200, "{path}");
+        assert!(
+            !view.body.contains("<script") && !view.body.contains("<img"),
+            "{path}: no markup from a report"
+        );
+        assert!(view.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{path}: the text, escaped");
+    }
+}
+
+#[tokio::test]
+async fn a_view_is_computed_again_once_the_store_has_changed() {
+    let f = fixture().await;
+    let tile = |body: &str| {
+        let start = body.find("id=\"tile-incidents\"").expect("the incidents tile");
+        let figure = &body[start..];
+        let at = figure.find("class=\"figure\">").expect("a figure") + "class=\"figure\">".len();
+        figure[at..figure[at..].find('<').map(|end| at + end).expect("the figure ends")].to_owned()
+    };
+    assert_eq!(tile(&get(&f.router, "/ui/overview", Some(&f.token)).await.body), "0");
+    f.store
+        .ingest_batch(&[incident(&f.mission, "violence_or_intimidation", "high", "Men outside")])
+        .await
+        .expect("stored");
+    // The feed notices within a poll; the next request after that is answered anew.
+    let mut seen = String::new();
+    for _ in 0..40 {
+        seen = tile(&get(&f.router, "/ui/overview", Some(&f.token)).await.body);
+        if seen == "1" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, "1", "the overview counts the new incident");
+}
