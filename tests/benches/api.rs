@@ -1,10 +1,11 @@
-//! Read API benchmark: every endpoint's latency under 50 concurrent clients over a store of a
+//! Read API benchmark: every endpoint's latency (and the dashboard's views') under 50 concurrent clients over a store of a
 //! million reports while reports are ingested at 2,000 a second, the JSON lines export's rate and
 //! the serving process's peak memory. A measurement, not a test: it prints figures and asserts
 //! nothing about speed.
 //!
 //!     cargo bench -p pollwatch-tests --bench api -- [--reports N] [--seconds S] [--connections C]
 //!         [--ingest-rate R] [--rounds N] [--skip-sqlite] [--skip-postgres] [--sqlite-path FILE]
+//!         [--only TEXT]
 //!
 //! Needs `wrk` (Debian's package) and the release build of `pollwatch-as-installed` (`cargo bench`
 //! builds it). The store is filled with the sample mission's realistic mix through
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use pollwatch_model::Mission;
 use pollwatch_store::{Incoming, Store};
+use pollwatch_tests::bench::peak_rss_mib;
 use pollwatch_tests::{fixtures, free_address, http_get, pollwatch_command};
 
 const FILL_BATCH: usize = 500;
@@ -33,6 +35,8 @@ struct Options {
     sqlite: bool,
     postgres: bool,
     sqlite_path: Option<String>,
+    /// Only the paths that contain this.
+    only: Option<String>,
 }
 
 fn options() -> Options {
@@ -45,6 +49,7 @@ fn options() -> Options {
         sqlite: true,
         postgres: true,
         sqlite_path: None,
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -59,6 +64,7 @@ fn options() -> Options {
             "--skip-sqlite" => options.sqlite = false,
             "--skip-postgres" => options.postgres = false,
             "--sqlite-path" => options.sqlite_path = args.next(),
+            "--only" => options.only = args.next(),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -80,6 +86,10 @@ const PATHS: &[&str] = &[
     "/api/v1/discrepancies",
     "/api/v1/reports?limit=100",
     "/api/v1/held?limit=100",
+    // The dashboard's views (HTML), as its pages fetch them.
+    "/ui/overview",
+    "/ui/incidents",
+    "/ui/results?contest=president",
 ];
 
 fn generated(mission: &Mission, n: usize, seed: u64) -> Vec<Incoming> {
@@ -204,19 +214,6 @@ async fn http_get_with_token(address: std::net::SocketAddr, path: &str) -> anyho
     Ok((response.status, response.body.len()))
 }
 
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
-}
-
 async fn measure(backend: &str, url: &str, mission: &Arc<Mission>, options: &Options) -> anyhow::Result<()> {
     let store = Store::open(url).await?;
     store.import_mission(mission).await?;
@@ -253,7 +250,9 @@ async fn measure(backend: &str, url: &str, mission: &Arc<Mission>, options: &Opt
         if options.rounds > 1 {
             println!("  round {round} of {}", options.rounds);
         }
-        for path in PATHS {
+        for path in
+            PATHS.iter().filter(|p| options.only.as_ref().is_none_or(|only| p.contains(only.as_str())))
+        {
             // The first answer to a shared question is computed while its askers wait; it is
             // reported on its own, and the load measures what follows. In later rounds the
             // answer is already there.

@@ -33,9 +33,9 @@ use lapin::types::FieldTable;
 use pollwatch_ingest::{Config, QueueKind, Rules};
 use pollwatch_model::Mission;
 use pollwatch_publish::{Message, PublisherConfig, publish_all};
-use pollwatch_sim::{GroundTruth, Options as DayOptions};
 use pollwatch_store::Store;
-use pollwatch_tests::{TestBroker, TestWorker, fixtures, metric_total, spawn_worker};
+use pollwatch_tests::bench::{backlog, preload, until_handled};
+use pollwatch_tests::{TestBroker, TestWorker, fixtures, spawn_worker};
 use serde::Serialize;
 
 /// The worker's defaults (config/default.toml), which the no-op consumer copies; `--prefetch`,
@@ -135,31 +135,6 @@ impl Batches {
     }
 }
 
-/// Simulated election days, one seed after another, until there are `n` messages.
-fn backlog(mission: &Mission, n: usize) -> Vec<Message> {
-    let truth = GroundTruth::parse(pollwatch_model::sample::KG_2021_GROUND_TRUTH, mission)
-        .expect("a valid ground truth");
-    let mut messages = Vec::with_capacity(n);
-    let mut seed = 1;
-    while messages.len() < n {
-        let options = DayOptions {
-            seed,
-            resends: 0.02,
-            out_of_order: 0.05,
-            corrections: 0.02,
-            malformed: 0.01,
-            spoofed: 0.0,
-            senders: false,
-            rules: Rules { max_body_bytes: 262_144, require_sender_auth: false },
-        };
-        let day = pollwatch_sim::simulate(mission, &truth, &options).expect("a day");
-        messages.extend(day.messages.into_iter().map(|m| m.message));
-        seed += 1;
-    }
-    messages.truncate(n);
-    messages
-}
-
 fn config(broker: &TestBroker, run: &str, options: &Options) -> Config {
     Config {
         amqp_url: pollwatch_settings::SecretUrl::new(broker.url.clone()),
@@ -175,26 +150,6 @@ fn config(broker: &TestBroker, run: &str, options: &Options) -> Config {
         rules: Rules { max_body_bytes: 262_144, require_sender_auth: false },
         shutdown_deadline: Duration::from_secs(20),
     }
-}
-
-/// Declares the worker's topology for `config` and publishes the backlog into it.
-async fn preload(broker: &TestBroker, config: &Config, messages: &[Message]) -> anyhow::Result<()> {
-    let connection = broker.connect().await?;
-    let channel = connection.create_channel().await?;
-    pollwatch_ingest::topology::declare(&channel, config).await?;
-    let publisher = PublisherConfig {
-        url: broker.url.clone(),
-        exchange: config.exchange.clone(),
-        user_id: None,
-        window: 1_000,
-    };
-    let flushed = publish_all(&publisher, messages, None, &|_| {}).await?;
-    anyhow::ensure!(
-        flushed.confirmed as usize == messages.len(),
-        "the broker did not take the backlog: {flushed:?}"
-    );
-    let _ = connection.close(200, "preloaded".into()).await;
-    Ok(())
 }
 
 /// (a): takes every message with the worker's prefetch and acknowledges in batches, as the worker
@@ -251,11 +206,6 @@ async fn drain_without_storing(
     Ok((elapsed, machine, delays))
 }
 
-/// Messages the worker has handled: committed (any outcome) or dead-lettered.
-fn handled(metrics: &str) -> u64 {
-    metric_total(metrics, "pollwatch_reports_total") + metric_total(metrics, "pollwatch_dead_letters_total")
-}
-
 /// `pollwatch worker` (the release build) on `store_url` and `config`'s names and batching, ready.
 async fn worker(broker: &TestBroker, config: &Config, store_url: &str) -> anyhow::Result<TestWorker> {
     let settings = [
@@ -268,19 +218,6 @@ async fn worker(broker: &TestBroker, config: &Config, store_url: &str) -> anyhow
         ("POLLWATCH__INGEST__BATCH_LINGER_MS", config.batch_linger.as_millis().to_string()),
     ];
     spawn_worker(broker, store_url, &settings).await
-}
-
-/// Waits until the worker has handled `n` messages; returns its metrics then.
-async fn until_handled(worker: &mut TestWorker, n: usize) -> anyhow::Result<String> {
-    loop {
-        if let Ok(metrics) = worker.metrics().await
-            && handled(&metrics) >= n as u64
-        {
-            return Ok(metrics);
-        }
-        anyhow::ensure!(worker.is_running()?, "the worker exited");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// (b) and (c): `pollwatch worker` on `store_url` until it has handled `n` messages; wall time,

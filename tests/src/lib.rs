@@ -18,6 +18,7 @@
 //! - Containers are started with testcontainers (`containers.rs` says what the harness adds)
 //!   and removed when the test or the process ends, however it ends (`reaper.rs`).
 
+pub mod bench;
 mod browser;
 mod containers;
 mod database;
