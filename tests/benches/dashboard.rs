@@ -63,7 +63,7 @@ fn config(broker: &TestBroker) -> Config {
         dead_letter_queue: broker.name("dead-letters"),
         prefetch: 600,
         queue_kind: QueueKind::Quorum,
-        delivery_limit: 20,
+        delivery_limit: 100,
         batch_size: 200,
         batch_linger: Duration::from_millis(5),
         rules: Rules { max_body_bytes: 262_144, require_sender_auth: false },

@@ -331,6 +331,22 @@ async fn every_endpoint_answers_the_core_team(store: &Store) -> anyhow::Result<(
     let counted_rows = rows.iter().filter(|r| r[0] == *"president" && !r[3].is_empty()).count() as i64;
     assert_eq!(counted_rows, tally.stations_counted);
     served.problem("/api/v1/export/reports.jsonl?since=today", 400, Some("since")).await?;
+
+    // The dashboard's views, on the same listener and store: HTML with the same figures.
+    for view in ["/ui/overview", "/ui/coverage?phase=counting", "/ui/incidents", "/ui/results", "/ui/held"] {
+        let page = served.get(view).await?;
+        assert_eq!(
+            (page.status, page.header("content-type")),
+            (200, Some("text/html; charset=utf-8")),
+            "{view}"
+        );
+        assert!(page.text().contains(&mission.name), "{view}");
+    }
+    let overview = served.get("/ui/overview").await?.text();
+    let tile = overview.split("id=\"tile-reports\"><span class=\"figure\">").nth(1).unwrap_or_default();
+    let figure: String =
+        tile.split('<').next().unwrap_or_default().chars().filter(char::is_ascii_digit).collect();
+    assert_eq!(figure, totals.reports.to_string(), "the overview counts the reports");
     Ok(())
 }
 

@@ -225,6 +225,20 @@ async fn queries_answer_the_core_team(store: &Store) -> anyhow::Result<()> {
     let batch: Vec<Incoming> = reports.iter().chain([&second_count, &stray]).map(incoming).collect();
     ingest(store, &batch).await?;
 
+    // What the change feed reads: the revisions after a number, and numbers it saw skipped.
+    let latest = store.latest_seq().await?;
+    assert_eq!(latest, batch.len() as i64);
+    let marks = store.revisions_after(latest - 3, vec![2, 5], 100).await?;
+    let seqs: Vec<i64> = marks.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, vec![2, 5, latest - 2, latest - 1, latest], "both branches, lowest first");
+    let mut kinds: Vec<ReportKind> =
+        store.revisions_after(0, vec![], 100).await?.iter().map(|m| m.kind).collect();
+    let mut sent: Vec<ReportKind> = batch.iter().map(|i| i.report().kind()).collect();
+    (kinds.sort(), sent.sort());
+    assert_eq!(kinds, sent, "each revision's kind");
+    assert_eq!(store.revisions_after(0, vec![], 4).await?.len(), 4, "at most the limit");
+    assert!(store.revisions_after(latest, vec![], 100).await?.is_empty());
+
     let coverage = store.coverage(&mission.id, ReportKind::Opening).await?;
     assert_eq!(coverage.len(), 10);
     assert_eq!(

@@ -392,9 +392,10 @@ async fn nothing_is_acked_while_the_store_is_unavailable() -> anyhow::Result<()>
     let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await?;
     sqlx::query("BEGIN EXCLUSIVE").execute(&mut lock).await?;
     let stored = first.store.totals().await?.revisions;
-    // The worker commits one batch at a time and fills the next meanwhile: holding both, or
-    // everything left, it takes no more until a commit goes through, which the lock prevents.
-    let held = (2 * config.batch_size as u64).min(N as u64 - stored as u64);
+    // The worker commits one batch at a time and fills the next meanwhile: holding both (the
+    // one committing may be short, sent by the linger; the next one full), or everything left,
+    // it takes no more until a commit goes through, which the lock prevents.
+    let held = (config.batch_size as u64 + 1).min(N as u64 - stored as u64);
     eventually(STEP, "the worker holding batches it cannot commit", async || {
         Ok(metric(&first.metrics.render(), "pollwatch_deliveries_in_flight") >= held)
     })

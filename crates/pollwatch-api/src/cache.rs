@@ -60,25 +60,47 @@ impl Answers {
         Arc::clone(entries.entry(question).or_default())
     }
 
-    /// The answer to `question` as of `version` of the store (`events::Feed::version`): the
-    /// kept answer if it was computed at that version or later, else a new one from `compute`,
-    /// which everyone asking meanwhile waits for. The dashboard asks this way after a change
-    /// event, so that what it shows next holds the change; the feed's version moves at most
-    /// once a poll, so a question is computed at most that often however many ask.
-    pub async fn as_of<F>(&self, question: String, version: u64, compute: F) -> Result<Bytes, Problem>
+    /// The answer to `question` as of `version` of the store (`events::Feed::version`), for
+    /// views that say which version they hold (the dashboard's): the first request computes it
+    /// while those asking meanwhile wait; after that, everyone is served the answer there is at
+    /// once, and the first request to come after the store has moved on starts one computation
+    /// of a new answer in the background. So a question is computed at most once a change of
+    /// the store however many ask, no request waits for more than the first computation, and
+    /// an answer is at most one computation behind the latest change a request has seen.
+    pub async fn as_of<F>(
+        &self,
+        question: String,
+        version: u64,
+        compute: impl FnOnce() -> F + Send + 'static,
+    ) -> Result<Bytes, Problem>
     where
-        F: Future<Output = Result<Vec<u8>, Problem>>,
+        F: Future<Output = Result<Vec<u8>, Problem>> + Send + 'static,
     {
         let entry = self.entry(question);
         let mut guard = entry.lock().await;
-        if let Some((_, answer)) = &guard.answer
-            && guard.version >= version
-        {
-            return Ok(answer.clone());
+        let Some((_, answer)) = &guard.answer else {
+            let answer = Bytes::from(compute().await?);
+            guard.answer = Some((Instant::now(), answer.clone()));
+            guard.version = version;
+            return Ok(answer);
+        };
+        let answer = answer.clone();
+        if guard.version < version && !guard.refreshing {
+            guard.refreshing = true;
+            let entry = Arc::clone(&entry);
+            tokio::spawn(async move {
+                let computed = compute().await;
+                let mut guard = entry.lock().await;
+                guard.refreshing = false;
+                match computed {
+                    Ok(answer) => {
+                        guard.answer = Some((Instant::now(), Bytes::from(answer)));
+                        guard.version = guard.version.max(version);
+                    }
+                    Err(problem) => tracing::warn!(detail = %problem.detail, "recomputing a view failed"),
+                }
+            });
         }
-        let answer = Bytes::from(compute.await?);
-        guard.answer = Some((Instant::now(), answer.clone()));
-        guard.version = version;
         Ok(answer)
     }
 
@@ -172,18 +194,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_answer_as_of_a_version_is_kept_until_the_store_moves_on() {
+    async fn an_answer_as_of_a_version_is_kept_until_the_store_moves_on_then_replaced_in_the_background() {
         let (answers, runs) = (Answers::default(), Arc::new(AtomicUsize::new(0)));
         let compute = counter(&runs);
-        // The computation runs (and counts) only when the future is polled.
-        let ask = |version| answers.as_of("q".into(), version, async { compute().await });
-        assert_eq!(ask(3).await.unwrap()[0], 0);
+        let ask = |version| answers.as_of("q".into(), version, compute.clone());
+        assert_eq!(ask(3).await.unwrap()[0], 0, "the first answer is waited for");
         assert_eq!(ask(3).await.unwrap()[0], 0, "the same version: kept");
         assert_eq!(ask(2).await.unwrap()[0], 0, "an older version: kept");
-        assert_eq!(ask(4).await.unwrap()[0], 1, "a newer version: computed again");
-        let failing = std::future::ready(Err(Problem::unauthorized("no")));
-        assert!(answers.as_of("q".into(), 5, failing).await.is_err());
-        assert_eq!(ask(4).await.unwrap()[0], 1, "a failure keeps the answer it had");
-        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(ask(4).await.unwrap()[0], 0, "a newer version: the answer there is, at once");
+        let mut seen = 0;
+        for _ in 0..10_000 {
+            seen = ask(4).await.unwrap()[0];
+            if seen > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(seen, 1, "then the one computed in the background");
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "computed once for version 4");
+
+        let failing = || std::future::ready(Err(Problem::unauthorized("no")));
+        assert!(answers.as_of("e".into(), 1, failing).await.is_err(), "a first failure is the request's");
+        assert_eq!(answers.as_of("e".into(), 1, compute.clone()).await.unwrap()[0], 2);
     }
 }

@@ -147,14 +147,15 @@ impl Feed {
         Some((Seen { no, seq: log.highest }, event))
     }
 
-    /// How far the feed has read the store: the number of the latest change (each poll that
-    /// found revisions, including those that filled gaps, is one), starting the poller if it
-    /// has not started. `None` until the poller has read the store once. An answer computed
-    /// after reading version `v` holds every revision that version counts.
-    pub fn version(&self, store: &Store) -> Option<u64> {
+    /// How far the feed has read the store, starting the poller if it has not started: the
+    /// number of the latest change (each poll that found revisions, including those that
+    /// filled gaps, is one) and the highest sequence number seen. `None` until the poller has
+    /// read the store once. An answer computed after reading these holds every revision they
+    /// count.
+    pub fn version(&self, store: &Store) -> Option<(u64, i64)> {
         self.start(store);
         let log = self.shared.log.lock().expect("not poisoned");
-        (log.floor >= 0).then(|| log.changes.back().map_or(0, |c| c.no))
+        (log.floor >= 0).then(|| (log.changes.back().map_or(0, |c| c.no), log.highest))
     }
 
     /// The changes after `seen`, merged; `None` when there are none.

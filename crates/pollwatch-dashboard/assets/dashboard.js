@@ -1,7 +1,8 @@
 // pollwatch's dashboard: signs in with a viewer token kept in this tab's sessionStorage, fetches
 // the page's view (HTML rendered and escaped by the server) with it, and listens to
-// /api/v1/events to fetch the view again after each change that concerns it. No build step, no
-// library: the browser's fetch and streams.
+// /api/v1/events to fetch the view again after each change that concerns it, and again while
+// the view says it holds less than the change (the server is computing a newer one). No build
+// step, no library: the browser's fetch and streams.
 "use strict";
 
 (() => {
@@ -29,6 +30,11 @@
   let loading = false;
   let loadAgain = false;
   let timer = null;
+  // The highest sequence number an event has named: the view is behind until it holds that.
+  let wanted = 0;
+  let behindTimer = null;
+  // How soon a view that is behind is fetched again (the server is computing a newer one).
+  const BEHIND_RETRY_MS = 250;
 
   const authorised = (extra) => Object.assign({ Authorization: "Bearer " + token }, extra || {});
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -82,6 +88,13 @@
         }
         view.innerHTML = await response.text();
         view.dataset.loadedAt = String(Date.now());
+        const holds = view.querySelector("[data-seq]");
+        if (holds && Number(holds.dataset.seq) < wanted && !behindTimer) {
+          behindTimer = setTimeout(() => {
+            behindTimer = null;
+            load();
+          }, BEHIND_RETRY_MS);
+        }
       } while (loadAgain && token);
     } catch (error) {
       // The server is unreachable: the event stream's status says so, and its reconnection
@@ -116,7 +129,10 @@
     } catch (error) {
       return name;
     }
-    if (name === "change" && event && concerns(event.kinds)) load();
+    if (name === "change" && event && concerns(event.kinds)) {
+      wanted = Math.max(wanted, Number(event.seq) || 0);
+      load();
+    }
     return name;
   }
 

@@ -88,12 +88,24 @@ fn html(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
 
 type Answered = Result<Response, Problem>;
 
-/// A view, as of the store's latest change this process has seen, shared under `question`.
-async fn shared_view<F>(api: &Api, question: String, compute: F) -> Answered
+/// A view shared under `question` and kept up with the store ([`Api::answer_as_of`]), marked
+/// with the sequence number it holds for certain: the script fetches it again while that is
+/// behind the last event it has had.
+async fn shared_view<F>(
+    api: &Api,
+    question: String,
+    compute: impl FnOnce(Api) -> F + Send + 'static,
+) -> Answered
 where
-    F: Future<Output = Result<maud::Markup, Problem>>,
+    F: Future<Output = Result<maud::Markup, Problem>> + Send + 'static,
 {
-    let body = api.answer_as_of(question, async { Ok(compute.await?.into_string().into_bytes()) }).await?;
+    let for_compute = api.clone();
+    let body = api
+        .answer_as_of(question, move |seq| async move {
+            let view = compute(for_compute).await?;
+            Ok(maud::html! { div.view data-seq=(seq) { (view) } }.into_string().into_bytes())
+        })
+        .await?;
     Ok(html(StatusCode::OK, body))
 }
 
@@ -104,7 +116,7 @@ fn minute() -> i64 {
 
 pub(crate) async fn overview(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     Params::parse(query.as_deref(), &[])?;
-    shared_view(&api, format!("overview {}", minute()), async {
+    shared_view(&api, format!("overview {}", minute()), |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
         let totals = store.totals().await?;
         let mut coverage = Vec::with_capacity(PHASES.len());
@@ -126,7 +138,7 @@ pub(crate) async fn coverage(State(api): State<Api>, RawQuery(query): RawQuery) 
     let params = Params::parse(query.as_deref(), &["phase", "region"])?;
     let phase = params.kind("phase")?.unwrap_or(ReportKind::Opening);
     let region = params.region(&api.mission)?;
-    shared_view(&api, format!("coverage {phase} {region:?} {}", minute()), async {
+    shared_view(&api, format!("coverage {phase} {region:?} {}", minute()), move |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
         let coverage = views::coverage(store, mission, phase, region.as_deref()).await?;
         let silent = views::observers(store, mission, SILENT_FOR, chrono::Utc::now()).await?;
@@ -150,7 +162,7 @@ pub(crate) async fn incidents(State(api): State<Api>, RawQuery(query): RawQuery)
     let after = params.cursor("after")?;
     let question =
         format!("incidents {:?} {:?} {:?} {after:?}", filter.severity, filter.category, filter.region);
-    shared_view(&api, question, async {
+    shared_view(&api, question, move |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
         let page = views::incidents(store, mission, &filter, after, INCIDENTS_PER_PAGE).await?;
         Ok(render::incidents(mission, &filter, &page))
@@ -171,8 +183,10 @@ pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -
             Problem::not_found("contest", "contest", &id, Some(allowed))
         })?,
     };
-    shared_view(&api, format!("results {}", contest.id), async {
+    let contest = contest.id.clone();
+    shared_view(&api, format!("results {contest}"), move |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
+        let contest = mission.contest(&contest).expect("a contest of the mission");
         let results = views::results(store, mission, contest, None).await?;
         let disputed = views::discrepancies(store, mission, Some(contest)).await?;
         Ok(render::results(mission, contest, &results, &disputed))
@@ -183,7 +197,7 @@ pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -
 pub(crate) async fn held(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     let params = Params::parse(query.as_deref(), &["after"])?;
     let after = params.cursor("after")?;
-    shared_view(&api, format!("held {after:?}"), async {
+    shared_view(&api, format!("held {after:?}"), move |api: Api| async move {
         let page = views::held(&api.store, &api.mission, after, HELD_PER_PAGE).await?;
         Ok(render::held(&api.mission, &page))
     })

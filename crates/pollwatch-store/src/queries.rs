@@ -393,13 +393,20 @@ impl Store {
         also: Vec<i64>,
         limit: i64,
     ) -> Result<Vec<RevisionMark>, StoreError> {
-        let mut sql = Sql::new(self.backend, "SELECT seq, kind FROM report_revisions WHERE seq > ");
+        // Read from the index on (seq, kind) alone (migration 0005): a poll touches a few small
+        // pages, not the rows with their payloads. The skipped numbers are a second branch,
+        // looked up one by one, so that they do not turn the range into a scan.
+        let mut sql = Sql::new(
+            self.backend,
+            "SELECT seq, kind FROM (SELECT seq, kind FROM report_revisions WHERE seq > ",
+        );
         sql.bind(after);
         if !also.is_empty() {
             let most = crate::db::rows_per_statement(1);
-            sql.push(" OR seq").bind_in(also.into_iter().take(most).collect());
+            sql.push(" UNION ALL SELECT seq, kind FROM report_revisions WHERE seq")
+                .bind_in(also.into_iter().take(most).collect());
         }
-        sql.push(" ORDER BY seq LIMIT ").bind(limit);
+        sql.push(") AS marks ORDER BY seq LIMIT ").bind(limit);
         let rows = sql.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| Ok(RevisionMark { seq: row.try_get(0)?, kind: kind(&row.try_get::<String>(1)?)? }))
