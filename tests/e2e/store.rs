@@ -234,7 +234,8 @@ async fn queries_answer_the_core_team(store: &Store) -> anyhow::Result<()> {
     let mut kinds: Vec<ReportKind> =
         store.revisions_after(0, vec![], 100).await?.iter().map(|m| m.kind).collect();
     let mut sent: Vec<ReportKind> = batch.iter().map(|i| i.report().kind()).collect();
-    (kinds.sort(), sent.sort());
+    kinds.sort();
+    sent.sort();
     assert_eq!(kinds, sent, "each revision's kind");
     assert_eq!(store.revisions_after(0, vec![], 4).await?.len(), 4, "at most the limit");
     assert!(store.revisions_after(latest, vec![], 100).await?.is_empty());
