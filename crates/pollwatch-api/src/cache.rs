@@ -66,11 +66,14 @@ impl Answers {
     /// once, and the first request to come after the store has moved on starts one computation
     /// of a new answer in the background. So a question is computed at most once a change of
     /// the store however many ask, no request waits for more than the first computation, and
-    /// an answer is at most one computation behind the latest change a request has seen.
+    /// an answer is at most one computation behind the latest change a request has seen. An
+    /// answer that depends on the time too (who has been silent for an hour) is also computed
+    /// again once it is older than `fresh_for`, the same way.
     pub async fn as_of<F>(
         &self,
         question: String,
         version: u64,
+        fresh_for: Option<Duration>,
         compute: impl FnOnce() -> F + Send + 'static,
     ) -> Result<Bytes, Problem>
     where
@@ -78,18 +81,19 @@ impl Answers {
     {
         let entry = self.entry(question);
         let mut guard = entry.lock().await;
-        let Some((_, answer)) = &guard.answer else {
-            let answer = Bytes::from(compute().await?);
+        let Some((at, answer)) = &guard.answer else {
+            let answer = Bytes::from(off_the_runtime(compute()).await?);
             guard.answer = Some((Instant::now(), answer.clone()));
             guard.version = version;
             return Ok(answer);
         };
+        let old = fresh_for.is_some_and(|fresh_for| at.elapsed() >= fresh_for);
         let answer = answer.clone();
-        if guard.version < version && !guard.refreshing {
+        if (guard.version < version || old) && !guard.refreshing {
             guard.refreshing = true;
             let entry = Arc::clone(&entry);
             tokio::spawn(async move {
-                let computed = compute().await;
+                let computed = off_the_runtime(compute()).await;
                 let mut guard = entry.lock().await;
                 guard.refreshing = false;
                 match computed {
@@ -123,7 +127,7 @@ impl Answers {
                     guard.refreshing = true;
                     let entry = Arc::clone(&entry);
                     tokio::spawn(async move {
-                        let computed = compute().await;
+                        let computed = off_the_runtime(compute()).await;
                         let mut guard = entry.lock().await;
                         guard.refreshing = false;
                         match computed {
@@ -139,10 +143,28 @@ impl Answers {
             None => {
                 // The first request computes while holding the entry, so that those asking the
                 // same meanwhile wait for its answer instead of computing it again.
-                let answer = Bytes::from(compute().await?);
+                let answer = Bytes::from(off_the_runtime(compute()).await?);
                 guard.answer = Some((Instant::now(), answer.clone()));
                 Ok(answer)
             }
+        }
+    }
+}
+
+/// Runs a computation on a thread of the blocking pool. A shared answer over a large store
+/// spends long stretches in Rust between its queries (a contest's protocols, every station's
+/// result): on the runtime's own threads (two, on a two-core machine) that would hold up every
+/// request meanwhile, cached answers included.
+async fn off_the_runtime<F>(computation: F) -> Result<Vec<u8>, Problem>
+where
+    F: Future<Output = Result<Vec<u8>, Problem>> + Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::current();
+    match tokio::task::spawn_blocking(move || runtime.block_on(computation)).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            tracing::error!(%error, "computing a shared answer panicked");
+            Err(Problem::internal("computing the answer failed"))
         }
     }
 }
@@ -197,7 +219,7 @@ mod tests {
     async fn an_answer_as_of_a_version_is_kept_until_the_store_moves_on_then_replaced_in_the_background() {
         let (answers, runs) = (Answers::default(), Arc::new(AtomicUsize::new(0)));
         let compute = counter(&runs);
-        let ask = |version| answers.as_of("q".into(), version, compute.clone());
+        let ask = |version| answers.as_of("q".into(), version, None, compute.clone());
         assert_eq!(ask(3).await.unwrap()[0], 0, "the first answer is waited for");
         assert_eq!(ask(3).await.unwrap()[0], 0, "the same version: kept");
         assert_eq!(ask(2).await.unwrap()[0], 0, "an older version: kept");
@@ -214,7 +236,23 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 2, "computed once for version 4");
 
         let failing = || std::future::ready(Err(Problem::unauthorized("no")));
-        assert!(answers.as_of("e".into(), 1, failing).await.is_err(), "a first failure is the request's");
-        assert_eq!(answers.as_of("e".into(), 1, compute.clone()).await.unwrap()[0], 2);
+        assert!(
+            answers.as_of("e".into(), 1, None, failing).await.is_err(),
+            "a first failure is the request's"
+        );
+        assert_eq!(answers.as_of("e".into(), 1, None, compute.clone()).await.unwrap()[0], 2);
+
+        // An answer that ages: computed again once it is older than it may be.
+        let aging = |version| answers.as_of("t".into(), version, Some(Duration::ZERO), compute.clone());
+        assert_eq!(aging(1).await.unwrap()[0], 3);
+        let mut seen = 0;
+        for _ in 0..10_000 {
+            seen = aging(1).await.unwrap()[0];
+            if seen > 3 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(seen > 3, "the same version, computed again for its age");
     }
 }

@@ -54,18 +54,22 @@ impl Api {
     /// The answer to `question`, shared by everyone asking it and kept up with the store's
     /// changes as this process's change feed sees them ([`cache::Answers::as_of`]).
     /// `compute` is given the highest sequence number the answer holds for certain, for the
-    /// answer to say (so that a client can tell it is behind an event it has had). Before the
+    /// answer to say (so that a client can tell it is behind an event it has had). An answer
+    /// that also depends on the time is computed again once older than `fresh_for`. Before the
     /// feed has read the store once, `compute` runs for each request and nothing is kept.
     pub async fn answer_as_of<F>(
         &self,
         question: String,
+        fresh_for: Option<std::time::Duration>,
         compute: impl FnOnce(i64) -> F + Send + 'static,
     ) -> Result<axum::body::Bytes, Problem>
     where
         F: Future<Output = Result<Vec<u8>, Problem>> + Send + 'static,
     {
         match self.feed.version(&self.store) {
-            Some((version, seq)) => self.answers.as_of(question, version, move || compute(seq)).await,
+            Some((version, seq)) => {
+                self.answers.as_of(question, version, fresh_for, move || compute(seq)).await
+            }
             None => {
                 let seq = self.store.latest_seq().await?;
                 compute(seq).await.map(axum::body::Bytes::from)

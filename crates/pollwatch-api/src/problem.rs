@@ -178,6 +178,11 @@ impl Problem {
         }
     }
 
+    /// A failure of ours that is not the store's (its cause goes to the log, not the client).
+    pub fn internal(detail: &str) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error", detail.to_owned())
+    }
+
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }

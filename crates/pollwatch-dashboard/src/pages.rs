@@ -90,18 +90,21 @@ type Answered = Result<Response, Problem>;
 
 /// A view shared under `question` and kept up with the store ([`Api::answer_as_of`]), marked
 /// with the sequence number it holds for certain: the script fetches it again while that is
-/// behind the last event it has had.
+/// behind the last event it has had. A view that `ages` (it shows silence) is also computed
+/// again every [`SILENCE_CHECKED_EVERY`].
 async fn shared_view<F>(
     api: &Api,
     question: String,
+    ages: bool,
     compute: impl FnOnce(Api) -> F + Send + 'static,
 ) -> Answered
 where
     F: Future<Output = Result<maud::Markup, Problem>> + Send + 'static,
 {
     let for_compute = api.clone();
+    let fresh_for = ages.then_some(SILENCE_CHECKED_EVERY);
     let body = api
-        .answer_as_of(question, move |seq| async move {
+        .answer_as_of(question, fresh_for, move |seq| async move {
             let view = compute(for_compute).await?;
             Ok(maud::html! { div.view data-seq=(seq) { (view) } }.into_string().into_bytes())
         })
@@ -109,14 +112,13 @@ where
     Ok(html(StatusCode::OK, body))
 }
 
-/// The minute now is in: views that show silence are computed again at least this often.
-fn minute() -> i64 {
-    chrono::Utc::now().timestamp() / 60
-}
+/// How old a view that shows silence may be: who has been silent for an hour is looked at
+/// again at least this often, changes or none.
+const SILENCE_CHECKED_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) async fn overview(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     Params::parse(query.as_deref(), &[])?;
-    shared_view(&api, format!("overview {}", minute()), |api: Api| async move {
+    shared_view(&api, "overview".to_owned(), true, |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
         let totals = store.totals().await?;
         let mut coverage = Vec::with_capacity(PHASES.len());
@@ -138,7 +140,7 @@ pub(crate) async fn coverage(State(api): State<Api>, RawQuery(query): RawQuery) 
     let params = Params::parse(query.as_deref(), &["phase", "region"])?;
     let phase = params.kind("phase")?.unwrap_or(ReportKind::Opening);
     let region = params.region(&api.mission)?;
-    shared_view(&api, format!("coverage {phase} {region:?} {}", minute()), move |api: Api| async move {
+    shared_view(&api, format!("coverage {phase} {region:?}"), true, move |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
         let coverage = views::coverage(store, mission, phase, region.as_deref()).await?;
         let silent = views::observers(store, mission, SILENT_FOR, chrono::Utc::now()).await?;
@@ -162,7 +164,7 @@ pub(crate) async fn incidents(State(api): State<Api>, RawQuery(query): RawQuery)
     let after = params.cursor("after")?;
     let question =
         format!("incidents {:?} {:?} {:?} {after:?}", filter.severity, filter.category, filter.region);
-    shared_view(&api, question, move |api: Api| async move {
+    shared_view(&api, question, false, move |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
         let page = views::incidents(store, mission, &filter, after, INCIDENTS_PER_PAGE).await?;
         Ok(render::incidents(mission, &filter, &page))
@@ -184,7 +186,7 @@ pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -
         })?,
     };
     let contest = contest.id.clone();
-    shared_view(&api, format!("results {contest}"), move |api: Api| async move {
+    shared_view(&api, format!("results {contest}"), false, move |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
         let contest = mission.contest(&contest).expect("a contest of the mission");
         let results = views::results(store, mission, contest, None).await?;
@@ -197,7 +199,7 @@ pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -
 pub(crate) async fn held(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     let params = Params::parse(query.as_deref(), &["after"])?;
     let after = params.cursor("after")?;
-    shared_view(&api, format!("held {after:?}"), move |api: Api| async move {
+    shared_view(&api, format!("held {after:?}"), false, move |api: Api| async move {
         let page = views::held(&api.store, &api.mission, after, HELD_PER_PAGE).await?;
         Ok(render::held(&api.mission, &page))
     })
