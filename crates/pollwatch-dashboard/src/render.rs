@@ -464,6 +464,11 @@ fn select(
     }
 }
 
+/// Disputed stations shown on the results page, and teams' copies shown for each: a page stays
+/// a page however many teams disagree (the API lists them all).
+const DISPUTES_SHOWN: usize = 25;
+const COPIES_SHOWN: usize = 10;
+
 pub(crate) fn results(
     mission: &Mission,
     contest: &Contest,
@@ -509,8 +514,15 @@ pub(crate) fn results(
             h2 { "Disputed stations " span.muted { "(teams' protocols disagree)" } }
             @if disputed.discrepancies.is_empty() {
                 p.muted { "None: where two teams copied a station's protocol, they agree." }
+            } @else {
+                p #disputed-count { (usize_count(disputed.discrepancies.len())) " disputed "
+                    @if disputed.discrepancies.len() > DISPUTES_SHOWN {
+                        "; the first " (DISPUTES_SHOWN) " by station code below, every one in "
+                        code { "/api/v1/discrepancies?contest=" (contest.id) }
+                    }
+                }
             }
-            @for d in &disputed.discrepancies {
+            @for d in disputed.discrepancies.iter().take(DISPUTES_SHOWN) {
                 div.dispute data-station=(d.station) {
                     h3 { (station(mission, &d.station)) " · " (region_name(mission, &d.region)) }
                     div.scroll {
@@ -521,8 +533,8 @@ pub(crate) fn results(
                                 th {}
                             } }
                             tbody {
-                                @for copy in &d.reports {
-                                    tr.counted[copy.report_id == d.counted] {
+                                @for copy in d.reports.iter().take(COPIES_SHOWN) {
+                                    tr.copy.counted[copy.report_id == d.counted] {
                                         td { (observer(mission, &copy.observer)) }
                                         td.time { (local(mission, copy.observed_at)) }
                                         td.num { (count(copy.ballots_in_box)) }

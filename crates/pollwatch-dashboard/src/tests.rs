@@ -203,3 +203,53 @@ async fn a_view_is_computed_again_once_the_store_has_changed() {
     }
     assert_eq!(seen, ("1".to_owned(), Some(latest)), "the overview holds the new incident, and says so");
 }
+
+#[test]
+fn the_results_page_stays_a_page_however_many_teams_disagree() {
+    use pollwatch_api::views::{DiscrepanciesView, DiscrepancyView, Ordered, ProtocolCopyView, ResultsView};
+    let mission = sample::kg_2021();
+    let contest = mission.contest("president").expect("a contest");
+    let copy = |i: usize| ProtocolCopyView {
+        report_id: format!("r{i}"),
+        observer: mission.observers[i % mission.observers.len()].id.clone(),
+        observed_at: chrono::Utc::now(),
+        registered_voters: 1_000,
+        ballots_received: 1_000,
+        ballots_issued: 600,
+        ballots_spoiled: 0,
+        ballots_unused: 400,
+        ballots_in_box: 600,
+        invalid: i as i64,
+        votes: Ordered(Vec::new()),
+    };
+    let disputed = DiscrepanciesView {
+        discrepancies: mission.stations[..40]
+            .iter()
+            .map(|s| DiscrepancyView {
+                station: s.code.clone(),
+                region: s.region.clone(),
+                contest: contest.id.clone(),
+                counted: "r0".into(),
+                reports: (0..30).map(copy).collect(),
+            })
+            .collect(),
+    };
+    let results = ResultsView {
+        region: None,
+        totals: pollwatch_api::views::ResultFigures::of(
+            &pollwatch_model::ContestResults::empty(
+                &contest.id,
+                contest.choices.iter().map(|c| c.code.clone()),
+            ),
+            2_476,
+        ),
+        by_region: Vec::new(),
+        disputed: Vec::new(),
+        rule: String::new(),
+    };
+    let page = render::results(&mission, contest, &results, &disputed).into_string();
+    assert_eq!(page.matches("class=\"dispute\"").count(), 25, "the first 25 stations");
+    assert_eq!(page.matches("<tr class=\"copy counted\"").count(), 25, "the counted copy of each");
+    assert_eq!(page.matches("<tr class=\"copy").count(), 25 * 10, "ten copies of each");
+    assert!(page.contains("40 disputed") && page.contains("/api/v1/discrepancies?contest=president"));
+}
