@@ -158,6 +158,17 @@ impl Feed {
         (log.floor >= 0).then(|| (log.changes.back().map_or(0, |c| c.no), log.highest))
     }
 
+    /// [`Feed::version`], waiting up to `limit` for the poller's first read of the store (one
+    /// query) when it has not read it yet.
+    pub async fn version_within(&self, store: &Store, limit: Duration) -> Option<(u64, i64)> {
+        let mut receiver = self.shared.latest.subscribe();
+        if let Some(version) = self.version(store) {
+            return Some(version);
+        }
+        let _ = tokio::time::timeout(limit, receiver.changed()).await;
+        self.version(store)
+    }
+
     /// The changes after `seen`, merged; `None` when there are none.
     fn since(&self, seen: Seen) -> Option<(Seen, ChangeEvent)> {
         let log = self.shared.log.lock().expect("not poisoned");

@@ -66,7 +66,9 @@ impl Api {
     where
         F: Future<Output = Result<Vec<u8>, Problem>> + Send + 'static,
     {
-        match self.feed.version(&self.store) {
+        // The first request of a process waits for the feed's first read, so that its answer
+        // is kept: computed without a version, everyone asking next would compute it again.
+        match self.feed.version_within(&self.store, std::time::Duration::from_secs(2)).await {
             Some((version, seq)) => {
                 self.answers.as_of(question, version, fresh_for, move || compute(seq)).await
             }
