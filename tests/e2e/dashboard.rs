@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use lapin::Channel;
 use pollwatch_model::{Mission, ReportKind, wire};
 use pollwatch_sim::generate::{Rng, report};
@@ -57,7 +58,13 @@ async fn sign_in(browser: &Browser, token: &str) -> anyhow::Result<()> {
 async fn open(browser: &Browser, base: &str, path: &str, shown: &str) -> anyhow::Result<()> {
     browser.client.goto(&format!("{base}{path}")).await?;
     browser.until_text(SHOWN_WITHIN, "#status", |s| s == "live").await?;
-    eventually(SHOWN_WITHIN, shown, async || browser.shown(shown).await).await
+    let waited = eventually(SHOWN_WITHIN, shown, async || browser.shown(shown).await).await;
+    if waited.is_err() {
+        let view = browser.text("#view").await?.unwrap_or_default();
+        let view: String = view.chars().take(300).collect();
+        return waited.context(format!("{path}: the view shows {view:?}"));
+    }
+    waited
 }
 
 /// Publishes `report` (as JSON, possibly edited by `edit`) to the worker's exchange.

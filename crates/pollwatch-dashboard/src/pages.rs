@@ -103,6 +103,8 @@ where
 {
     let for_compute = api.clone();
     let fresh_for = ages.then_some(SILENCE_CHECKED_EVERY);
+    // The API's shared answers are kept in the same place: a view's question is its own.
+    let question = format!("dashboard {question}");
     let body = api
         .answer_as_of(question, fresh_for, move |seq| async move {
             let view = compute(for_compute).await?;

@@ -12,6 +12,7 @@ use super::*;
 
 struct Fixture {
     router: Router,
+    api: Api,
     store: Store,
     mission: Mission,
     token: String,
@@ -36,8 +37,9 @@ async fn fixture() -> Fixture {
     store.import_mission(&mission).await.expect("the mission imports");
     let token = pollwatch_api::auth::new_token();
     store.add_token("analyst", "viewer", &pollwatch_api::auth::token_hash(&token)).await.expect("a token");
-    let router = router(Api::new(store.clone(), Arc::new(mission.clone())));
-    Fixture { router, store, mission, token, _dir: dir }
+    let api = Api::new(store.clone(), Arc::new(mission.clone()));
+    let router = router(api.clone());
+    Fixture { router, api, store, mission, token, _dir: dir }
 }
 
 struct Answer {
@@ -252,4 +254,22 @@ fn the_results_page_stays_a_page_however_many_teams_disagree() {
     assert_eq!(page.matches("<tr class=\"copy counted\"").count(), 25, "the counted copy of each");
     assert_eq!(page.matches("<tr class=\"copy").count(), 25 * 10, "ten copies of each");
     assert!(page.contains("40 disputed") && page.contains("/api/v1/discrepancies?contest=president"));
+}
+
+#[tokio::test]
+async fn a_view_is_never_the_api_answer_to_the_same_question() {
+    let f = fixture().await;
+    let api = pollwatch_api::router(f.api.clone());
+    for (json, view) in [
+        ("/api/v1/coverage?phase=counting", "/ui/coverage?phase=counting"),
+        ("/api/v1/results/president", "/ui/results?contest=president"),
+    ] {
+        assert_eq!(get(&api, json, Some(&f.token)).await.content_type, "application/json");
+        let answer = get(&f.router, view, Some(&f.token)).await;
+        assert!(
+            answer.body.starts_with("<div class=\"view\""),
+            "{view}: {}",
+            &answer.body[..40.min(answer.body.len())]
+        );
+    }
 }
