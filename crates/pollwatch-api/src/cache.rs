@@ -89,21 +89,8 @@ impl Answers {
         };
         let old = fresh_for.is_some_and(|fresh_for| at.elapsed() >= fresh_for);
         let answer = answer.clone();
-        if (guard.version < version || old) && !guard.refreshing {
-            guard.refreshing = true;
-            let entry = Arc::clone(&entry);
-            tokio::spawn(async move {
-                let computed = off_the_runtime(compute()).await;
-                let mut guard = entry.lock().await;
-                guard.refreshing = false;
-                match computed {
-                    Ok(answer) => {
-                        guard.answer = Some((Instant::now(), Bytes::from(answer)));
-                        guard.version = guard.version.max(version);
-                    }
-                    Err(problem) => tracing::warn!(detail = %problem.detail, "recomputing a view failed"),
-                }
-            });
+        if guard.version < version || old {
+            refresh_in_background(&entry, &mut guard, version, compute);
         }
         Ok(answer)
     }
@@ -123,21 +110,7 @@ impl Answers {
             Some((at, answer)) if at.elapsed() < self.fresh_for => Ok(answer.clone()),
             Some((_, answer)) => {
                 let stale = answer.clone();
-                if !guard.refreshing {
-                    guard.refreshing = true;
-                    let entry = Arc::clone(&entry);
-                    tokio::spawn(async move {
-                        let computed = off_the_runtime(compute()).await;
-                        let mut guard = entry.lock().await;
-                        guard.refreshing = false;
-                        match computed {
-                            Ok(answer) => guard.answer = Some((Instant::now(), Bytes::from(answer))),
-                            Err(problem) => {
-                                tracing::warn!(detail = %problem.detail, "recomputing a shared answer failed");
-                            }
-                        }
-                    });
-                }
+                refresh_in_background(&entry, &mut guard, 0, compute);
                 Ok(stale)
             }
             None => {
@@ -149,6 +122,36 @@ impl Answers {
             }
         }
     }
+}
+
+/// Starts computing a new answer for `entry` in the background, unless one is under way; it
+/// replaces the kept answer if it succeeds (a failure is logged, and the old answer stays).
+/// `version` is the version of the store it is computed at.
+fn refresh_in_background<F>(
+    entry: &Arc<tokio::sync::Mutex<Entry>>,
+    guard: &mut Entry,
+    version: u64,
+    compute: impl FnOnce() -> F + Send + 'static,
+) where
+    F: Future<Output = Result<Vec<u8>, Problem>> + Send + 'static,
+{
+    if guard.refreshing {
+        return;
+    }
+    guard.refreshing = true;
+    let entry = Arc::clone(entry);
+    tokio::spawn(async move {
+        let computed = off_the_runtime(compute()).await;
+        let mut guard = entry.lock().await;
+        guard.refreshing = false;
+        match computed {
+            Ok(answer) => {
+                guard.answer = Some((Instant::now(), Bytes::from(answer)));
+                guard.version = guard.version.max(version);
+            }
+            Err(problem) => tracing::warn!(detail = %problem.detail, "recomputing a shared answer failed"),
+        }
+    });
 }
 
 /// Runs a computation on a thread of the blocking pool. A shared answer over a large store

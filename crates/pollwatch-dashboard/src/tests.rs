@@ -1,3 +1,6 @@
+//! The dashboard's own tests: shells without data, views behind the token, bad queries as
+//! problems, names as the mission spells them and escaped, views kept up with the store.
+
 use std::sync::Arc;
 use std::time::Duration;
 
