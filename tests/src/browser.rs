@@ -2,7 +2,8 @@
 //! Debian's `chromium-driver` package; `.ci/run` installs it). [`Browser::start`] starts a
 //! chromedriver of the test's own on a free port and opens one browser session; the test
 //! reads the page through small scripts ([`Browser::text`]) and saves screenshots under the
-//! target folder ([`Browser::screenshot`]).
+//! target folder ([`Browser::screenshot`]). The driver and its browsers are one process group,
+//! killed when the `Browser` is dropped.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -34,10 +35,13 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium with a window of `width` × `height`.
     pub async fn start(width: u32, height: u32) -> anyhow::Result<Self> {
         let address = free_address()?;
+        // In a process group of its own, with the browsers it starts: ending the group ends them
+        // all, however the test ends (`Drop`).
         let driver = Command::new(chromedriver())
             .arg(format!("--port={}", address.port()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| {
@@ -138,11 +142,23 @@ impl Browser {
         Ok(path)
     }
 
-    /// Ends the session and the driver.
-    pub async fn close(mut self) -> anyhow::Result<()> {
+    /// Ends the session (the browser closes), then the driver.
+    pub async fn close(self) -> anyhow::Result<()> {
         self.client.clone().close().await?;
-        self.driver.kill().await?;
         Ok(())
+    }
+}
+
+impl Drop for Browser {
+    /// Kills chromedriver's process group: the driver and every browser process it started,
+    /// which would otherwise outlive a test that failed before `close`.
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
