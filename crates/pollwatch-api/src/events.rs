@@ -198,6 +198,7 @@ async fn poll(shared: Arc<Shared>, store: Store) {
     let mut highest = loop {
         match store.latest_seq().await {
             Ok(seq) => break seq,
+            Err(_) if store.is_closed() => return,
             Err(error) => {
                 tracing::warn!(%error, "the change feed cannot read the store yet");
                 tokio::time::sleep(POLL_EVERY * 4).await;
@@ -215,6 +216,8 @@ async fn poll(shared: Arc<Shared>, store: Store) {
         let also: Vec<i64> = gaps.keys().copied().collect();
         let marks = match store.revisions_after(highest, also, READ_PER_POLL).await {
             Ok(marks) => marks,
+            // The process is closing its store on its way out: nothing more will change.
+            Err(_) if store.is_closed() => return,
             Err(error) => {
                 tracing::warn!(%error, "the change feed could not read the store");
                 tokio::time::sleep(POLL_EVERY).await;

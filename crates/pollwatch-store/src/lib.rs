@@ -129,6 +129,11 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Whether [`Store::close`] has been called (by any clone): nothing will be answered again.
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
 }
 
 /// `sqlite://data/pollwatch.db` names a relative path; make its folder.
