@@ -135,7 +135,9 @@ fn refresh_in_background<F>(
 ) where
     F: Future<Output = Result<Vec<u8>, Problem>> + Send + 'static,
 {
-    if guard.refreshing {
+    // One at a time; and none from a request that read the store's version before the answer
+    // kept now was computed (it would be labelled older than what it replaces).
+    if guard.refreshing || version < guard.version {
         return;
     }
     guard.refreshing = true;

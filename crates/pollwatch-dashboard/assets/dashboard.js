@@ -33,8 +33,16 @@
   // The highest sequence number an event has named: the view is behind until it holds that.
   let wanted = 0;
   let behindTimer = null;
-  // How soon a view that is behind is fetched again (the server is computing a newer one).
+  // How soon a view that is behind is fetched again (the server is computing a newer one),
+  // doubling while it stays behind.
   const BEHIND_RETRY_MS = 250;
+  const BEHIND_RETRY_MOST_MS = 5_000;
+  let behindWait = BEHIND_RETRY_MS;
+  // The server sends a keep-alive every 15 s: a stream silent for longer than this is dead.
+  const STREAM_SILENT_MS = 45_000;
+  const VIEW_TIMEOUT_MS = 30_000;
+  // Each sign-in is a session; what a request of an earlier one brings back is dropped.
+  let session = 0;
 
   const authorised = (extra) => Object.assign({ Authorization: "Bearer " + token }, extra || {});
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -45,11 +53,15 @@
   }
 
   function showSignIn(message) {
+    session += 1;
     token = null;
     sessionStorage.removeItem(TOKEN_KEY);
     if (stream) stream.abort();
     stream = null;
     clearInterval(timer);
+    clearTimeout(behindTimer);
+    behindTimer = null;
+    if (details.open) details.close();
     view.replaceChildren();
     signIn.hidden = false;
     signOut.hidden = true;
@@ -73,10 +85,13 @@
       return;
     }
     loading = true;
+    const mine = session;
     try {
       do {
         loadAgain = false;
-        const response = await fetch(viewUrl, { headers: authorised(), cache: "no-store" });
+        const signal = AbortSignal.timeout(VIEW_TIMEOUT_MS);
+        const response = await fetch(viewUrl, { headers: authorised(), cache: "no-store", signal });
+        if (mine !== session) return;
         if (response.status === 401) {
           showSignIn("That token was not accepted (unknown, or removed). Ask for a new one.");
           return;
@@ -86,14 +101,21 @@
           showProblem((problem && problem.detail) || "The server answered " + response.status + ".");
           continue;
         }
-        view.innerHTML = await response.text();
+        const html = await response.text();
+        if (mine !== session) return;
+        view.innerHTML = html;
         view.dataset.loadedAt = String(Date.now());
         const holds = view.querySelector("[data-seq]");
-        if (holds && Number(holds.dataset.seq) < wanted && !behindTimer) {
-          behindTimer = setTimeout(() => {
-            behindTimer = null;
-            load();
-          }, BEHIND_RETRY_MS);
+        if (holds && Number(holds.dataset.seq) < wanted) {
+          if (!behindTimer) {
+            behindTimer = setTimeout(() => {
+              behindTimer = null;
+              load();
+            }, behindWait);
+            behindWait = Math.min(behindWait * 2, BEHIND_RETRY_MOST_MS);
+          }
+        } else {
+          behindWait = BEHIND_RETRY_MS;
         }
       } while (loadAgain && token);
     } catch (error) {
@@ -129,7 +151,12 @@
     } catch (error) {
       return name;
     }
-    if (name === "change" && event && concerns(event.kinds)) {
+    if (name === "ready" && event) {
+      // Where the feed stands now (a new server may stand lower than the old one did): the
+      // view must hold that, and is fetched again in case it was computed long ago.
+      wanted = Number(event.seq) || 0;
+      load();
+    } else if (name === "change" && event && concerns(event.kinds)) {
       wanted = Math.max(wanted, Number(event.seq) || 0);
       load();
     }
@@ -139,10 +166,15 @@
   // Reads /api/v1/events until the token is gone, reconnecting with Last-Event-ID.
   async function listen() {
     let wait = RETRY_FIRST_MS;
-    let connectedBefore = false;
-    while (token) {
+    const mine = session;
+    while (token && mine === session) {
       const controller = new AbortController();
       stream = controller;
+      let silent = null;
+      const heard = () => {
+        clearTimeout(silent);
+        silent = setTimeout(() => controller.abort(), STREAM_SILENT_MS);
+      };
       try {
         const headers = authorised({ Accept: "text/event-stream" });
         if (lastEventId) headers["Last-Event-ID"] = lastEventId;
@@ -154,9 +186,11 @@
         if (!response.ok || !response.body) throw new Error("the event stream answered " + response.status);
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
         let buffer = "";
+        heard();
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
+          heard();
           buffer += value;
           let end;
           while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
@@ -165,16 +199,14 @@
             if (handle(block) === "ready") {
               setStatus("live", "live");
               wait = RETRY_FIRST_MS;
-              // After a reconnection, catch up with whatever the gap hid.
-              if (connectedBefore) load();
-              connectedBefore = true;
             }
           }
         }
       } catch (error) {
-        if (controller.signal.aborted) return;
+        // Aborted by a sign-out (then this session is over) or by the silence watchdog.
       }
-      if (!token) return;
+      clearTimeout(silent);
+      if (!token || mine !== session) return;
       setStatus("reconnecting", "reconnecting…");
       await sleep(wait);
       wait = Math.min(wait * 2, RETRY_MOST_MS);
@@ -182,6 +214,9 @@
   }
 
   function start() {
+    session += 1;
+    wanted = 0;
+    behindWait = BEHIND_RETRY_MS;
     signIn.hidden = true;
     signOut.hidden = false;
     setStatus("connecting", "connecting…");
@@ -195,6 +230,10 @@
     event.preventDefault();
     const entered = document.getElementById("token").value.trim();
     if (!entered) return;
+    if (!/^[\x21-\x7e]{1,256}$/.test(entered)) {
+      signInError.textContent = "A token is letters, digits and punctuation only (pw_…): check what was pasted.";
+      return;
+    }
     token = entered;
     sessionStorage.setItem(TOKEN_KEY, token);
     document.getElementById("token").value = "";

@@ -91,10 +91,11 @@ type Answered = Result<Response, Problem>;
 /// A view shared under `question` and kept up with the store ([`Api::answer_as_of`]), marked
 /// with the sequence number it holds for certain: the script fetches it again while that is
 /// behind the last event it has had. A view that `ages` (it shows silence) is also computed
-/// again every [`SILENCE_CHECKED_EVERY`].
+/// again every [`SILENCE_CHECKED_EVERY`]. A view with no question (a later page of a list,
+/// whose cursor anyone may choose) is computed for its request alone and kept nowhere.
 async fn shared_view<F>(
     api: &Api,
-    question: String,
+    question: Option<String>,
     ages: bool,
     compute: impl FnOnce(Api) -> F + Send + 'static,
 ) -> Answered
@@ -103,14 +104,15 @@ where
 {
     let for_compute = api.clone();
     let fresh_for = ages.then_some(SILENCE_CHECKED_EVERY);
-    // The API's shared answers are kept in the same place: a view's question is its own.
-    let question = format!("dashboard {question}");
-    let body = api
-        .answer_as_of(question, fresh_for, move |seq| async move {
-            let view = compute(for_compute).await?;
-            Ok(maud::html! { div.view data-seq=(seq) { (view) } }.into_string().into_bytes())
-        })
-        .await?;
+    let marked = move |seq: i64| async move {
+        let view = compute(for_compute).await?;
+        Ok(maud::html! { div.view data-seq=(seq) { (view) } }.into_string().into_bytes())
+    };
+    let body = match question {
+        // The API's shared answers are kept in the same place: a view's question is its own.
+        Some(question) => api.answer_as_of(format!("dashboard {question}"), fresh_for, marked).await?,
+        None => marked(api.store.latest_seq().await?).await?.into(),
+    };
     Ok(html(StatusCode::OK, body))
 }
 
@@ -120,7 +122,7 @@ const SILENCE_CHECKED_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) async fn overview(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     Params::parse(query.as_deref(), &[])?;
-    shared_view(&api, "overview".to_owned(), true, |api: Api| async move {
+    shared_view(&api, Some("overview".to_owned()), true, |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
         let totals = store.totals().await?;
         let mut coverage = Vec::with_capacity(PHASES.len());
@@ -142,7 +144,7 @@ pub(crate) async fn coverage(State(api): State<Api>, RawQuery(query): RawQuery) 
     let params = Params::parse(query.as_deref(), &["phase", "region"])?;
     let phase = params.kind("phase")?.unwrap_or(ReportKind::Opening);
     let region = params.region(&api.mission)?;
-    shared_view(&api, format!("coverage {phase} {region:?}"), true, move |api: Api| async move {
+    shared_view(&api, Some(format!("coverage {phase} {region:?}")), true, move |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
         let coverage = views::coverage(store, mission, phase, region.as_deref()).await?;
         let silent = views::observers(store, mission, SILENT_FOR, chrono::Utc::now()).await?;
@@ -164,9 +166,8 @@ pub(crate) async fn incidents(State(api): State<Api>, RawQuery(query): RawQuery)
         since: None,
     };
     let after = params.cursor("after")?;
-    let question =
-        format!("incidents {:?} {:?} {:?} {after:?}", filter.severity, filter.category, filter.region);
-    shared_view(&api, question, false, move |api: Api| async move {
+    let question = format!("incidents {:?} {:?} {:?}", filter.severity, filter.category, filter.region);
+    shared_view(&api, after.is_none().then_some(question), false, move |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
         let page = views::incidents(store, mission, &filter, after, INCIDENTS_PER_PAGE).await?;
         Ok(render::incidents(mission, &filter, &page))
@@ -188,7 +189,7 @@ pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -
         })?,
     };
     let contest = contest.id.clone();
-    shared_view(&api, format!("results {contest}"), false, move |api: Api| async move {
+    shared_view(&api, Some(format!("results {contest}")), false, move |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
         let contest = mission.contest(&contest).expect("a contest of the mission");
         let results = views::results(store, mission, contest, None).await?;
@@ -201,7 +202,7 @@ pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -
 pub(crate) async fn held(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     let params = Params::parse(query.as_deref(), &["after"])?;
     let after = params.cursor("after")?;
-    shared_view(&api, format!("held {after:?}"), false, move |api: Api| async move {
+    shared_view(&api, after.is_none().then(|| "held".to_owned()), false, move |api: Api| async move {
         let page = views::held(&api.store, &api.mission, after, HELD_PER_PAGE).await?;
         Ok(render::held(&api.mission, &page))
     })
