@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pollwatch_model::{Mission, ReportKind};
+use pollwatch_model::{Contest, IncidentCategory, Mission, ReportKind, Severity};
 
 use crate::problem::Problem;
 
@@ -86,6 +86,17 @@ impl Params {
                 }
             })
             .transpose()
+    }
+
+    /// An incident severity.
+    pub fn severity(&self, name: &str) -> Result<Option<String>, Problem> {
+        self.one_of(name, &Severity::ALL.map(Severity::as_str))
+    }
+
+    /// An incident category.
+    pub fn category(&self, name: &str) -> Result<Option<String>, Problem> {
+        let all: Vec<&str> = IncidentCategory::ALL.iter().map(|c| c.as_str()).collect();
+        self.one_of(name, &all)
     }
 
     /// Free text of at most 64 characters (a station code, an observer id, a flag code).
@@ -176,6 +187,23 @@ impl Params {
 }
 
 /// `90s`, `60m`, `2h`, `1d` or a plain number of seconds; at most 31 days.
+/// The contest of `mission` that `id` names (from `parameter`): a 404 listing the mission's
+/// contests for one it lacks.
+pub fn contest<'m>(mission: &'m Mission, parameter: &str, id: &str) -> Result<&'m Contest, Problem> {
+    mission.contest(id).ok_or_else(|| {
+        let allowed = mission.contests.iter().map(|c| c.id.clone()).collect();
+        Problem::not_found(parameter, "contest", id, Some(allowed))
+    })
+}
+
+/// A report id from a path: any UUID, written as the store keeps ids (lower-case, hyphenated,
+/// as the wire format's serialiser writes them); a 400 naming `report_id` otherwise.
+pub fn report_id(value: &str) -> Result<String, Problem> {
+    uuid::Uuid::try_parse(value)
+        .map(|uuid| uuid.hyphenated().to_string())
+        .map_err(|_| Problem::invalid_value("report_id", value, "a report id (a UUID)", None))
+}
+
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);

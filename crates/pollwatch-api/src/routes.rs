@@ -11,7 +11,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pollwatch_model::{Contest, IncidentCategory, Severity};
+use pollwatch_model::{IncidentCategory, Severity};
 use pollwatch_store::{IncidentFilter, ReportFilter};
 use schemars::{Schema, SchemaGenerator};
 use serde::Serialize;
@@ -373,15 +373,11 @@ pub(crate) async fn findings(State(api): State<Api>, RawQuery(query): RawQuery) 
     .await
 }
 
-fn names<T>(all: &[T], name: fn(&T) -> &'static str) -> Vec<&'static str> {
-    all.iter().map(name).collect()
-}
-
 pub(crate) async fn incidents(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     let params = endpoint("incidents").params(query.as_deref())?;
     let filter = IncidentFilter {
-        severity: params.one_of("severity", &names(&Severity::ALL, |s| s.as_str()))?,
-        category: params.one_of("category", &names(IncidentCategory::ALL, |c| c.as_str()))?,
+        severity: params.severity("severity")?,
+        category: params.category("category")?,
         region: params.region(&api.mission)?,
         since: params.time("since")?,
     };
@@ -400,14 +396,6 @@ pub(crate) async fn incident_summary(State(api): State<Api>, RawQuery(query): Ra
     .await
 }
 
-/// The contest a path or query names: 404 with the mission's contests for one it lacks.
-fn contest_named<'m>(api: &'m Api, parameter: &str, id: &str) -> Result<&'m Contest, Problem> {
-    api.mission.contest(id).ok_or_else(|| {
-        let allowed = api.mission.contests.iter().map(|c| c.id.clone()).collect();
-        Problem::not_found(parameter, "contest", id, Some(allowed))
-    })
-}
-
 fn path_value(path: Result<Path<String>, PathRejection>, name: &str) -> Result<String, Problem> {
     path.map(|Path(value)| value)
         .map_err(|_| Problem::invalid_value(name, "", "a well-formed path segment", None))
@@ -420,7 +408,7 @@ pub(crate) async fn results(
 ) -> Answered {
     let params = endpoint("results").params(query.as_deref())?;
     let id = path_value(path, "contest")?;
-    let contest = contest_named(&api, "contest", &id)?.id.clone();
+    let contest = crate::params::contest(&api.mission, "contest", &id)?.id.clone();
     let region = params.region(&api.mission)?;
     let question = format!("results {contest} {region:?}");
     shared(&api, question, move |api: Api| {
@@ -436,7 +424,7 @@ pub(crate) async fn results(
 pub(crate) async fn discrepancies(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     let params = endpoint("discrepancies").params(query.as_deref())?;
     let contest = match params.code("contest")? {
-        Some(id) => Some(contest_named(&api, "contest", &id)?.id.clone()),
+        Some(id) => Some(crate::params::contest(&api.mission, "contest", &id)?.id.clone()),
         None => None,
     };
     let question = format!("discrepancies {contest:?}");
@@ -471,11 +459,7 @@ pub(crate) async fn report(
     RawQuery(query): RawQuery,
 ) -> Answered {
     endpoint("report").params(query.as_deref())?;
-    let id = path_value(path, "report_id")?;
-    let uuid = uuid::Uuid::try_parse(&id)
-        .map_err(|_| Problem::invalid_value("report_id", &id, "a report id (a UUID)", None))?;
-    // The store keeps ids lower-case and hyphenated, as the wire format's serialiser writes them.
-    let id = uuid.hyphenated().to_string();
+    let id = crate::params::report_id(&path_value(path, "report_id")?)?;
     match views::report(&api.store, &api.mission, &id).await? {
         Some(view) => Ok(json(&view)),
         None => Err(Problem::not_found("report_id", "report", &id, None)),

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use pollwatch_api::params::Params;
 use pollwatch_api::problem::Problem;
 use pollwatch_api::{Api, views};
-use pollwatch_model::{IncidentCategory, ReportKind, Severity};
+use pollwatch_model::ReportKind;
 use pollwatch_store::IncidentFilter;
 
 use crate::render;
@@ -153,15 +153,11 @@ pub(crate) async fn coverage(State(api): State<Api>, RawQuery(query): RawQuery) 
     .await
 }
 
-fn names<T>(all: &[T], name: fn(&T) -> &'static str) -> Vec<&'static str> {
-    all.iter().map(name).collect()
-}
-
 pub(crate) async fn incidents(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     let params = Params::parse(query.as_deref(), &["severity", "category", "region", "after"])?;
     let filter = IncidentFilter {
-        severity: params.one_of("severity", &names(&Severity::ALL, |s| s.as_str()))?,
-        category: params.one_of("category", &names(IncidentCategory::ALL, |c| c.as_str()))?,
+        severity: params.severity("severity")?,
+        category: params.category("category")?,
         region: params.region(&api.mission)?,
         since: None,
     };
@@ -183,10 +179,7 @@ pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -
             .contests
             .first()
             .ok_or_else(|| Problem::not_found("contest", "contest", "(any)", Some(Vec::new())))?,
-        Some(id) => api.mission.contest(&id).ok_or_else(|| {
-            let allowed = api.mission.contests.iter().map(|c| c.id.clone()).collect();
-            Problem::not_found("contest", "contest", &id, Some(allowed))
-        })?,
+        Some(id) => pollwatch_api::params::contest(&api.mission, "contest", &id)?,
     };
     let contest = contest.id.clone();
     shared_view(&api, Some(format!("results {contest}")), false, move |api: Api| async move {
@@ -217,9 +210,7 @@ pub(crate) async fn report(
 ) -> Answered {
     Params::parse(query.as_deref(), &[])?;
     let Path(id) = path.map_err(|_| Problem::invalid_value("report_id", "", "a report id (a UUID)", None))?;
-    let uuid = uuid::Uuid::try_parse(&id)
-        .map_err(|_| Problem::invalid_value("report_id", &id, "a report id (a UUID)", None))?;
-    let id = uuid.hyphenated().to_string();
+    let id = pollwatch_api::params::report_id(&id)?;
     match views::report(&api.store, &api.mission, &id).await? {
         Some(view) => Ok(html(StatusCode::OK, render::report(&api.mission, &view).into_string())),
         None => Err(Problem::not_found("report_id", "report", &id, None)),
