@@ -239,6 +239,10 @@ async fn queries_answer_the_core_team(store: &Store) -> anyhow::Result<()> {
     assert_eq!(kinds, sent, "each revision's kind");
     assert_eq!(store.revisions_after(0, vec![], 4).await?.len(), 4, "at most the limit");
     assert!(store.revisions_after(latest, vec![], 100).await?.is_empty());
+    // The overview's two figures, as the totals give them (the stray report is held).
+    let totals = store.totals().await?;
+    assert_eq!(store.report_counts().await?, (totals.reports, totals.quarantined));
+    assert_eq!(totals.quarantined, 1);
 
     let coverage = store.coverage(&mission.id, ReportKind::Opening).await?;
     assert_eq!(coverage.len(), 10);

@@ -124,7 +124,7 @@ pub(crate) async fn overview(State(api): State<Api>, RawQuery(query): RawQuery) 
     Params::parse(query.as_deref(), &[])?;
     shared_view(&api, Some("overview".to_owned()), true, |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
-        let totals = store.totals().await?;
+        let (reports, held) = store.report_counts().await?;
         let mut coverage = Vec::with_capacity(PHASES.len());
         for phase in PHASES {
             coverage.push(views::coverage(store, mission, phase, None).await?);
@@ -135,7 +135,10 @@ pub(crate) async fn overview(State(api): State<Api>, RawQuery(query): RawQuery) 
             results.push((contest, views::results(store, mission, contest, None).await?));
         }
         let silent = views::observers(store, mission, SILENT_FOR, chrono::Utc::now()).await?;
-        Ok(render::overview(mission, &render::Overview { totals, coverage, incidents, results, silent }))
+        Ok(render::overview(
+            mission,
+            &render::Overview { reports, held, coverage, incidents, results, silent },
+        ))
     })
     .await
 }

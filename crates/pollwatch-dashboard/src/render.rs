@@ -11,7 +11,7 @@ use pollwatch_api::views::{
     ResultFigures, ResultsView,
 };
 use pollwatch_model::{Contest, IncidentCategory, Mission, ReportKind, Severity};
-use pollwatch_store::{IncidentFilter, Totals};
+use pollwatch_store::IncidentFilter;
 
 use crate::assets::{SCRIPT_PATH, STYLE_PATH};
 use crate::pages::{PHASES, Page, SILENT_FOR};
@@ -19,7 +19,9 @@ use crate::pages::{PHASES, Page, SILENT_FOR};
 /// What the overview shows.
 #[derive(Debug)]
 pub(crate) struct Overview<'m> {
-    pub totals: Totals,
+    /// Current reports, and those held for review.
+    pub reports: i64,
+    pub held: i64,
     pub coverage: Vec<CoverageView>,
     pub incidents: IncidentSummaryView,
     pub results: Vec<(&'m Contest, ResultsView)>,
@@ -172,8 +174,8 @@ pub(crate) fn overview(mission: &Mission, o: &Overview<'_>) -> Markup {
     let urgent = by_severity(Severity::Critical) + by_severity(Severity::High);
     let body = html! {
         section.tiles {
-            div.tile #tile-reports { span.figure { (count(o.totals.reports)) } span.caption { "reports received" } }
-            a.tile #tile-held href="/held" { span.figure { (count(o.totals.quarantined)) } span.caption { "held for review" } }
+            div.tile #tile-reports { span.figure { (count(o.reports)) } span.caption { "reports received" } }
+            a.tile #tile-held href="/held" { span.figure { (count(o.held)) } span.caption { "held for review" } }
             a.tile #tile-incidents href="/incidents" { span.figure { (count(o.incidents.total)) } span.caption { "incidents" } }
             a.tile.urgent[urgent > 0] #tile-urgent href="/incidents?severity=critical" {
                 span.figure { (count(urgent)) } span.caption { "critical or high" } }

@@ -413,6 +413,20 @@ impl Store {
             .collect()
     }
 
+    /// Current reports, and those of them held for review: [`Store::totals`]' first and last
+    /// figures without its passes over the audit trail and the conflicts (for the dashboard's
+    /// overview, computed again after every change).
+    pub async fn report_counts(&self) -> Result<(i64, i64), StoreError> {
+        let row = Sql::new(
+            self.backend,
+            "SELECT CAST((SELECT COUNT(*) FROM reports) AS BIGINT), \
+             CAST((SELECT COUNT(*) FROM reports WHERE quarantined) AS BIGINT)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
     pub async fn totals(&self) -> Result<Totals, StoreError> {
         let row = Sql::new(
             self.backend,
