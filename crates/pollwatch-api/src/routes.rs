@@ -447,6 +447,7 @@ pub(crate) async fn reports(State(api): State<Api>, RawQuery(query): RawQuery) -
         observer: params.code("observer")?,
         flag: params.code("flag")?,
         quarantined: params.bool("held")?,
+        state: None,
         since: params.time("since")?,
     };
     let (after, limit) = (params.cursor("after")?, params.limit()?);

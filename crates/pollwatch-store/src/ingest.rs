@@ -7,9 +7,10 @@ use chrono::{DateTime, Utc};
 use pollwatch_model::{Content, Flag, IncidentBody, Protocol, Report};
 use sha2::{Digest as _, Sha256};
 
+use crate::audit::{self, ConflictEntry, RevisionEntry, entry_text};
 use crate::db::{Rows, Sql, Tx, rows_per_statement};
 use crate::findings::{self, Tally};
-use crate::{Backend, Store, StoreError};
+use crate::{Backend, ReviewState, Store, StoreError};
 
 /// How a report reached the worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,8 +149,9 @@ impl Store {
         let promoted = promote(&mut tx, backend, &fresh, &seqs).await?;
         let found = Found { foreign, seqs, recorded, current, promoted };
         let outcomes = judge(&items, &found);
-        insert_conflicts(&mut tx, backend, &items, &outcomes).await?;
+        let kept = insert_conflicts(&mut tx, backend, &items, &outcomes).await?;
         update_summaries(&mut tx, backend, &fresh, &found.current, &found.promoted).await?;
+        audit::append(&mut tx, backend, chain_entries(&fresh, &found.seqs, &kept)).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -398,13 +400,17 @@ async fn promote(
             "incident_severity",
             highest.iter().map(|i| incident(i).map(|b| b.severity.as_str().to_owned())),
         )
-        .bool("quarantined", highest.iter().map(|i| i.is_quarantined()));
+        .bool("quarantined", highest.iter().map(|i| i.is_quarantined()))
+        .text("review_state", highest.iter().map(|i| arrival_state(i).as_str().to_owned()));
+    // A new revision arrives with its own state; decisions about the one it replaces stay in
+    // the review log.
     let tail = " ON CONFLICT (report_id) DO UPDATE SET revision = excluded.revision, \
          revision_seq = excluded.revision_seq, mission = excluded.mission, observer = excluded.observer, \
          station = excluded.station, kind = excluded.kind, observed_at_us = excluded.observed_at_us, \
          received_at_us = excluded.received_at_us, assessment = excluded.assessment, \
          incident_category = excluded.incident_category, incident_severity = excluded.incident_severity, \
-         quarantined = excluded.quarantined WHERE reports.revision < excluded.revision RETURNING report_id";
+         quarantined = excluded.quarantined, review_state = excluded.review_state, decision = NULL \
+         WHERE reports.revision < excluded.revision RETURNING report_id";
     let mut promoted: HashSet<String> = HashSet::new();
     for sql in rows.insert(backend, "reports", tail) {
         for row in sql.fetch_all_in(tx).await? {
@@ -412,6 +418,14 @@ async fn promote(
         }
     }
     Ok(promoted)
+}
+
+/// How every revision in this store arrives: through the broker.
+const CHANNEL: &str = "amqp";
+
+/// The state a revision arrives with: held when validation flagged it, else accepted.
+fn arrival_state(item: &Item<'_>) -> ReviewState {
+    if item.is_quarantined() { ReviewState::Held } else { ReviewState::Accepted }
 }
 
 /// What the phases of [`Store::ingest_batch`] found out, from which every outcome follows.
@@ -463,13 +477,14 @@ fn judge(items: &[Item<'_>], found: &Found<'_>) -> Vec<Outcome> {
     outcomes.into_iter().map(|o| o.expect("every report has an outcome")).collect()
 }
 
-/// Keeps every conflicting version beside the audit trail (once per distinct content).
-async fn insert_conflicts(
+/// Keeps every conflicting version beside the audit trail (once per distinct content); returns
+/// those kept now, in write order.
+async fn insert_conflicts<'i, 'b>(
     tx: &mut Tx,
     backend: Backend,
-    items: &[Item<'_>],
+    items: &'i [Item<'b>],
     outcomes: &[Outcome],
-) -> Result<(), StoreError> {
+) -> Result<Vec<&'i Item<'b>>, StoreError> {
     let mut conflicts: Vec<&Item<'_>> =
         items.iter().filter(|item| outcomes[item.index] == Outcome::Conflict).collect();
     // The same global order as every other write, so that two workers cannot deadlock here.
@@ -488,11 +503,51 @@ async fn insert_conflicts(
         .text("payload", conflicts.iter().map(|i| i.incoming.payload.clone()))
         .optional_text("sender", conflicts.iter().map(|i| i.incoming.delivery.sender.clone()))
         .int("received_at_us", conflicts.iter().map(|i| i.incoming.delivery.received_at.timestamp_micros()));
-    let tail = " ON CONFLICT (report_id, revision, content_hash) DO NOTHING";
+    let tail = " ON CONFLICT (report_id, revision, content_hash) DO NOTHING RETURNING report_id, revision, content_hash";
+    let mut inserted: HashSet<(String, i64, String)> = HashSet::new();
     for sql in rows.insert(backend, "conflicts", tail) {
-        sql.execute_in(tx).await?;
+        for row in sql.fetch_all_in(tx).await? {
+            inserted.insert((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+        }
     }
-    Ok(())
+    // Two copies of one conflicting version in a batch are inserted once.
+    conflicts.dedup_by(|a, b| (&a.id, a.revision, &a.hash) == (&b.id, b.revision, &b.hash));
+    conflicts.retain(|item| inserted.contains(&(item.id.clone(), item.revision, item.hash.clone())));
+    Ok(conflicts)
+}
+
+/// The audit chain's entries for what the batch stored: its new revisions in seq order, then the
+/// conflicting versions it kept.
+fn chain_entries(fresh: &[&Item<'_>], seqs: &[Option<i64>], kept: &[&Item<'_>]) -> Vec<String> {
+    let mut revisions: Vec<(i64, &Item<'_>)> =
+        fresh.iter().map(|item| (seqs[item.index].expect("a fresh revision has a seq"), *item)).collect();
+    revisions.sort_by_key(|(seq, _)| *seq);
+    let received = |item: &Item<'_>| item.incoming.delivery.received_at.timestamp_micros();
+    let mut entries: Vec<String> = revisions
+        .iter()
+        .map(|(seq, item)| {
+            entry_text(&RevisionEntry::new(
+                *seq,
+                &item.id,
+                item.revision,
+                CHANNEL,
+                item.incoming.delivery.sender.as_deref(),
+                received(item),
+                &item.incoming.payload,
+            ))
+        })
+        .collect();
+    entries.extend(kept.iter().map(|item| {
+        entry_text(&ConflictEntry::new(
+            &item.id,
+            item.revision,
+            &item.hash,
+            item.incoming.delivery.sender.as_deref(),
+            received(item),
+            &item.incoming.payload,
+        ))
+    }));
+    entries
 }
 
 /// The one writer of SQLite's summary tables, which stand in for scattered indexes and

@@ -9,6 +9,7 @@
 //! unique constraints and `ON CONFLICT`, never on locks held in Rust, so several workers may
 //! ingest into one PostgreSQL at once.
 
+mod audit;
 mod db;
 mod error;
 mod findings;
@@ -16,6 +17,7 @@ mod ingest;
 mod mission;
 mod queries;
 mod read;
+mod review;
 mod tokens;
 
 use std::path::Path;
@@ -27,11 +29,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use crate::db::{Pool, Sql};
 
+pub use audit::{AuditEntry, AuditHead, GENESIS, Mismatch, Progress, Verification, chain_hash};
 pub use error::StoreError;
 pub use ingest::{Delivery, Incoming, Outcome, content_hash};
 pub use mission::{Changes, ImportSummary};
 pub use queries::*;
 pub use read::*;
+pub use review::{
+    Decided, Decision, IMPORT_REVIEWER, ReviewAction, ReviewError, ReviewState, Settlement, Standing,
+};
 pub use tokens::TokenRecord;
 // `results` returns the model's type, so that predictions of the results can hold it too.
 pub use pollwatch_model::ContestResults;
@@ -113,7 +119,9 @@ impl Store {
             ));
         };
         tracing::debug!(?backend, "store open");
-        Ok(Self { pool, backend })
+        let store = Self { pool, backend };
+        store.start_chain().await?;
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {

@@ -23,6 +23,9 @@ pub struct ImportSummary {
     pub choices: Changes,
     pub stations: Changes,
     pub observers: Changes,
+    /// Reports held only for an unknown station or observer that the import's rosters now hold,
+    /// judged again and accepted.
+    pub freed: usize,
 }
 
 /// One roster table: its key columns, its other columns, and the mission's rows as text.
@@ -86,18 +89,25 @@ impl Store {
         sql.execute_in(&mut tx).await?;
 
         let summary = ImportSummary {
+            freed: 0,
             regions: sync(&mut tx, self.backend, &mission.id, regions(mission)).await?,
             contests: sync(&mut tx, self.backend, &mission.id, contests(mission)).await?,
             choices: sync(&mut tx, self.backend, &mission.id, choices(mission)).await?,
             stations: sync(&mut tx, self.backend, &mission.id, stations(mission)).await?,
             observers: sync(&mut tx, self.backend, &mission.id, observers(mission)).await?,
         };
-        let stations = summary.stations;
-        if self.backend == Backend::Sqlite && stations.added + stations.updated + stations.removed > 0 {
+        let (stations, observers) = (summary.stations, summary.observers);
+        let rosters_changed =
+            stations.added + stations.updated + stations.removed + observers.added + observers.updated > 0;
+        let freed =
+            if rosters_changed { crate::review::rejudge(&mut tx, self.backend, mission).await? } else { 0 };
+        if self.backend == Backend::Sqlite
+            && (stations.added + stations.updated + stations.removed > 0 || freed > 0)
+        {
             crate::findings::recount(&mut tx, &mission.id).await?;
         }
         tx.commit().await?;
-        Ok(summary)
+        Ok(ImportSummary { freed, ..summary })
     }
 }
 

@@ -11,7 +11,7 @@ use futures_util::StreamExt as _;
 use pollwatch_model::{ContestResults, ReportKind};
 
 use crate::db::{Row, Sql};
-use crate::{Backend, Store, StoreError};
+use crate::{Backend, ReviewState, Store, StoreError};
 
 /// Stations expected and reported in one region, for one phase (report kind).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,8 @@ pub struct ReportFilter {
     /// Only reports carrying this flag code.
     pub flag: Option<String>,
     pub quarantined: Option<bool>,
+    /// Only reports in this review state.
+    pub state: Option<ReviewState>,
     /// Only reports whose current revision was received at or after this time.
     pub since: Option<DateTime<Utc>>,
 }
@@ -67,7 +69,9 @@ pub struct ReportSummary {
     pub observed_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
     pub assessment: Option<String>,
+    /// Whether it is left out of findings and results: its state is not `accepted`.
     pub quarantined: bool,
+    pub review_state: ReviewState,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +102,7 @@ pub struct AuditRecord {
 /// The columns of a [`ReportSummary`], for [`summary`].
 pub(crate) const SUMMARY_SELECT: &str = "SELECT r.revision_seq, r.report_id, r.revision, r.kind, r.observer, \
     r.station, r.observed_at_us, r.received_at_us, r.assessment, \
-    CAST(CASE WHEN r.quarantined THEN 1 ELSE 0 END AS BIGINT) FROM reports r";
+    CAST(CASE WHEN r.quarantined THEN 1 ELSE 0 END AS BIGINT), r.review_state FROM reports r";
 
 /// The columns of an [`AuditRecord`], for [`audit_record`].
 pub(crate) const AUDIT_SELECT: &str = "SELECT seq, report_id, revision, content_hash, sender, channel, \
@@ -315,6 +319,9 @@ impl Store {
             }
             None => {}
         }
+        if let Some(state) = filter.state {
+            sql.push(" AND r.review_state = ").bind(state.as_str().to_owned());
+        }
         if let Some(since) = filter.since {
             sql.push(" AND r.received_at_us >= ").bind(since.timestamp_micros());
         }
@@ -350,6 +357,7 @@ pub(crate) fn summary(row: &Row) -> Result<ReportSummary, StoreError> {
         received_at: micros(row.try_get(7)?)?,
         assessment: row.try_get(8)?,
         quarantined: row.try_get::<i64>(9)? != 0,
+        review_state: ReviewState::stored(&row.try_get::<String>(10)?)?,
     })
 }
 
@@ -447,7 +455,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
 
     use chrono::{DateTime, Utc};
@@ -460,7 +468,7 @@ mod tests {
 
     /// A counting report whose every figure is `1 << bit` (times a constant), so that a sum of
     /// such figures names the reports it was taken from.
-    fn counting(
+    pub(crate) fn counting(
         mission: &Mission,
         id: u128,
         revision: u32,
@@ -510,7 +518,7 @@ mod tests {
         }
     }
 
-    fn incoming(report: &Report, flagged: bool) -> Incoming {
+    pub(crate) fn incoming(report: &Report, flagged: bool) -> Incoming {
         let flags = if flagged {
             vec![Flag::new(FlagCode::CountingSumMismatch, "body.protocols[0]", "held for review")]
         } else {

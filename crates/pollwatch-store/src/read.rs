@@ -12,7 +12,7 @@ use pollwatch_model::{ContestResults, ReportKind};
 
 use crate::db::{Row, Sql};
 use crate::queries::{AuditRecord, ReportFilter, ReportSummary, audit_record, micros, summary};
-use crate::{Backend, Store, StoreError};
+use crate::{Backend, ReviewState, Store, StoreError};
 
 /// How many current, unquarantined reports of one kind from one region gave `answer` to
 /// `question`.
@@ -339,6 +339,8 @@ impl Store {
              WHERE NOT r.quarantined AND r.kind = 'counting' AND r.mission = ",
         );
         sql.bind(mission.to_owned()).push(" AND p.contest = ").bind(contest.to_owned());
+        sql.push(" AND NOT ");
+        settled(&mut sql, contest);
         // The station result rule's precedence: the counted copy comes first.
         sql.push(" ORDER BY r.station, r.observed_at_us DESC, r.report_id DESC");
         let mut stations: BTreeMap<String, (String, Vec<ProtocolCopy>)> = BTreeMap::new();
@@ -386,6 +388,8 @@ impl Store {
              WHERE NOT r.quarantined AND r.kind = 'counting' AND r.mission = ",
         );
         sql.bind(mission.to_owned()).push(" AND p.contest = ").bind(contest.to_owned());
+        sql.push(" AND NOT ");
+        settled(&mut sql, contest);
         sql.push(
             " GROUP BY r.station, s.region HAVING COUNT(DISTINCT CAST(p.registered_voters AS TEXT) || ',' || \
              CAST(p.ballots_received AS TEXT) || ',' || CAST(p.ballots_issued AS TEXT) || ',' || \
@@ -471,9 +475,14 @@ impl Store {
         Ok(Some(History { current, revisions, conflicts }))
     }
 
-    /// Current reports held for review (quarantined), with their flags, oldest change first.
+    /// Current reports held for review (in state `held`; rejected ones are not listed), with their
+    /// flags, oldest change first.
     pub async fn held(&self, mission: &str, after: Option<i64>, limit: u32) -> Result<HeldPage, StoreError> {
-        let filter = ReportFilter { quarantined: Some(true), ..ReportFilter::default() };
+        let filter = ReportFilter {
+            quarantined: Some(true),
+            state: Some(ReviewState::Held),
+            ..ReportFilter::default()
+        };
         let page = self.list_reports(mission, &filter, after, limit).await?;
         let mut flags = self.flags_of(page.reports.iter().map(|r| r.cursor).collect()).await?;
         let reports = page
@@ -525,21 +534,53 @@ impl Store {
     }
 }
 
-/// `WITH chosen AS …, picked AS …`: for each station of the roster, the protocol for `contest`
-/// of its latest current, unquarantined counting report among those with one (the station result
-/// rule of `pollwatch_model::tally`, whose [`pollwatch_model::Precedence`] is this `ORDER BY`),
-/// with the station's code and region and the report's id, observer and observation time — one
-/// index seek per station, whatever the number of reports.
-pub(crate) fn picked(sql: &mut Sql, mission: &str, contest: &str) {
+/// `EXISTS (…)`: whether a settlement in force decides the result of `contest` at the station
+/// of `r` (a row of `reports` whose mission and station are `r.mission`, `r.station`); see
+/// [`picked`].
+fn settled(sql: &mut Sql, contest: &str) {
+    sql.push("EXISTS (SELECT 1 FROM protocol_choices c WHERE c.mission = r.mission AND c.station = r.station AND c.contest = ");
+    sql.bind(contest.to_owned());
+    sql.push(" AND ");
+    choice_in_force(sql, contest);
+    sql.push(")");
+}
+
+/// Whether the settlement `c` (a row of `protocol_choices`) is in force: it counts no protocol,
+/// or its report is still a current, accepted counting report from the station with a protocol
+/// for `contest`. A settlement whose report has since been rejected, moved or lost the contest
+/// lapses, and the station result rule applies again.
+fn choice_in_force(sql: &mut Sql, contest: &str) {
     sql.push(
-        "WITH chosen AS (SELECT s.code AS station, s.region AS region, (SELECT r.report_id FROM reports r \
-         JOIN protocols p ON p.revision_seq = r.revision_seq AND p.contest = ",
+        "(c.report_id IS NULL OR EXISTS (SELECT 1 FROM reports x JOIN protocols xp ON xp.revision_seq = x.revision_seq \
+         AND xp.contest = ",
     );
     sql.bind(contest.to_owned());
     sql.push(
-        " WHERE r.mission = s.mission_id AND r.station = s.code AND r.kind = 'counting' AND NOT r.quarantined \
-         ORDER BY r.observed_at_us DESC, r.report_id DESC LIMIT 1) AS report_id FROM stations s WHERE s.mission_id = ",
+        " WHERE x.report_id = c.report_id AND x.mission = c.mission AND x.station = c.station AND x.kind = 'counting' \
+         AND NOT x.quarantined))",
     );
+}
+
+/// `WITH chosen AS …, picked AS …`: for each station of the roster, the protocol for `contest`
+/// that counts, with the station's code and region and the report's id, observer and
+/// observation time. Where a reviewer's settlement is in force (`protocol_choices`), its report
+/// (or none); elsewhere the station result rule of `pollwatch_model::tally`: the latest current,
+/// accepted counting report among those with one (whose [`pollwatch_model::Precedence`] is this
+/// `ORDER BY`) — one index seek per station, whatever the number of reports.
+pub(crate) fn picked(sql: &mut Sql, mission: &str, contest: &str) {
+    sql.push(
+        "WITH chosen AS (SELECT s.code AS station, s.region AS region, CASE WHEN c.station IS NOT NULL AND ",
+    );
+    choice_in_force(sql, contest);
+    sql.push(" THEN c.report_id ELSE (SELECT r.report_id FROM reports r JOIN protocols p ON p.revision_seq = r.revision_seq AND p.contest = ");
+    sql.bind(contest.to_owned());
+    sql.push(
+        " WHERE r.mission = s.mission_id AND r.station = s.code AND r.kind = 'counting' AND NOT r.quarantined \
+         ORDER BY r.observed_at_us DESC, r.report_id DESC LIMIT 1) END AS report_id FROM stations s \
+         LEFT JOIN protocol_choices c ON c.mission = s.mission_id AND c.station = s.code AND c.contest = ",
+    );
+    sql.bind(contest.to_owned());
+    sql.push(" WHERE s.mission_id = ");
     sql.bind(mission.to_owned());
     sql.push(
         "), picked AS (SELECT c.station, c.region, r.report_id, r.observer, r.observed_at_us, p.* \
