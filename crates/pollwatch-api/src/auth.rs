@@ -16,9 +16,14 @@ use sha2::{Digest as _, Sha256};
 use crate::Api;
 use crate::problem::Problem;
 
-/// The roles a token may have. Every role may read; `reviewer` and `admin` will also be allowed
-/// to change review states and settings when those endpoints exist.
+/// The roles a token may have. Every role may read; `reviewer` and `admin` may also decide
+/// review states, comment and settle disputed stations (the `POST` endpoints).
 pub const ROLES: &[&str] = &["viewer", "reviewer", "admin"];
+
+/// Whether a token of `role` may act as a reviewer.
+pub fn may_review(role: &str) -> bool {
+    matches!(role, "reviewer" | "admin")
+}
 
 /// What every token starts with, so that one pasted in the wrong place is recognisable.
 pub const TOKEN_PREFIX: &str = "pw_";
@@ -73,8 +78,9 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     (!token.is_empty() && token.len() <= 256).then_some(token)
 }
 
-/// Lets a request through only with a known token (any role may read).
-pub async fn require_token(State(api): State<Api>, request: Request, next: Next) -> Response {
+/// Lets a request through only with a known token (any role may read), and hands the token's
+/// record (its name and role) to the handler as a request extension.
+pub async fn require_token(State(api): State<Api>, mut request: Request, next: Next) -> Response {
     if !request.headers().contains_key(header::AUTHORIZATION) {
         return Problem::unauthorized("send a token as `Authorization: Bearer TOKEN`").into_response();
     }
@@ -82,7 +88,10 @@ pub async fn require_token(State(api): State<Api>, request: Request, next: Next)
         return Problem::unauthorized("the Authorization header must be `Bearer TOKEN`").into_response();
     };
     match api.tokens.find(&api.store, token).await {
-        Ok(Some(_)) => next.run(request).await,
+        Ok(Some(record)) => {
+            request.extensions_mut().insert(record);
+            next.run(request).await
+        }
         Ok(None) => Problem::unauthorized("the token is not known (or was removed)").into_response(),
         Err(error) => Problem::store(&error).into_response(),
     }

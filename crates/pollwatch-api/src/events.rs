@@ -47,6 +47,10 @@ const READ_PER_POLL: i64 = 10_000;
 /// Changes kept for clients that fall behind or reconnect.
 const CHANGES_KEPT: usize = 1_024;
 
+/// Review actions read again on each poll below the highest seen: on PostgreSQL one may commit
+/// after another that took a higher id, and reviewers act a few times a minute, not thousands.
+const REVIEWS_REREAD: i64 = 64;
+
 /// What one poll found.
 #[derive(Debug, Clone)]
 struct Change {
@@ -57,6 +61,7 @@ struct Change {
     seq: i64,
     kinds: BTreeSet<ReportKind>,
     revisions: u64,
+    reviews: u64,
 }
 
 /// One event of the feed, as sent (`data:` is this as JSON).
@@ -71,6 +76,9 @@ pub struct ChangeEvent {
     /// How many revisions were recorded since the previous event (0 in the first event, which
     /// says where the feed stands; a lower bound when the client was too far behind).
     pub revisions: u64,
+    /// How many review actions (decisions, comments, settlements) were taken since the previous
+    /// event; their reports' kinds are among `kinds`.
+    pub reviews: u64,
 }
 
 /// Where the feed stands: the changes kept, and the position before the oldest of them.
@@ -134,12 +142,13 @@ impl Feed {
             return None;
         }
         let no = log.changes.back().map_or(0, |c| c.no);
-        let mut event = ChangeEvent { seq: log.highest, kinds: Vec::new(), revisions: 0 };
+        let mut event = ChangeEvent { seq: log.highest, kinds: Vec::new(), revisions: 0, reviews: 0 };
         match last_event_id {
             Some(seq) if seq < log.floor => {
                 // Older than what is kept: every kind may have changed.
                 event.kinds = ReportKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
                 event.revisions = log.changes.iter().map(|c| c.revisions).sum();
+                event.reviews = log.changes.iter().map(|c| c.reviews).sum();
             }
             Some(seq) => merge(log.changes.iter().filter(|c| c.seq > seq), &mut event),
             None => {}
@@ -174,7 +183,7 @@ impl Feed {
         let log = self.shared.log.lock().expect("not poisoned");
         let last = log.changes.back().filter(|c| c.no > seen.no)?;
         let next = Seen { no: last.no, seq: log.highest.max(seen.seq) };
-        let mut event = ChangeEvent { seq: next.seq, kinds: Vec::new(), revisions: 0 };
+        let mut event = ChangeEvent { seq: next.seq, kinds: Vec::new(), revisions: 0, reviews: 0 };
         merge(log.changes.iter().filter(|c| c.no > seen.no), &mut event);
         if log.changes.front().is_some_and(|first| first.no > seen.no + 1) {
             // Changes this client had not been sent were dropped: every kind may have changed.
@@ -190,14 +199,15 @@ fn merge<'a>(changes: impl Iterator<Item = &'a Change>, event: &mut ChangeEvent)
     for change in changes {
         kinds.extend(change.kinds.iter().copied());
         event.revisions += change.revisions;
+        event.reviews += change.reviews;
     }
     event.kinds = kinds.into_iter().map(|k| k.as_str().to_owned()).collect();
 }
 
 async fn poll(shared: Arc<Shared>, store: Store) {
-    let mut highest = loop {
-        match store.latest_seq().await {
-            Ok(seq) => break seq,
+    let (mut highest, mut reviewed) = loop {
+        match tokio::try_join!(store.latest_seq(), store.latest_review()) {
+            Ok(latest) => break latest,
             Err(_) if store.is_closed() => return,
             Err(error) => {
                 tracing::warn!(%error, "the change feed cannot read the store yet");
@@ -211,8 +221,34 @@ async fn poll(shared: Arc<Shared>, store: Store) {
     }
     shared.latest.send_modify(|_| {});
     let mut gaps: BTreeMap<i64, Instant> = BTreeMap::new();
+    // The review actions seen among the last few ids (see `REVIEWS_REREAD`).
+    let mut reviews_seen: BTreeSet<i64> =
+        match store.review_marks_after(reviewed - REVIEWS_REREAD, REVIEWS_REREAD).await {
+            Ok(marks) => marks.into_iter().map(|(id, _)| id).collect(),
+            Err(_) => BTreeSet::new(),
+        };
     let mut no = 0;
     loop {
+        let reviews = match store.review_marks_after(reviewed - REVIEWS_REREAD, READ_PER_POLL).await {
+            Ok(marks) => marks,
+            Err(_) if store.is_closed() => return,
+            Err(error) => {
+                tracing::warn!(%error, "the change feed could not read the review log");
+                tokio::time::sleep(POLL_EVERY).await;
+                continue;
+            }
+        };
+        let reviews: Vec<_> = reviews
+            .into_iter()
+            .filter(|(id, _)| {
+                *id > reviewed || (*id > reviewed - REVIEWS_REREAD && !reviews_seen.contains(id))
+            })
+            .collect();
+        for (id, _) in &reviews {
+            reviews_seen.insert(*id);
+            reviewed = reviewed.max(*id);
+        }
+        reviews_seen.retain(|id| *id > reviewed - REVIEWS_REREAD);
         let also: Vec<i64> = gaps.keys().copied().collect();
         let marks = match store.revisions_after(highest, also, READ_PER_POLL).await {
             Ok(marks) => marks,
@@ -226,7 +262,7 @@ async fn poll(shared: Arc<Shared>, store: Store) {
         };
         let now = Instant::now();
         gaps.retain(|_, since| now.duration_since(*since) < GAP_KEPT_FOR);
-        let mut kinds = BTreeSet::new();
+        let mut kinds: BTreeSet<ReportKind> = reviews.iter().filter_map(|(_, kind)| *kind).collect();
         for mark in &marks {
             if gaps.remove(&mark.seq).is_none() {
                 for skipped in (highest + 1..mark.seq).take(MOST_GAPS) {
@@ -239,9 +275,15 @@ async fn poll(shared: Arc<Shared>, store: Store) {
         while gaps.len() > MOST_GAPS {
             gaps.pop_first();
         }
-        if !marks.is_empty() {
+        if !marks.is_empty() || !reviews.is_empty() {
             no += 1;
-            let change = Change { no, seq: highest, kinds, revisions: marks.len() as u64 };
+            let change = Change {
+                no,
+                seq: highest,
+                kinds,
+                revisions: marks.len() as u64,
+                reviews: reviews.len() as u64,
+            };
             let mut log = shared.log.lock().expect("not poisoned");
             log.changes.push_back(change);
             log.highest = highest;
@@ -337,7 +379,13 @@ mod tests {
         log.floor = floor;
         log.highest = changes.last().map_or(floor, |c| c.1);
         for &(no, seq, kinds, revisions) in changes {
-            log.changes.push_back(Change { no, seq, kinds: kinds.iter().copied().collect(), revisions });
+            log.changes.push_back(Change {
+                no,
+                seq,
+                kinds: kinds.iter().copied().collect(),
+                revisions,
+                reviews: 0,
+            });
         }
         drop(log);
         feed

@@ -21,6 +21,8 @@ pub struct Chunk {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Export {
     ReportsJsonl,
+    /// The audit chain ([`pollwatch_store::AuditEntry`] per line).
+    AuditJsonl,
     ReportsCsv,
     ResultsCsv,
 }
@@ -28,7 +30,7 @@ pub enum Export {
 impl Export {
     pub fn content_type(self) -> &'static str {
         match self {
-            Self::ReportsJsonl => "application/jsonl; charset=utf-8",
+            Self::ReportsJsonl | Self::AuditJsonl => "application/jsonl; charset=utf-8",
             Self::ReportsCsv | Self::ResultsCsv => "text/csv; charset=utf-8",
         }
     }
@@ -36,6 +38,7 @@ impl Export {
     pub fn file_name(self) -> &'static str {
         match self {
             Self::ReportsJsonl => "reports.jsonl",
+            Self::AuditJsonl => "audit.jsonl",
             Self::ReportsCsv => "reports.csv",
             Self::ResultsCsv => "results.csv",
         }
@@ -55,6 +58,9 @@ struct RevisionLine<'a> {
     redelivered: bool,
     flags: &'a serde_json::Value,
     payload: &'a str,
+    /// The position of this revision's entry in the audit chain (`audit.jsonl`), and its hash.
+    audit_position: Option<i64>,
+    audit_hash: Option<&'a str>,
 }
 
 impl<'a> RevisionLine<'a> {
@@ -70,6 +76,8 @@ impl<'a> RevisionLine<'a> {
             redelivered: record.redelivered,
             flags: &record.flags,
             payload: &record.payload,
+            audit_position: record.audit.as_ref().map(|(position, _)| *position),
+            audit_hash: record.audit.as_ref().map(|(_, hash)| hash.as_str()),
         }
     }
 }
@@ -86,6 +94,8 @@ pub const REPORTS_CSV_HEADER: &[&str] = &[
     "redelivered",
     "flags",
     "payload",
+    "audit_position",
+    "audit_hash",
 ];
 
 /// Appends one revision to `out` in `format` (a reports export).
@@ -96,7 +106,7 @@ pub fn encode_revision(format: Export, record: &AuditRecord, out: &mut Vec<u8>) 
             serde_json::to_writer(&mut *out, &line).expect("a revision serialises");
             out.push(b'\n');
         }
-        Export::ReportsCsv | Export::ResultsCsv => {
+        Export::ReportsCsv | Export::ResultsCsv | Export::AuditJsonl => {
             let flags = record.flags.to_string();
             let fields = [
                 line.seq.to_string(),
@@ -109,6 +119,8 @@ pub fn encode_revision(format: Export, record: &AuditRecord, out: &mut Vec<u8>) 
                 line.redelivered.to_string(),
                 flags,
                 line.payload.to_owned(),
+                line.audit_position.map(|p| p.to_string()).unwrap_or_default(),
+                line.audit_hash.unwrap_or("").to_owned(),
             ];
             csv_row(&fields, out);
         }
@@ -171,7 +183,7 @@ pub fn encode_station_result(mission: &Mission, contest: &str, result: &StationR
 /// Appends the CSV header of `format` to `out`.
 pub fn encode_header(format: Export, out: &mut Vec<u8>) {
     match format {
-        Export::ReportsJsonl => {}
+        Export::ReportsJsonl | Export::AuditJsonl => {}
         Export::ReportsCsv => csv_row(REPORTS_CSV_HEADER, out),
         Export::ResultsCsv => csv_row(RESULTS_CSV_HEADER, out),
     }
@@ -206,6 +218,21 @@ pub async fn run(
                 let in_chunk = chunk.len() as u64;
                 for record in chunk {
                     encode_revision(format, &record?, &mut out);
+                }
+                rows += in_chunk;
+                if chunks.send(Chunk { rows: in_chunk, bytes: out }).await.is_err() {
+                    return Ok(rows);
+                }
+            }
+        }
+        Export::AuditJsonl => {
+            let mut entries = std::pin::pin!(store.audit_entries().ready_chunks(ROWS_PER_CHUNK));
+            while let Some(chunk) = entries.next().await {
+                let mut out = Vec::with_capacity(64 * 1024);
+                let in_chunk = chunk.len() as u64;
+                for entry in chunk {
+                    serde_json::to_writer(&mut out, &entry?).expect("an entry serialises");
+                    out.push(b'\n');
                 }
                 rows += in_chunk;
                 if chunks.send(Chunk { rows: in_chunk, bytes: out }).await.is_err() {

@@ -2,9 +2,9 @@
 //! and the views — one function per question — that the API returns and the `pollwatch`
 //! command prints.
 //!
-//! Read-only: every endpoint is a GET over the store and the mission. Every request but
-//! `/api/v1/openapi.json` needs a bearer token ([`auth`]); every error is
-//! `application/problem+json` ([`problem`]).
+//! Reads are GETs over the store and the mission; reviewers' decisions are POSTs ([`review`]),
+//! which need a reviewer's token. Every request but `/api/v1/openapi.json` needs a bearer token
+//! ([`auth`]); every error is `application/problem+json` ([`problem`]).
 
 pub mod auth;
 pub mod cache;
@@ -13,6 +13,7 @@ pub mod export;
 pub mod openapi;
 pub mod params;
 pub mod problem;
+pub mod review;
 mod routes;
 pub mod views;
 
@@ -22,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::http::Uri;
 use axum::response::{IntoResponse as _, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use pollwatch_model::Mission;
 use pollwatch_store::Store;
 
@@ -94,11 +95,18 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/reports", get(routes::reports))
         .route("/api/v1/reports/{report_id}", get(routes::report))
         .route("/api/v1/held", get(routes::held))
+        .route("/api/v1/reports/{report_id}/review", post(review::review))
+        .route("/api/v1/reports/{report_id}/comments", post(review::comment))
+        .route("/api/v1/stations/{code}/protocol", post(review::protocol))
+        .route("/api/v1/audit/head", get(review::audit_head))
+        .route("/api/v1/export/audit.jsonl", get(routes::export_audit_jsonl))
         .route("/api/v1/events", get(routes::events))
         .route("/api/v1/export/reports.jsonl", get(routes::export_reports_jsonl))
         .route("/api/v1/export/reports.csv", get(routes::export_reports_csv))
         .route("/api/v1/export/results.csv", get(routes::export_results_csv))
-        .route_layer(axum::middleware::from_fn_with_state(api.clone(), auth::require_token));
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), auth::require_token))
+        // A larger body is refused before it is read whole (review bodies are a few hundred bytes).
+        .layer(axum::extract::DefaultBodyLimit::max(review::MAX_BODY_BYTES));
     Router::new()
         .route("/api/v1/openapi.json", get(openapi_json))
         .merge(protected)

@@ -6,7 +6,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use crate::problem::{PROBLEM_JSON, ProblemDetails};
-use crate::routes::{Answer, ENDPOINTS, In};
+use crate::routes::{Answer, ENDPOINTS, In, Method};
 
 /// The API's version, as carried in `info.version`: it changes when the contract changes.
 pub const API_VERSION: &str = "1.0.0";
@@ -65,20 +65,53 @@ pub fn document() -> Value {
         responses.insert("400".into(), problem_response("A parameter is unknown, repeated or malformed"));
         responses.insert("401".into(), problem_response("No token, or one that is not known"));
         if endpoint.may_be_missing || endpoint.params.iter().any(|p| p.name == "region") {
-            responses
-                .insert("404".into(), problem_response("The mission has no such contest, region or report"));
+            responses.insert(
+                "404".into(),
+                problem_response("The mission has no such contest, region, station or report"),
+            );
+        }
+        if endpoint.method == Method::Post {
+            responses.insert(
+                "400".into(),
+                problem_response("A parameter or the body is unknown, repeated or malformed"),
+            );
+            responses.insert("403".into(), problem_response("The token may read but not review"));
+            responses.insert("413".into(), problem_response("The body is larger than the endpoint takes"));
+            responses.insert("415".into(), problem_response("The body is not application/json"));
+        }
+        if endpoint.operation_id == "review" {
+            responses.insert(
+                "409".into(),
+                problem_response(
+                    "The report is no longer in the state (or at the revision) the decision names",
+                ),
+            );
+        }
+        if endpoint.operation_id == "protocol" {
+            responses.insert(
+                "422".into(),
+                problem_response("The report named cannot be counted at this station for this contest"),
+            );
         }
         responses.insert("500".into(), problem_response("The store holds something it cannot read"));
         responses.insert("503".into(), problem_response("The store does not answer"));
-        paths.insert(
-            endpoint.path.into(),
-            json!({"get": {
-                "operationId": endpoint.operation_id,
-                "summary": endpoint.summary,
-                "parameters": parameters,
-                "responses": responses,
-            }}),
-        );
+        let mut operation = json!({
+            "operationId": endpoint.operation_id,
+            "summary": endpoint.summary,
+            "parameters": parameters,
+            "responses": responses,
+        });
+        if let Some(body) = endpoint.body {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": body(&mut generator).to_value()}},
+            });
+        }
+        let method = match endpoint.method {
+            Method::Get => "get",
+            Method::Post => "post",
+        };
+        paths.insert(endpoint.path.into(), json!({ method: operation }));
     }
     paths.insert(
         "/api/v1/openapi.json".into(),
@@ -97,10 +130,11 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {
-            "title": "pollwatch read API",
+            "title": "pollwatch API",
             "version": API_VERSION,
             "description": "What an election observation mission's core team reads: coverage, observers, \
-    findings, incidents, results, reports and what is held for review. Every timestamp is RFC 3339 in UTC; \
+    findings, incidents, results, reports and what is held for review; and what its reviewers decide about \
+    held reports and disputed stations, on a tamper-evident audit chain. Every timestamp is RFC 3339 in UTC; \
     every error is application/problem+json (RFC 9457).",
         },
         "servers": [{"url": "/"}],
@@ -108,7 +142,7 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A token from `pollwatch token add NAME --role viewer`"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A token from `pollwatch token add NAME --role viewer` (reads) or `--role reviewer` (reads and decides)"}},
         },
     })
 }

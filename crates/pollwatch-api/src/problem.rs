@@ -48,6 +48,16 @@ pub struct ProblemDetails {
     /// The values (or names) the parameter may take, when they are few enough to list.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed: Option<Vec<String>>,
+    /// For a decision refused because the report changed (409): its review state now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_state: Option<String>,
+    /// For a 409: its current revision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<i64>,
+    /// For a 409: who set the current state (`null` when it is the state the report arrived
+    /// with).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_by: Option<String>,
 }
 
 /// Most allowed values listed in one problem.
@@ -65,7 +75,56 @@ impl Problem {
             detail: pollwatch_model::bounded(detail, pollwatch_model::MAX_DETAIL_BYTES),
             parameter: None,
             allowed: None,
+            current_state: None,
+            current_revision: None,
+            set_by: None,
         }))
+    }
+
+    /// A token that may read but not do what was asked.
+    pub fn forbidden(detail: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail.to_owned())
+    }
+
+    /// A request body that is not what the endpoint takes; `field` names the part at fault.
+    pub fn invalid_body(field: Option<&str>, detail: String) -> Self {
+        let mut problem = Self::new(StatusCode::BAD_REQUEST, "invalid-body", "Invalid request body", detail);
+        problem.parameter = field.map(|f| pollwatch_model::bounded(f.to_owned(), MAX_NAME_BYTES));
+        problem
+    }
+
+    /// A body larger than the endpoint takes.
+    pub fn too_large(most: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Body too large",
+            format!("the body is larger than the {most} bytes this endpoint takes"),
+        )
+    }
+
+    /// A body of another media type than JSON.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the body as application/json".to_owned(),
+        )
+    }
+
+    /// A well-formed request that cannot be carried out as it stands (the detail says why).
+    pub fn unprocessable(detail: String) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", "Cannot be done", detail)
+    }
+
+    /// A decision about a state or revision that is no longer the report's.
+    pub fn stale_decision(detail: String, state: &str, revision: i64, set_by: Option<String>) -> Self {
+        let mut problem = Self::new(StatusCode::CONFLICT, "stale-decision", "The report has changed", detail);
+        problem.current_state = Some(state.to_owned());
+        problem.current_revision = Some(revision);
+        problem.set_by = set_by;
+        problem
     }
 
     /// A parameter the endpoint does not take.
@@ -148,7 +207,8 @@ impl Problem {
             StatusCode::METHOD_NOT_ALLOWED,
             "method-not-allowed",
             "Method not allowed",
-            "the API is read-only: use GET".to_owned(),
+            "this path does not take that method: GET reads; POST, where an endpoint takes it, decides"
+                .to_owned(),
         )
     }
 

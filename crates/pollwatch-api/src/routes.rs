@@ -70,6 +70,18 @@ pub(crate) struct Endpoint {
     pub answer: Answer,
     /// Whether a path parameter may name something the mission does not have (404).
     pub may_be_missing: bool,
+    pub method: Method,
+    /// The JSON body a `POST` takes.
+    pub body: Option<fn(&mut SchemaGenerator) -> Schema>,
+}
+
+/// How an endpoint is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    /// Reads; any token.
+    Get,
+    /// Decides; a reviewer's token ([`crate::auth::may_review`]).
+    Post,
 }
 
 impl Endpoint {
@@ -77,7 +89,7 @@ impl Endpoint {
         self.params.iter().filter(|p| p.location == In::Query).map(|p| p.name).collect()
     }
 
-    fn params(&self, query: Option<&str>) -> Result<Params, Problem> {
+    pub(crate) fn params(&self, query: Option<&str>) -> Result<Params, Problem> {
         Params::parse(query, &self.query_names())
     }
 }
@@ -126,6 +138,10 @@ fn contest() -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": 64, "examples": ["president", "referendum"]})
 }
 
+fn station() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 64, "examples": ["01001"]})
+}
+
 fn uuid() -> Value {
     json!({"type": "string", "format": "uuid"})
 }
@@ -155,6 +171,8 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         params: &[],
         answer: Answer::Json(|g| g.subschema_for::<views::MissionView>()),
         may_be_missing: false,
+        method: Method::Get,
+        body: None,
     },
     Endpoint {
         path: "/api/v1/coverage",
@@ -163,6 +181,8 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         params: &[required("phase", "The report kind", kind), REGION],
         answer: Answer::Json(|g| g.subschema_for::<views::CoverageView>()),
         may_be_missing: false,
+        method: Method::Get,
+        body: None,
     },
     Endpoint {
         path: "/api/v1/observers",
@@ -171,6 +191,8 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         params: &[query("silent_for", "How long without a report, e.g. 60m (default 60m)", duration)],
         answer: Answer::Json(|g| g.subschema_for::<views::ObserversView>()),
         may_be_missing: false,
+        method: Method::Get,
+        body: None,
     },
     Endpoint {
         path: "/api/v1/findings",
@@ -179,6 +201,8 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         params: &[required("phase", "The report kind", kind), REGION],
         answer: Answer::Json(|g| g.subschema_for::<views::FindingsView>()),
         may_be_missing: false,
+        method: Method::Get,
+        body: None,
     },
     Endpoint {
         path: "/api/v1/incidents",
@@ -194,6 +218,8 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         ],
         answer: Answer::Json(|g| g.subschema_for::<views::IncidentsView>()),
         may_be_missing: false,
+        method: Method::Get,
+        body: None,
     },
     Endpoint {
         path: "/api/v1/incidents/summary",
@@ -202,6 +228,8 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         params: &[REGION],
         answer: Answer::Json(|g| g.subschema_for::<views::IncidentSummaryView>()),
         may_be_missing: false,
+        method: Method::Get,
+        body: None,
     },
     Endpoint {
         path: "/api/v1/results/{contest}",
@@ -210,6 +238,8 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         params: &[path("contest", "The contest id, e.g. president", contest), REGION],
         answer: Answer::Json(|g| g.subschema_for::<views::ResultsView>()),
         may_be_missing: true,
+        method: Method::Get,
+        body: None,
     },
     Endpoint {
         path: "/api/v1/discrepancies",
@@ -218,6 +248,8 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         params: &[query("contest", "Only this contest", contest)],
         answer: Answer::Json(|g| g.subschema_for::<views::DiscrepanciesView>()),
         may_be_missing: true,
+        method: Method::Get,
+        body: None,
     },
     Endpoint {
         path: "/api/v1/reports",
@@ -236,6 +268,8 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         ],
         answer: Answer::Json(|g| g.subschema_for::<views::ReportsView>()),
         may_be_missing: false,
+        method: Method::Get,
+        body: None,
     },
     Endpoint {
         path: "/api/v1/reports/{report_id}",
@@ -244,6 +278,8 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         params: &[path("report_id", "The report id (a UUID)", uuid)],
         answer: Answer::Json(|g| g.subschema_for::<views::ReportView>()),
         may_be_missing: true,
+        method: Method::Get,
+        body: None,
     },
     Endpoint {
         path: "/api/v1/held",
@@ -252,6 +288,49 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         params: &[AFTER, LIMIT],
         answer: Answer::Json(|g| g.subschema_for::<views::HeldView>()),
         may_be_missing: false,
+        method: Method::Get,
+        body: None,
+    },
+    Endpoint {
+        path: "/api/v1/reports/{report_id}/review",
+        operation_id: "review",
+        summary: "Decide a report's review state (accept, hold, reject), if it is still in the state the reviewer saw; \
+                  a 409 names the state it is in and who set it",
+        params: &[path("report_id", "The report id (a UUID)", uuid)],
+        answer: Answer::Json(|g| g.subschema_for::<views::ReviewActionView>()),
+        may_be_missing: true,
+        method: Method::Post,
+        body: Some(|g| g.subschema_for::<crate::review::ReviewRequest>()),
+    },
+    Endpoint {
+        path: "/api/v1/reports/{report_id}/comments",
+        operation_id: "comment",
+        summary: "Add a comment to a report's history",
+        params: &[path("report_id", "The report id (a UUID)", uuid)],
+        answer: Answer::Json(|g| g.subschema_for::<views::ReviewActionView>()),
+        may_be_missing: true,
+        method: Method::Post,
+        body: Some(|g| g.subschema_for::<crate::review::CommentRequest>()),
+    },
+    Endpoint {
+        path: "/api/v1/stations/{code}/protocol",
+        operation_id: "protocol",
+        summary: "Settle a disputed station: which report's protocol counts for a contest, or none until a recount",
+        params: &[path("code", "The station's code", station)],
+        answer: Answer::Json(|g| g.subschema_for::<views::ReviewActionView>()),
+        may_be_missing: true,
+        method: Method::Post,
+        body: Some(|g| g.subschema_for::<crate::review::ProtocolRequest>()),
+    },
+    Endpoint {
+        path: "/api/v1/audit/head",
+        operation_id: "audit_head",
+        summary: "The audit chain's head: its number of entries and last hash, for the mission to publish",
+        params: &[],
+        answer: Answer::Json(|g| g.subschema_for::<crate::review::AuditHeadView>()),
+        may_be_missing: false,
+        method: Method::Get,
+        body: None,
     },
     Endpoint {
         path: "/api/v1/events",
@@ -267,6 +346,8 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         }],
         answer: Answer::Events(|g| g.subschema_for::<events::ChangeEvent>()),
         may_be_missing: false,
+        method: Method::Get,
+        body: None,
     },
     Endpoint {
         path: "/api/v1/export/reports.jsonl",
@@ -275,6 +356,18 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         params: &[],
         answer: Answer::Jsonl,
         may_be_missing: false,
+        method: Method::Get,
+        body: None,
+    },
+    Endpoint {
+        path: "/api/v1/export/audit.jsonl",
+        operation_id: "export_audit_jsonl",
+        summary: "The audit chain, one entry per line in order: its position, hash and the exact text hashed (docs/review.md)",
+        params: &[],
+        answer: Answer::Jsonl,
+        may_be_missing: false,
+        method: Method::Get,
+        body: None,
     },
     Endpoint {
         path: "/api/v1/export/reports.csv",
@@ -283,6 +376,8 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         params: &[],
         answer: Answer::Csv,
         may_be_missing: false,
+        method: Method::Get,
+        body: None,
     },
     Endpoint {
         path: "/api/v1/export/results.csv",
@@ -291,10 +386,12 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         params: &[],
         answer: Answer::Csv,
         may_be_missing: false,
+        method: Method::Get,
+        body: None,
     },
 ];
 
-fn endpoint(operation_id: &str) -> &'static Endpoint {
+pub(crate) fn endpoint(operation_id: &str) -> &'static Endpoint {
     ENDPOINTS.iter().find(|e| e.operation_id == operation_id).expect("an endpoint of the table")
 }
 
@@ -310,7 +407,7 @@ fn json_bytes(body: impl Into<Body>) -> Response {
     response
 }
 
-type Answered = Result<Response, Problem>;
+pub(crate) type Answered = Result<Response, Problem>;
 
 /// The shared answer to `question` (`crate::cache`): computed by `compute`, a view serialised.
 async fn shared<F, V>(
@@ -396,7 +493,7 @@ pub(crate) async fn incident_summary(State(api): State<Api>, RawQuery(query): Ra
     .await
 }
 
-fn path_value(path: Result<Path<String>, PathRejection>, name: &str) -> Result<String, Problem> {
+pub(crate) fn path_value(path: Result<Path<String>, PathRejection>, name: &str) -> Result<String, Problem> {
     path.map(|Path(value)| value)
         .map_err(|_| Problem::invalid_value(name, "", "a well-formed path segment", None))
 }
@@ -504,6 +601,10 @@ async fn stream_export(api: Api, format: Export, operation_id: &str, query: Opti
 
 pub(crate) async fn export_reports_jsonl(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     stream_export(api, Export::ReportsJsonl, "export_reports_jsonl", query.as_deref()).await
+}
+
+pub(crate) async fn export_audit_jsonl(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    stream_export(api, Export::AuditJsonl, "export_audit_jsonl", query.as_deref()).await
 }
 
 pub(crate) async fn export_reports_csv(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {

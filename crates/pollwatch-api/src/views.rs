@@ -7,16 +7,21 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pollwatch_model::{AnswerType, Assessment, Contest, ContestResults, Mission, ReportKind};
-use pollwatch_store::{AuditRecord, IncidentFilter, ReportFilter, ReportSummary, Store, StoreError};
+use pollwatch_store::{
+    AuditRecord, IncidentFilter, ReportFilter, ReportSummary, ReviewAction, Store, StoreError,
+};
 use schemars::JsonSchema;
 use serde::{Serialize, Serializer};
 
 /// How a station's result is chosen, as `GET /api/v1/results/{contest}` states it.
-pub const RESULT_RULE: &str = "Each station counts once: the protocol for the contest of its \
-latest current, not-held counting report that has one (latest observation time first, then the \
-greatest report id). Held reports count for nothing until released. A station is `disputed` when \
-the current, not-held protocols of several teams disagree on any figure; the one counted is the \
-first listed by /api/v1/discrepancies.";
+pub const RESULT_RULE: &str = "Each station counts once. Only accepted reports count: held and \
+rejected ones count for nothing. Where a reviewer has settled the station for the contest (POST \
+/api/v1/stations/{code}/protocol), the protocol of the report they chose counts, or none until a \
+recount. Elsewhere the protocol for the contest of the station's latest current, accepted \
+counting report that has one counts (latest observation time first, then the greatest report \
+id). A station is `disputed` when the accepted protocols of several teams disagree on any figure \
+and no settlement is in force; meanwhile the rule above counts the first one listed by \
+/api/v1/discrepancies.";
 
 /// A map that keeps its keys in the order given (ballot order, form order, region order).
 #[derive(Debug, Clone, PartialEq)]
@@ -755,8 +760,11 @@ pub struct ReportSummaryView {
     pub observed_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
     pub assessment: Option<String>,
-    /// Held for review: flagged by validation, left out of findings and results.
+    /// Left out of findings and results: its review state is not `accepted`.
     pub held: bool,
+    /// `accepted` (counted), `held` (flagged, waiting for a reviewer) or `rejected` (kept, never
+    /// counted).
+    pub review_state: String,
 }
 
 impl From<ReportSummary> for ReportSummaryView {
@@ -771,6 +779,7 @@ impl From<ReportSummary> for ReportSummaryView {
             received_at: r.received_at,
             assessment: r.assessment,
             held: r.quarantined,
+            review_state: r.review_state.as_str().to_owned(),
         }
     }
 }
@@ -796,6 +805,51 @@ pub struct ReportView {
     pub revisions: Vec<RevisionView>,
     /// Versions of a revision whose content differed from the one recorded first.
     pub conflicts: Vec<ConflictView>,
+    /// Who set the current review state (`null`: the state it arrived with).
+    pub decided_by: Option<ReviewActionView>,
+    /// Every decision and comment about the report, oldest first.
+    pub review: Vec<ReviewActionView>,
+}
+
+/// One action of the review log.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ReviewActionView {
+    pub id: i64,
+    /// `accept`, `hold`, `reject`, `comment` or `settle`.
+    pub action: String,
+    pub report_id: Option<String>,
+    /// The revision decided about or commented on.
+    pub revision: Option<i64>,
+    pub station: Option<String>,
+    pub contest: Option<String>,
+    /// For `settle`: the report whose protocol counts (`null`: none until a recount).
+    pub chosen: Option<String>,
+    pub from_state: Option<String>,
+    pub to_state: Option<String>,
+    /// The reviewer (their token's name, or the name given to the command).
+    pub reviewer: String,
+    /// Why, or the comment's text.
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+impl From<ReviewAction> for ReviewActionView {
+    fn from(a: ReviewAction) -> Self {
+        Self {
+            id: a.id,
+            action: a.action,
+            report_id: a.report_id,
+            revision: a.revision,
+            station: a.station,
+            contest: a.contest,
+            chosen: a.chosen,
+            from_state: a.from_state.map(|s| s.as_str().to_owned()),
+            to_state: a.to_state.map(|s| s.as_str().to_owned()),
+            reviewer: a.reviewer,
+            reason: a.reason,
+            at: a.at,
+        }
+    }
 }
 
 /// One revision from the audit trail.
@@ -817,6 +871,9 @@ pub struct RevisionView {
     pub flags: Vec<FlagView>,
     /// The report exactly as received.
     pub payload: String,
+    /// The position of this revision's entry in the audit chain, and its hash.
+    pub audit_position: Option<i64>,
+    pub audit_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -858,6 +915,8 @@ impl RevisionView {
                 .map(|f| FlagView { code: f.code, path: f.path, message: f.message })
                 .collect(),
             payload: record.payload,
+            audit_position: record.audit.as_ref().map(|(position, _)| *position),
+            audit_hash: record.audit.map(|(_, hash)| hash),
         })
     }
 }
@@ -878,7 +937,16 @@ pub async fn report(
     let Some(history) = store.report_history(&mission.id, report_id).await? else {
         return Ok(None);
     };
+    let review: Vec<ReviewActionView> =
+        store.review_log(report_id).await?.into_iter().map(ReviewActionView::from).collect();
+    let decided_by = store
+        .standing(&mission.id, report_id)
+        .await?
+        .and_then(|standing| standing.set_by)
+        .map(ReviewActionView::from);
     Ok(Some(ReportView {
+        decided_by,
+        review,
         current: history.current.into(),
         revisions: history.revisions.into_iter().map(RevisionView::of).collect::<Result<_, _>>()?,
         conflicts: history

@@ -40,10 +40,14 @@ async fn every_documented_path_is_served_and_needs_a_token() {
     let document = pollwatch_api::openapi::document();
     let paths = document["paths"].as_object().expect("paths");
     assert!(paths.len() >= 14, "{}", paths.len());
-    for path in paths.keys() {
-        let concrete =
-            path.replace("{contest}", "president").replace("{report_id}", &uuid::Uuid::nil().to_string());
-        let request = Request::get(&concrete).body(Body::empty()).expect("a request");
+    for (path, operations) in paths {
+        let concrete = path
+            .replace("{contest}", "president")
+            .replace("{report_id}", &uuid::Uuid::nil().to_string())
+            .replace("{code}", &pollwatch_model::sample::kg_2021().stations[0].code);
+        let method = operations.as_object().and_then(|o| o.keys().next()).expect("one method").to_uppercase();
+        let request =
+            Request::builder().method(method.as_str()).uri(&concrete).body(Body::empty()).expect("a request");
         let response = router.clone().oneshot(request).await.expect("an answer");
         let expected = if path == "/api/v1/openapi.json" { 200 } else { 401 };
         assert_eq!(response.status().as_u16(), expected, "{path}");

@@ -156,9 +156,12 @@ pub(crate) fn review_entry(row: &crate::db::Row) -> Result<ReviewEntry, StoreErr
     })
 }
 
-/// Appends `entries` (their texts, in order) to the chain, in `tx`. On PostgreSQL this takes the
-/// chain's lock until `tx` ends: call it last, just before the commit.
-pub(crate) async fn append(tx: &mut Tx, backend: Backend, entries: Vec<String>) -> Result<(), StoreError> {
+/// An entry to append: its text, and the seq of the revision it records, if it records one.
+pub(crate) type Pending = (Option<i64>, String);
+
+/// Appends `entries` (in order) to the chain, in `tx`. On PostgreSQL this takes the chain's lock
+/// until `tx` ends: call it last, just before the commit.
+pub(crate) async fn append(tx: &mut Tx, backend: Backend, entries: Vec<Pending>) -> Result<(), StoreError> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -174,13 +177,18 @@ pub(crate) async fn append(tx: &mut Tx, backend: Backend, entries: Vec<String>) 
     };
     let mut positions = Vec::with_capacity(entries.len());
     let mut hashes = Vec::with_capacity(entries.len());
-    for entry in &entries {
+    for (_, entry) in &entries {
         position += 1;
         previous = chain_hash(&previous, entry);
         positions.push(position);
         hashes.push(previous.clone());
     }
-    let rows = Rows::default().int("position", positions).text("entry", entries).text("hash", hashes);
+    let (seqs, texts): (Vec<Option<i64>>, Vec<String>) = entries.into_iter().unzip();
+    let rows = Rows::default()
+        .int("position", positions)
+        .optional_int("revision_seq", seqs)
+        .text("entry", texts)
+        .text("hash", hashes);
     for sql in rows.insert(backend, "audit_chain", "") {
         sql.execute_in(tx).await?;
     }
@@ -516,15 +524,18 @@ impl Store {
                     (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
                 let (channel, sender): (String, Option<String>) = (row.try_get(3)?, row.try_get(4)?);
                 let (received, payload): (i64, String) = (row.try_get(5)?, row.try_get(6)?);
-                entries.push(entry_text(&RevisionEntry::new(
-                    seq,
-                    &report_id,
-                    revision,
-                    &channel,
-                    sender.as_deref(),
-                    received,
-                    &payload,
-                )));
+                entries.push((
+                    Some(seq),
+                    entry_text(&RevisionEntry::new(
+                        seq,
+                        &report_id,
+                        revision,
+                        &channel,
+                        sender.as_deref(),
+                        received,
+                        &payload,
+                    )),
+                ));
             }
             append(&mut tx, self.backend, entries).await?;
         }
@@ -541,14 +552,8 @@ impl Store {
                 (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             let (sender, received, payload): (Option<String>, i64, String) =
                 (row.try_get(3)?, row.try_get(4)?, row.try_get(5)?);
-            entries.push(entry_text(&ConflictEntry::new(
-                &id,
-                revision,
-                &hash,
-                sender.as_deref(),
-                received,
-                &payload,
-            )));
+            let entry = ConflictEntry::new(&id, revision, &hash, sender.as_deref(), received, &payload);
+            entries.push((None, entry_text(&entry)));
         }
         append(&mut tx, self.backend, entries).await?;
         tx.commit().await

@@ -518,15 +518,15 @@ async fn insert_conflicts<'i, 'b>(
 
 /// The audit chain's entries for what the batch stored: its new revisions in seq order, then the
 /// conflicting versions it kept.
-fn chain_entries(fresh: &[&Item<'_>], seqs: &[Option<i64>], kept: &[&Item<'_>]) -> Vec<String> {
+fn chain_entries(fresh: &[&Item<'_>], seqs: &[Option<i64>], kept: &[&Item<'_>]) -> Vec<audit::Pending> {
     let mut revisions: Vec<(i64, &Item<'_>)> =
         fresh.iter().map(|item| (seqs[item.index].expect("a fresh revision has a seq"), *item)).collect();
     revisions.sort_by_key(|(seq, _)| *seq);
     let received = |item: &Item<'_>| item.incoming.delivery.received_at.timestamp_micros();
-    let mut entries: Vec<String> = revisions
+    let mut entries: Vec<audit::Pending> = revisions
         .iter()
         .map(|(seq, item)| {
-            entry_text(&RevisionEntry::new(
+            let entry = RevisionEntry::new(
                 *seq,
                 &item.id,
                 item.revision,
@@ -534,18 +534,20 @@ fn chain_entries(fresh: &[&Item<'_>], seqs: &[Option<i64>], kept: &[&Item<'_>]) 
                 item.incoming.delivery.sender.as_deref(),
                 received(item),
                 &item.incoming.payload,
-            ))
+            );
+            (Some(*seq), entry_text(&entry))
         })
         .collect();
     entries.extend(kept.iter().map(|item| {
-        entry_text(&ConflictEntry::new(
+        let entry = ConflictEntry::new(
             &item.id,
             item.revision,
             &item.hash,
             item.incoming.delivery.sender.as_deref(),
             received(item),
             &item.incoming.payload,
-        ))
+        );
+        (None, entry_text(&entry))
     }));
     entries
 }

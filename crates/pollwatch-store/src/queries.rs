@@ -97,6 +97,8 @@ pub struct AuditRecord {
     pub flags: serde_json::Value,
     /// The report exactly as received.
     pub payload: String,
+    /// The audit chain's entry for this revision: its position and hash.
+    pub audit: Option<(i64, String)>,
 }
 
 /// The columns of a [`ReportSummary`], for [`summary`].
@@ -105,9 +107,9 @@ pub(crate) const SUMMARY_SELECT: &str = "SELECT r.revision_seq, r.report_id, r.r
     CAST(CASE WHEN r.quarantined THEN 1 ELSE 0 END AS BIGINT), r.review_state FROM reports r";
 
 /// The columns of an [`AuditRecord`], for [`audit_record`].
-pub(crate) const AUDIT_SELECT: &str = "SELECT seq, report_id, revision, content_hash, sender, channel, \
-    CAST(CASE WHEN redelivered THEN 1 ELSE 0 END AS BIGINT), received_at_us, flags, payload \
-    FROM report_revisions";
+pub(crate) const AUDIT_SELECT: &str = "SELECT v.seq, v.report_id, v.revision, v.content_hash, v.sender, \
+    v.channel, CAST(CASE WHEN v.redelivered THEN 1 ELSE 0 END AS BIGINT), v.received_at_us, v.flags, v.payload, \
+    a.position, a.hash FROM report_revisions v LEFT JOIN audit_chain a ON a.revision_seq = v.seq";
 
 pub(crate) fn audit_record(row: &Row) -> Result<AuditRecord, StoreError> {
     let seq = row.try_get(0)?;
@@ -123,6 +125,10 @@ pub(crate) fn audit_record(row: &Row) -> Result<AuditRecord, StoreError> {
         flags: serde_json::from_str(&row.try_get::<String>(8)?)
             .map_err(|e| StoreError::Permanent(format!("the flags of revision {seq} are not JSON: {e}")))?,
         payload: row.try_get(9)?,
+        audit: match (row.try_get::<Option<i64>>(10)?, row.try_get::<Option<String>>(11)?) {
+            (Some(position), Some(hash)) => Some((position, hash)),
+            _ => None,
+        },
     })
 }
 
@@ -339,7 +345,7 @@ impl Store {
     /// Every revision in the audit trail, in the order received, as a stream (the trail can be
     /// far larger than memory).
     pub fn export(&self) -> impl Stream<Item = Result<AuditRecord, StoreError>> + Send + '_ {
-        Sql::new(self.backend, &format!("{AUDIT_SELECT} ORDER BY seq"))
+        Sql::new(self.backend, &format!("{AUDIT_SELECT} ORDER BY v.seq"))
             .fetch(&self.pool)
             .map(|row| audit_record(&row?))
     }

@@ -449,8 +449,9 @@ impl Store {
         let Some(current) = sql.fetch_all(&self.pool).await?.first().map(summary).transpose()? else {
             return Ok(None);
         };
-        let mut sql = Sql::new(self.backend, &format!("{} WHERE report_id = ", crate::queries::AUDIT_SELECT));
-        sql.bind(report_id.to_owned()).push(" ORDER BY seq");
+        let mut sql =
+            Sql::new(self.backend, &format!("{} WHERE v.report_id = ", crate::queries::AUDIT_SELECT));
+        sql.bind(report_id.to_owned()).push(" ORDER BY v.seq");
         let revisions =
             sql.fetch_all(&self.pool).await?.iter().map(audit_record).collect::<Result<_, _>>()?;
         let mut sql = Sql::new(

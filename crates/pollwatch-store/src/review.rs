@@ -223,7 +223,7 @@ async fn log(
     tx: &mut Tx,
     backend: Backend,
     action: NewAction<'_>,
-    entries: &mut Vec<String>,
+    entries: &mut Vec<audit::Pending>,
 ) -> Result<ReviewAction, StoreError> {
     let at_us = Utc::now().timestamp_micros();
     let mut sql = Sql::new(
@@ -244,7 +244,7 @@ async fn log(
     let mut select = Sql::new(backend, &format!("{REVIEW_SELECT} WHERE id = "));
     select.bind(id);
     let entry = review_entry(&select.fetch_all_in(tx).await?[0])?;
-    entries.push(entry_text(&entry));
+    entries.push((None, entry_text(&entry)));
     ReviewAction::of(entry)
 }
 
@@ -494,6 +494,40 @@ impl Store {
             settled.push((row.try_get(0)?, row.try_get(1)?, ReviewAction::of(entry)?));
         }
         Ok(settled)
+    }
+}
+
+impl Store {
+    /// The review actions numbered above `after`, with the report kind each changes (that of
+    /// the report decided or commented on; `counting` for a settlement), lowest first, at most
+    /// `limit`; and the highest id of the log (0 for none).
+    pub async fn review_marks_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Option<pollwatch_model::ReportKind>)>, StoreError> {
+        let mut sql = Sql::new(
+            self.backend,
+            "SELECT l.id, CASE WHEN l.action = 'settle' THEN 'counting' ELSE r.kind END FROM review_log l \
+             LEFT JOIN reports r ON r.report_id = l.report_id WHERE l.id > ",
+        );
+        sql.bind(after).push(" ORDER BY l.id LIMIT ").bind(limit);
+        sql.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                let kind: Option<String> = row.try_get(1)?;
+                Ok((row.try_get(0)?, kind.as_deref().and_then(pollwatch_model::ReportKind::parse)))
+            })
+            .collect()
+    }
+
+    /// The highest id of the review log (0 when empty).
+    pub async fn latest_review(&self) -> Result<i64, StoreError> {
+        let row = Sql::new(self.backend, "SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM review_log")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
     }
 }
 

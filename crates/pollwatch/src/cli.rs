@@ -226,6 +226,138 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Decide about held reports: list them, show one, accept, reject or hold it (docs/review.md)
+    Review {
+        #[command(subcommand)]
+        command: ReviewCommand,
+    },
+    /// Stations whose teams' protocols disagree: list them, settle which one counts
+    Dispute {
+        #[command(subcommand)]
+        command: DisputeCommand,
+    },
+    /// The tamper-evident audit chain over every revision and decision: check it, print its head
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Current reports in a review state (held, by default), oldest change first, with their flags
+    List {
+        #[command(flatten)]
+        mission: MissionArg,
+        /// The review state: held, rejected or accepted
+        #[arg(long, value_name = "STATE", default_value = "held", value_parser = clap::builder::PossibleValuesParser::new(["held", "rejected", "accepted"]))]
+        state: String,
+        /// Print at most this many
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// A report's current revision, its state, its history and every decision and comment on it
+    Show {
+        #[command(flatten)]
+        mission: MissionArg,
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Count a report: its current revision becomes accepted
+    Accept(DecideArgs),
+    /// Never count a report (it is kept): its current revision becomes rejected
+    Reject(DecideArgs),
+    /// Keep a report out of the results, waiting: its current revision becomes held
+    Hold(DecideArgs),
+    /// Add a comment to a report's history
+    Comment {
+        #[command(flatten)]
+        mission: MissionArg,
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Who comments, for the review log
+        #[arg(long, value_name = "NAME")]
+        reviewer: String,
+        /// The comment
+        #[arg(long, value_name = "TEXT")]
+        text: String,
+    },
+}
+
+/// What `review accept|reject|hold` takes.
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    #[command(flatten)]
+    pub mission: MissionArg,
+    /// The report id
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Who decides, for the review log
+    #[arg(long, value_name = "NAME")]
+    pub reviewer: String,
+    /// Why, for the review log
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Decide only if the report is in this state (as another reviewer may have decided since
+    /// you looked) [default: the state it is in when the command reads it]
+    #[arg(long, value_name = "STATE", value_parser = clap::builder::PossibleValuesParser::new(["held", "rejected", "accepted"]))]
+    pub expect: Option<String>,
+    /// Decide only if this revision is still the current one
+    #[arg(long, value_name = "N")]
+    pub revision: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DisputeCommand {
+    /// Stations where accepted protocols disagree and no settlement is in force, with every copy
+    List {
+        #[command(flatten)]
+        mission: MissionArg,
+        /// Only this contest
+        #[arg(long, value_name = "CONTEST")]
+        contest: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Decide which report's protocol counts at a station for a contest, or none until a recount
+    Settle {
+        #[command(flatten)]
+        mission: MissionArg,
+        /// The station's code
+        #[arg(value_name = "STATION")]
+        station: String,
+        /// The contest id, e.g. president
+        #[arg(long, value_name = "CONTEST")]
+        contest: String,
+        /// The report whose protocol counts
+        #[arg(long, value_name = "ID", required_unless_present = "none", conflicts_with = "none")]
+        report: Option<String>,
+        /// Count no protocol for the contest at this station until a recount
+        #[arg(long)]
+        none: bool,
+        /// Who decides, for the review log
+        #[arg(long, value_name = "NAME")]
+        reviewer: String,
+        /// Why, for the review log
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every hash of the chain and rebuild every entry from what the store holds;
+    /// fails naming the first entry that does not match
+    Verify,
+    /// Print the chain's head: its number of entries and last hash (publish it with the statement)
+    Head {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
 }
 
 /// The mission a command reads about.
@@ -249,6 +381,8 @@ pub enum ExportWhat {
     Reports,
     /// One row per station and contest: the counted protocol, if any
     Results,
+    /// The audit chain, one entry per line (JSON lines only; docs/review.md says how to check it)
+    Audit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

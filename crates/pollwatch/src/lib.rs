@@ -8,6 +8,7 @@ pub mod http;
 pub mod mission_dir;
 pub mod publish;
 pub mod query;
+pub mod review;
 pub mod serve;
 pub mod simulate;
 pub mod table;
@@ -36,6 +37,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     let loaded = Settings::load(&cli.global.load_options()).context("invalid settings")?;
     telemetry::init(&loaded.settings.telemetry)?;
     tracing::debug!(environment = %loaded.environment, "settings loaded");
+    if let Some(answered) = review::run(&loaded.settings, &cli.command) {
+        return answered;
+    }
     if let Some(answered) = query::run(&loaded.settings, &cli.command) {
         return answered;
     }
@@ -102,6 +106,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         | Command::Export { .. }
         | Command::Token { .. }
         | Command::Report { command: ReportCommand::Show { .. } } => unreachable!("answered by query::run"),
+        Command::Review { .. } | Command::Dispute { .. } | Command::Audit { .. } => {
+            unreachable!("answered by review::run")
+        }
     }
 }
 
@@ -185,6 +192,13 @@ async fn import_mission(
         println!(
             "  {roster}: {} added, {} updated, {} removed, {} unchanged",
             changes.added, changes.updated, changes.removed, changes.unchanged
+        );
+    }
+    if summary.freed > 0 {
+        println!(
+            "  {} reports held only for an unknown station or observer are accepted now (by `{}`)",
+            summary.freed,
+            pollwatch_store::IMPORT_REVIEWER
         );
     }
     Ok(())

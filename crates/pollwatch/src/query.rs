@@ -156,7 +156,11 @@ fn one_of<'a>(
 }
 
 /// Prints `view` as JSON or as the table `table` renders.
-fn print<T: Serialize>(output: &OutputArgs, view: &T, table: impl FnOnce() -> String) -> anyhow::Result<()> {
+pub(crate) fn print<T: Serialize>(
+    output: &OutputArgs,
+    view: &T,
+    table: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     let text = if output.json {
         let mut json = serde_json::to_string_pretty(view).context("writing JSON")?;
@@ -332,7 +336,7 @@ fn observers_table(view: &views::ObserversView) -> String {
     )
 }
 
-fn held_table(view: &views::HeldView) -> String {
+pub(crate) fn held_table(view: &views::HeldView) -> String {
     let mut table = Table::new(&["report", "kind", "station", "observer", "flags"]);
     for h in &view.reports {
         let flags: Vec<&str> = h.flags.iter().map(|f| f.code.as_str()).collect();
@@ -348,14 +352,18 @@ fn held_table(view: &views::HeldView) -> String {
     format!("{} reports held for review{more}\n\n{}", thousands(view.reports.len() as i64), table.render())
 }
 
-fn report_text(view: &views::ReportView) -> String {
+pub(crate) fn report_text(view: &views::ReportView) -> String {
     let c = &view.current;
     let mut out = format!(
         "report {} ({}), revision {} current{}\n  observer {} at station {}, observed {}, received {}\n\n",
         c.report_id,
         c.kind,
         c.revision,
-        if c.held { ", held for review" } else { "" },
+        match c.review_state.as_str() {
+            "held" => ", held for review",
+            "rejected" => ", rejected",
+            _ => "",
+        },
         c.observer,
         c.station,
         c.observed_at.to_rfc3339(),
@@ -386,6 +394,23 @@ fn report_text(view: &views::ReportView) -> String {
             view.conflicts.len()
         ));
     }
+    if !view.review.is_empty() {
+        out.push_str("\nreview:\n");
+        for action in &view.review {
+            let change = match (&action.from_state, &action.to_state) {
+                (Some(from), Some(to)) => format!(" ({from} → {to})"),
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "  {} {} {}{change} on revision {}: {}\n",
+                action.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                action.reviewer,
+                action.action,
+                action.revision.map_or_else(|| "-".to_owned(), |r| r.to_string()),
+                action.reason
+            ));
+        }
+    }
     out
 }
 
@@ -400,6 +425,10 @@ async fn export(
         (ExportWhat::Reports, ExportFormat::Jsonl) => Export::ReportsJsonl,
         (ExportWhat::Reports, ExportFormat::Csv) => Export::ReportsCsv,
         (ExportWhat::Results, ExportFormat::Csv) => Export::ResultsCsv,
+        (ExportWhat::Audit, ExportFormat::Jsonl) => Export::AuditJsonl,
+        (ExportWhat::Audit, ExportFormat::Csv) => {
+            anyhow::bail!("the audit chain exports as JSON lines only (`--format jsonl`)")
+        }
         (ExportWhat::Results, ExportFormat::Jsonl) => {
             anyhow::bail!(
                 "results export as CSV only (`--format csv`); the API's /api/v1/results/{{contest}} gives JSON"
@@ -410,6 +439,9 @@ async fn export(
     let total = match what {
         ExportWhat::Reports => store.totals().await.context("counting the revisions")?.revisions as u64,
         ExportWhat::Results => (mission.stations.len() * mission.contests.len()) as u64,
+        ExportWhat::Audit => {
+            store.audit_head().await.context("reading the audit chain's head")?.entries as u64
+        }
     };
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Chunk>(4);
     let (store_, mission_) = (store.clone(), mission.clone());

@@ -35,7 +35,10 @@ CREATE TABLE protocol_choices (
 -- Appended under `pg_advisory_xact_lock` (src/audit.rs), so that concurrent workers make one
 -- chain.
 CREATE TABLE audit_chain (
-    position  BIGINT PRIMARY KEY,
-    entry     TEXT NOT NULL,
-    hash      TEXT NOT NULL
+    position      BIGINT PRIMARY KEY,
+    -- The revision an entry records (NULL for other entries), for the export's join.
+    revision_seq  BIGINT,
+    entry         TEXT NOT NULL,
+    hash          TEXT NOT NULL
 );
+CREATE INDEX audit_chain_revision ON audit_chain (revision_seq);

@@ -45,7 +45,10 @@ CREATE TABLE protocol_choices (
 -- in the order committed. `entry` is the exact text hashed; `hash` is the hex SHA-256 of the
 -- previous entry's hash (64 zeros before the first), a line feed, and `entry`.
 CREATE TABLE audit_chain (
-    position  INTEGER PRIMARY KEY,
-    entry     TEXT NOT NULL,
-    hash      TEXT NOT NULL
+    position      INTEGER PRIMARY KEY,
+    -- The revision an entry records (NULL for other entries), for the export's join.
+    revision_seq  BIGINT,
+    entry         TEXT NOT NULL,
+    hash          TEXT NOT NULL
 );
+CREATE INDEX audit_chain_revision ON audit_chain (revision_seq);
