@@ -24,6 +24,7 @@ pub fn backlog(mission: &Mission, n: usize) -> Vec<Message> {
             corrections: 0.02,
             malformed: 0.01,
             spoofed: 0.0,
+            miscounts: 0.0,
             senders: false,
             rules: Rules { max_body_bytes: 262_144, require_sender_auth: false },
         };

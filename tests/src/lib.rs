@@ -41,7 +41,7 @@ pub use in_process::InProcessWorker;
 pub use rabbitmq::{DedicatedBroker, TestBroker, broker};
 use wait::retry_until;
 pub use wait::{eventually, eventually_some, pause, throughout, within};
-pub use worker::{TestWorker, metric, metric_total, pollwatch_command, spawn_worker};
+pub use worker::{TestWorker, metric, metric_total, pollwatch_command, spawn_worker, spawn_worker_on};
 
 /// A plain HTTP/1.1 GET: (status, body).
 pub async fn http_get(address: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
@@ -88,13 +88,40 @@ pub async fn http_request(
     path: &str,
     token: Option<&str>,
 ) -> anyhow::Result<HttpResponse> {
+    http_send(address, method, path, token, None).await
+}
+
+/// `POST path` with `body` as application/json.
+pub async fn http_post_json(
+    address: std::net::SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+) -> anyhow::Result<HttpResponse> {
+    http_send(address, "POST", path, token, Some(("application/json", body.to_string().into_bytes()))).await
+}
+
+/// One HTTP/1.1 request, with a body of a content type if given, and its whole response.
+pub async fn http_send(
+    address: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> anyhow::Result<HttpResponse> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut stream = tokio::net::TcpStream::connect(address).await?;
     let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let (content_type, bytes) = match body {
+        Some((content_type, bytes)) => (format!("Content-Type: {content_type}\r\n"), bytes),
+        None => (String::new(), Vec::new()),
+    };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        bytes.len()
     );
     stream.write_all(request.as_bytes()).await?;
+    stream.write_all(&bytes).await?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await?;
     let split = response.windows(4).position(|w| w == b"\r\n\r\n").context("the end of the HTTP head")?;

@@ -4,7 +4,7 @@
 //! settings, its HTTP address, what it logs, and its stop.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub(crate) fn pollwatch_binary() -> anyhow::Result<PathBuf> {
     // target/<profile>/deps/<test>-<hash> → target/<profile>/pollwatch-as-installed
     let binary = running
         .parent()
-        .and_then(std::path::Path::parent)
+        .and_then(Path::parent)
         .map(|profile| profile.join("pollwatch-as-installed"))
         .context("the folder of the running test executable")?;
     anyhow::ensure!(
@@ -44,7 +44,7 @@ pub(crate) fn pollwatch_binary() -> anyhow::Result<PathBuf> {
 pub fn pollwatch_command() -> anyhow::Result<Command> {
     let mut command = Command::new(pollwatch_binary()?);
     command
-        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .args(["--env", "test"])
         .env("POLLWATCH_TEST_PARENT", std::process::id().to_string())
         .kill_on_drop(true);
@@ -60,6 +60,17 @@ pub async fn spawn_worker(
     store_url: &str,
     extra: &[(&'static str, String)],
 ) -> anyhow::Result<TestWorker> {
+    spawn_worker_on(broker, store_url, extra, Path::new("missions/kg-2021")).await
+}
+
+/// [`spawn_worker`] with the mission folder `mission` (relative to the repository root, or
+/// absolute): for a roster that differs from the sample mission's.
+pub async fn spawn_worker_on(
+    broker: &TestBroker,
+    store_url: &str,
+    extra: &[(&'static str, String)],
+    mission: &Path,
+) -> anyhow::Result<TestWorker> {
     let address = free_address()?;
     let mut settings = vec![
         ("POLLWATCH__AMQP__URL", broker.url.clone()),
@@ -72,8 +83,9 @@ pub async fn spawn_worker(
     ];
     settings.extend(extra.iter().cloned());
     let logs = Arc::new(Mutex::new(Vec::new()));
-    let child = spawn(&settings, &logs)?;
-    let worker = TestWorker { child, settings, address, logs };
+    let mission = mission.to_path_buf();
+    let child = spawn(&settings, &mission, &logs)?;
+    let worker = TestWorker { child, settings, mission, address, logs };
     worker.until_ready().await?;
     Ok(worker)
 }
@@ -85,6 +97,8 @@ pub struct TestWorker {
     /// The settings it was started with, for starting it again and for the other commands a
     /// test runs against the same names and store.
     settings: Vec<(&'static str, String)>,
+    /// The mission folder it is started with (read again at every start).
+    mission: PathBuf,
     /// Where its HTTP endpoint listens (the same after every start).
     address: SocketAddr,
     /// The lines it has written to standard error (its logs), over every start.
@@ -137,7 +151,7 @@ impl TestWorker {
     pub async fn kill_and_start_again(&mut self) -> anyhow::Result<()> {
         self.child.start_kill()?;
         within(EXIT_WITHIN, "the killed worker exiting", self.child.wait()).await??;
-        self.child = spawn(&self.settings, &self.logs)?;
+        self.child = spawn(&self.settings, &self.mission, &self.logs)?;
         Ok(())
     }
 
@@ -161,10 +175,15 @@ impl TestWorker {
 }
 
 /// Starts the process; a task keeps what it logs (and prints it when `TEST_LOG=1`).
-fn spawn(settings: &[(&'static str, String)], logs: &Arc<Mutex<Vec<String>>>) -> anyhow::Result<Child> {
+fn spawn(
+    settings: &[(&'static str, String)],
+    mission: &Path,
+    logs: &Arc<Mutex<Vec<String>>>,
+) -> anyhow::Result<Child> {
     let mut command = pollwatch_command()?;
     command
-        .args(["worker", "--mission", "missions/kg-2021"])
+        .args(["worker", "--mission"])
+        .arg(mission)
         .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -37,6 +37,15 @@ pub struct Expectation {
     /// not), as drawn from the ground truth. For reference: the store only knows the stations
     /// the teams counted at.
     pub ground_truth: BTreeMap<String, ContestResults>,
+    /// Per contest: the true figures summed over the stations a team counted at (those with a
+    /// team's own counting report). What the results are once reviewers have rejected every
+    /// spoof and settled every miscounted station for the right copy.
+    #[serde(default)]
+    pub observed_truth: BTreeMap<String, ContestResults>,
+    /// The ids of the reports that are wrong though the worker may accept them: spoofs and
+    /// miscounted copies. What a reviewer who checked with the teams would reject, or not count.
+    #[serde(default)]
+    pub wrong_reports: BTreeSet<Uuid>,
 }
 
 /// The messages the simulator sent, by why they were sent.
@@ -51,6 +60,9 @@ pub struct MessageCounts {
     pub corrections: u64,
     pub malformed: u64,
     pub spoofed: u64,
+    /// Second teams' copies of a protocol with a slip that still adds up.
+    #[serde(default)]
+    pub miscounts: u64,
 }
 
 /// What the store must count.
@@ -84,6 +96,7 @@ impl Expectation {
                 Why::Correction => counts.corrections += 1,
                 Why::Malformed(_) => counts.malformed += 1,
                 Why::Spoofed => counts.spoofed += 1,
+                Why::Miscount => counts.miscounts += 1,
             }
             match &planned.fate {
                 Fate::DeadLettered(code) => *dead_letters.entry(code.as_str().to_owned()).or_default() += 1,
@@ -137,6 +150,33 @@ impl Expectation {
                 (kind.as_str().to_owned(), per_region)
             })
             .collect();
+        // The stations a team counted at: those of its own counting reports.
+        let observed: BTreeSet<&str> = messages
+            .iter()
+            .filter(|m| matches!(m.why, Why::Report | Why::Late | Why::Correction))
+            .filter_map(|m| match &m.fate {
+                Fate::Accepted { report, .. } if report.kind() == ReportKind::Counting => {
+                    Some(report.station.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        let observed_truth = mission
+            .contests
+            .iter()
+            .map(|contest| {
+                let mut results =
+                    ContestResults::empty(&contest.id, contest.choices.iter().map(|c| c.code.clone()));
+                for (station, protocols) in mission.stations.iter().zip(&count.stations) {
+                    if observed.contains(station.code.as_str())
+                        && let Some(protocol) = protocols.iter().find(|p| p.contest == contest.id)
+                    {
+                        results.add(protocol);
+                    }
+                }
+                (contest.id.clone(), results)
+            })
+            .collect();
         let results = mission
             .contests
             .iter()
@@ -160,6 +200,15 @@ impl Expectation {
             incidents,
             results,
             ground_truth: count.national.clone(),
+            observed_truth,
+            wrong_reports: messages
+                .iter()
+                .filter(|m| matches!(m.why, Why::Spoofed | Why::Miscount))
+                .filter_map(|m| match &m.fate {
+                    Fate::Accepted { report, .. } => Some(report.report_id),
+                    Fate::DeadLettered(_) => None,
+                })
+                .collect(),
         }
     }
 }
@@ -211,5 +260,19 @@ mod tests {
         let strict = simulate(&mission, &truth, &strict).expect("a day").expectation;
         assert_eq!(strict.dead_letters["sender_mismatch"], strict.messages.spoofed);
         assert_eq!(strict.store.quarantined, 0);
+    }
+
+    #[test]
+    fn the_observed_truth_is_what_the_teams_own_copies_add_up_to_whatever_else_is_sent() {
+        let mission = kg_2021();
+        let truth = truth(&mission);
+        let calm = simulate(&mission, &truth, &quiet(5)).expect("a day").expectation;
+        assert_eq!(calm.observed_truth, calm.results, "a quiet day counts every team's own copy");
+        let rough = Options { miscounts: 0.5, ..noisy(5) };
+        let rough = simulate(&mission, &truth, &rough).expect("a day").expectation;
+        assert!(rough.messages.miscounts > 10, "{:?}", rough.messages);
+        assert_eq!(rough.observed_truth, calm.results);
+        assert_ne!(rough.results, rough.observed_truth, "a later miscounted copy counts until settled");
+        assert_eq!(rough.store.quarantined as u64, rough.messages.spoofed, "a miscount adds up: accepted");
     }
 }

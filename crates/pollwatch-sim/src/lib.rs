@@ -44,6 +44,10 @@ pub struct Options {
     /// Reports sent from one observer's device in another observer's name, as a share of the
     /// reports. Needs `senders`.
     pub spoofed: f64,
+    /// Share of counting reports that a second team copies too, with a slip that still adds up
+    /// (the two leading choices' votes swapped, in every contest), a little later: the station
+    /// is then disputed until a reviewer settles it.
+    pub miscounts: f64,
     /// Put each device's broker user in `user_id`, as devices with their own accounts do.
     pub senders: bool,
     /// The rules the worker judges by (`ingest.max_body_bytes`, `ingest.require_sender_auth`:
@@ -67,6 +71,8 @@ pub enum Why {
     Malformed(RejectCode),
     /// A counting report sent from one observer's device in another observer's name.
     Spoofed,
+    /// A second team's copy of a station's protocol, with a slip that still adds up.
+    Miscount,
 }
 
 /// What the worker does with a message: its judgement, as [`fate`] works it out.
@@ -186,6 +192,9 @@ pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Re
         } else {
             planned(mission, options, at, why, &report, &user_id)
         };
+        if report.kind() == ReportKind::Counting && chance(&mut rng, options.miscounts) {
+            messages.push(miscount(mission, &report, options, &mut rng));
+        }
         if chance(&mut rng, options.resends) {
             let again = Planned {
                 at: first.at + Duration::seconds(5 + rng.below(300) as i64),
@@ -415,6 +424,39 @@ fn mistake(report: &Report, rng: &mut Rng) -> Report {
     mistaken
 }
 
+/// Another team's copy of `report`'s protocols, with the two leading choices' votes swapped in
+/// each contest (so that it still adds up and is accepted), observed ten minutes later, from that
+/// team's own device.
+fn miscount(mission: &Mission, report: &Report, options: &Options, rng: &mut Rng) -> Planned {
+    let team = mission.observer(&report.observer).map(|o| o.team.as_str());
+    let others: Vec<&Observer> = mission.observers.iter().filter(|o| Some(o.team.as_str()) != team).collect();
+    let named = if others.is_empty() {
+        &mission.observers[rng.below(mission.observers.len() as u64) as usize]
+    } else {
+        others[rng.below(others.len() as u64) as usize]
+    };
+    let mut content = report.content.clone();
+    if let Content::Counting(body) = &mut content {
+        for protocol in &mut body.protocols {
+            let mut ranked: Vec<(String, u32)> =
+                protocol.votes.iter().map(|(c, v)| (c.clone(), *v)).collect();
+            ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            if let [(first, a), (second, b), ..] = ranked.as_slice()
+                && a != b
+            {
+                protocol.votes.insert(first.clone(), *b);
+                protocol.votes.insert(second.clone(), *a);
+            }
+        }
+    }
+    let station = mission.station(&report.station).expect("a team files at stations of the roster");
+    let observed_at = report.observed_at + Duration::minutes(10);
+    let submitted_at = observed_at + Duration::minutes(2);
+    let copy = compose(mission, station, &named.id, observed_at, submitted_at, content, rng);
+    let sender = options.senders.then(|| named.device_user.clone());
+    planned(mission, options, submitted_at, Why::Miscount, &copy, &sender)
+}
+
 /// A counting report for a random station, sent from one observer's device in the name of an
 /// observer of another team, with a fifth of the leader's votes moved to the runner-up.
 fn spoof(mission: &Mission, count: &Count, options: &Options, rng: &mut Rng) -> Planned {
@@ -464,6 +506,7 @@ pub(crate) mod tests {
             corrections: 0.0,
             malformed: 0.0,
             spoofed: 0.0,
+            miscounts: 0.0,
             ..options(seed)
         }
     }
@@ -476,6 +519,7 @@ pub(crate) mod tests {
             corrections: 0.2,
             malformed: 0.02,
             spoofed: 0.02,
+            miscounts: 0.0,
             ..options(seed)
         }
     }
@@ -488,6 +532,7 @@ pub(crate) mod tests {
             corrections: 0.03,
             malformed: 0.01,
             spoofed: 0.01,
+            miscounts: 0.0,
             senders: true,
             rules: Rules { max_body_bytes: 256 * 1024, require_sender_auth: false },
         }
@@ -511,6 +556,7 @@ pub(crate) mod tests {
                 corrections: 0.1,
                 malformed: 0.02,
                 spoofed: 0.02,
+                miscounts: 0.1,
                 senders: true,
                 rules: Rules { max_body_bytes: 256 * 1024, require_sender_auth },
             };
@@ -542,7 +588,7 @@ pub(crate) mod tests {
                             report.kind() == ReportKind::Counting && corrected.contains(&report.report_id);
                         assert!(!quarantined || slip, "{:?} held for review: {report:?}", planned.why);
                     }
-                    (Why::Correction, Fate::Accepted { quarantined: false, .. }) => {}
+                    (Why::Correction | Why::Miscount, Fate::Accepted { quarantined: false, .. }) => {}
                     (why, fate) => panic!("{why:?} judged {fate:?}"),
                 }
             }

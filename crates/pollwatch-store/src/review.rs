@@ -592,6 +592,18 @@ pub(crate) async fn rejudge(tx: &mut Tx, backend: Backend, mission: &Mission) ->
             tracing::info!(report_id, ?still, "still held after the roster import");
             continue;
         }
+        // Only if it is still held as it arrived: a reviewer may have decided since it was read
+        // (PostgreSQL; on SQLite the import holds the write lock).
+        let mut sql = Sql::new(backend, "UPDATE reports SET review_state = 'accepted', quarantined = ");
+        sql.bind(false)
+            .push(" WHERE report_id = ")
+            .bind(report_id.clone())
+            .push(" AND revision = ")
+            .bind(revision);
+        sql.push(" AND review_state = 'held' AND decision IS NULL RETURNING report_id");
+        if sql.fetch_all_in(tx).await?.is_empty() {
+            continue;
+        }
         let action = NewAction {
             from_state: Some(ReviewState::Held),
             to_state: Some(ReviewState::Accepted),
@@ -600,9 +612,12 @@ pub(crate) async fn rejudge(tx: &mut Tx, backend: Backend, mission: &Mission) ->
             ..NewAction::on_report(&mission.id, "accept", &report_id, revision)
         };
         let logged = log(tx, backend, action, &mut entries).await?;
-        let mut sql = Sql::new(backend, "UPDATE reports SET review_state = 'accepted', quarantined = ");
-        sql.bind(false).push(", decision = ").bind(logged.id);
-        sql.push(" WHERE report_id = ").bind(report_id).push(" AND revision = ").bind(revision);
+        let mut sql = Sql::new(backend, "UPDATE reports SET decision = ");
+        sql.bind(logged.id)
+            .push(" WHERE report_id = ")
+            .bind(report_id)
+            .push(" AND revision = ")
+            .bind(revision);
         sql.execute_in(tx).await?;
         accepted += 1;
     }

@@ -446,6 +446,10 @@ pub struct SimulateArgs {
     /// reports (needs --senders device)
     #[arg(long, value_name = "SHARE", value_parser = parse_share, default_value_t = 0.0)]
     pub spoofed: f64,
+    /// Share of counting reports a second team copies too, with a slip that still adds up (the
+    /// station is then disputed until a reviewer settles it)
+    #[arg(long, value_name = "SHARE", value_parser = parse_share, default_value_t = 0.0)]
+    pub miscounts: f64,
     /// `device`: each message carries its observer's device account as user_id, which the
     /// broker allows only if the user in amqp.url has the `impersonator` tag; `none`: no user_id
     #[arg(long, value_enum, default_value_t = Senders::None)]
@@ -457,7 +461,7 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N", default_value_t = 1_000)]
     pub window: usize,
     /// Instead of a day: publish N generated reports as fast as confirms allow and print the rate
-    #[arg(long, value_name = "N", conflicts_with_all = ["duration", "rate", "spoofed", "senders"])]
+    #[arg(long, value_name = "N", conflicts_with_all = ["duration", "rate", "spoofed", "miscounts", "senders"])]
     pub burst: Option<usize>,
 }
 

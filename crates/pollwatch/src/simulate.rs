@@ -47,6 +47,7 @@ pub async fn run(settings: &Settings, mission: &Mission, args: &SimulateArgs) ->
         corrections: args.corrections,
         malformed: args.malformed,
         spoofed: args.spoofed,
+        miscounts: args.miscounts,
         senders: args.senders == Senders::Device,
         rules,
     };

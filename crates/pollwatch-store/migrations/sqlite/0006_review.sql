@@ -10,10 +10,9 @@ ALTER TABLE reports ADD COLUMN review_state TEXT NOT NULL DEFAULT 'accepted';
 ALTER TABLE reports ADD COLUMN decision BIGINT;
 UPDATE reports SET review_state = 'held' WHERE quarantined;
 
--- Everything reviewers did, in order: decisions on a report (`accept`, `reject`, `hold`), a
--- conflict settled (`pick`: `chosen` is the content hash kept current), comments (`comment`)
--- and disputed stations settled (`settle`: `chosen` is the report whose protocol counts for
--- `contest`, NULL for none until a recount). Never updated, never deleted.
+-- Everything reviewers did, in order: decisions on a report (`accept`, `reject`, `hold`),
+-- comments (`comment`) and disputed stations settled (`settle`: `chosen` is the report whose
+-- protocol counts for `contest`, NULL for none until a recount). Never updated, never deleted.
 CREATE TABLE review_log (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     mission     TEXT NOT NULL,
