@@ -14,7 +14,9 @@ use anyhow::Context as _;
 use lapin::Channel;
 use pollwatch_model::{Mission, ReportKind, wire};
 use pollwatch_sim::generate::{Rng, report};
-use pollwatch_tests::{Browser, TestBroker, TestWorker, eventually, http_request, spawn_worker, within};
+use pollwatch_tests::{
+    Browser, TestBroker, TestWorker, eventually, http_post_json, http_request, spawn_worker, within,
+};
 use serde_json::Value;
 
 use crate::worker::{json, publish};
@@ -257,6 +259,69 @@ async fn the_dashboard_follows_a_simulated_day_in_a_real_browser() -> anyhow::Re
     browser.until_text(BACK_WITHIN, "#status", |s| s == "live").await?;
     browser.until_text(SHOWN_WITHIN, first, |t| t == "Reported while the worker was down").await?;
     assert_eq!(browser.run("return window.pollwatchNotReloaded === true;", vec![]).await?, Value::Bool(true));
+
+    // Review: a reviewer rejects a held report from its details; deciding on a state another
+    // reviewer has changed meanwhile is refused, and the page says who changed it.
+    let added = worker.command()?.args(["token", "add", "reviewer-1", "--role", "reviewer"]).output();
+    let added = within(STEP, "pollwatch token add", added).await??;
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let reviewer = String::from_utf8(added.stdout)?.trim().to_owned();
+    let mut unknown = Vec::new();
+    for _ in 0..2 {
+        let held = report(&mission, &open_at, observer, ReportKind::Opening, &mut rng);
+        send(&broker, &channel, &held, |body| body["station"] = "99999".into()).await?;
+        unknown.push(held.report_id.to_string());
+    }
+    browser.run("document.getElementById('sign-out').click();", vec![]).await?;
+    sign_in(&browser, &reviewer).await?;
+    open(&browser, &base, "/held", "main .page").await?;
+    let row = |id: &str| format!("tr[data-report='{id}'] button.details");
+    eventually(SHOWN_WITHIN, "the held reports listed", async || {
+        Ok(browser.shown(&row(&unknown[0])).await? && browser.shown(&row(&unknown[1])).await?)
+    })
+    .await?;
+    browser.run(&format!("document.querySelector(\"{}\").click();", row(&unknown[0])), vec![]).await?;
+    browser.until_text(SHOWN_WITHIN, "#review-state strong", |t| t == "held").await?;
+    browser
+        .run(
+            "const form = document.querySelector('#details-body form.review'); \
+             form.elements.reason.value = 'checked with the team by phone'; \
+             form.requestSubmit(form.querySelector('button[value=reject]'));",
+            vec![],
+        )
+        .await?;
+    browser.until_text(SHOWN_WITHIN, "#details-body .review-message", |t| t == "Recorded.").await?;
+    browser.until_text(SHOWN_WITHIN, "#review-state strong", |t| t == "rejected").await?;
+    browser.screenshot("review-decided").await?;
+    let rejected = api(&worker, &token, &format!("/api/v1/reports/{}", unknown[0])).await?;
+    assert_eq!(rejected["current"]["review_state"], "rejected");
+    assert_eq!(rejected["decided_by"]["reviewer"], "reviewer-1");
+    browser.run("document.getElementById('details').close();", vec![]).await?;
+
+    // The second report's details open; another reviewer accepts it through the API; then
+    // this page's decision, made on what it showed, is refused with who got there first.
+    browser.run(&format!("document.querySelector(\"{}\").click();", row(&unknown[1])), vec![]).await?;
+    browser.until_text(SHOWN_WITHIN, "#review-state strong", |t| t == "held").await?;
+    let body = serde_json::json!({"decision": "accept", "reason": "the station opened late", "expected_state": "held"});
+    let path = format!("/api/v1/reports/{}/review", unknown[1]);
+    let first = http_post_json(worker.address(), &path, Some(&reviewer), &body).await?;
+    assert_eq!(first.status, 200, "{}", first.text());
+    browser
+        .run(
+            "const form = document.querySelector('#details-body form.review'); \
+             form.elements.reason.value = 'a second look'; \
+             form.requestSubmit(form.querySelector('button[value=hold]'));",
+            vec![],
+        )
+        .await?;
+    browser
+        .until_text(SHOWN_WITHIN, "#details-body .review-message", |t| {
+            t.starts_with("Someone else got there first")
+        })
+        .await?;
+    let message = browser.text("#details-body .review-message").await?.unwrap_or_default();
+    assert!(message.contains("accepted") && message.contains("reviewer-1"), "{message}");
+    browser.screenshot("review-conflict").await?;
 
     browser.close().await?;
     worker.stop().await

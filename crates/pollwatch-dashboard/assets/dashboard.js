@@ -261,15 +261,71 @@
   document.addEventListener("click", async (event) => {
     const button = event.target.closest("button[data-report]");
     if (!button || !token) return;
-    const id = button.dataset.report;
+    if (await openReport(button.dataset.report)) details.showModal();
+  });
+
+  // A reviewer's decision, from the form in a report's details. It names the state and revision
+  // shown, so that a decision never overwrites another reviewer's without the reviewer knowing.
+  async function openReport(id) {
     const response = await fetch("/ui/reports/" + encodeURIComponent(id), { headers: authorised(), cache: "no-store" });
     if (response.status === 401) {
       showSignIn("That token was not accepted (unknown, or removed). Ask for a new one.");
-      return;
+      return false;
     }
     if (response.ok) detailsBody.innerHTML = await response.text();
     else detailsBody.textContent = "The report could not be read (" + response.status + ").";
-    details.showModal();
+    return true;
+  }
+
+  document.addEventListener("submit", async (event) => {
+    const form = event.target;
+    if (!form.classList || !form.classList.contains("review")) return;
+    event.preventDefault();
+    const message = form.querySelector(".review-message");
+    const decision = event.submitter ? event.submitter.value : "";
+    const reason = form.elements.reason.value.trim();
+    if (!reason) {
+      message.textContent = "Say why: the reason is kept in the review log.";
+      return;
+    }
+    const id = form.dataset.report;
+    const body = {
+      decision: decision,
+      reason: reason,
+      expected_state: form.dataset.state,
+      expected_revision: Number(form.dataset.revision),
+    };
+    const response = await fetch("/api/v1/reports/" + encodeURIComponent(id) + "/review", {
+      method: "POST",
+      headers: Object.assign({ "Content-Type": "application/json" }, authorised()),
+      body: JSON.stringify(body),
+      cache: "no-store",
+    });
+    if (response.ok) {
+      await openReport(id);
+      const shown = detailsBody.querySelector(".review-message");
+      if (shown) shown.textContent = "Recorded.";
+      load();
+      return;
+    }
+    let problem = {};
+    try { problem = await response.json(); } catch (_) { problem = {}; }
+    if (response.status === 401) {
+      showSignIn("That token was not accepted (unknown, or removed). Ask for a new one.");
+    } else if (response.status === 403) {
+      message.textContent = "This token may read but not review: sign in with a reviewer's token to decide.";
+    } else if (response.status === 409) {
+      const who = problem.set_by ? problem.set_by : "the report's own arrival";
+      message.textContent = "Someone else got there first: the report is now " + (problem.current_state || "changed") +
+        " (revision " + (problem.current_revision || "?") + "), set by " + who +
+        ". Nothing was changed; read it again below and decide on what it is now.";
+      const again = message.textContent;
+      await openReport(id);
+      const shown = detailsBody.querySelector(".review-message");
+      if (shown) shown.textContent = again;
+    } else {
+      message.textContent = "Not recorded (" + response.status + "): " + (problem.detail || "the server gave no reason") + ".";
+    }
   });
 
   if (token) start();

@@ -619,12 +619,56 @@ pub(crate) fn report(mission: &Mission, view: &ReportView) -> Markup {
             }
             @if !view.conflicts.is_empty() {
                 h3 { "Conflicting versions" }
-                @for c in &view.conflicts {
-                    details {
-                        summary { "Revision " (c.revision) " · received " (local(mission, c.received_at)) }
-                        pre { (pretty(&c.payload)) }
+                p.muted { "Same revision, other content: the first received counts; these are kept beside it." }
+                div.side-by-side {
+                    @if let Some(first) = view.revisions.iter().find(|r| r.revision == current.revision) {
+                        div { h4 { "Counted: received " (local(mission, first.received_at)) } pre { (pretty(&first.payload)) } }
+                    }
+                    @for c in &view.conflicts {
+                        div { h4 { "Kept aside: revision " (c.revision) ", received " (local(mission, c.received_at)) }
+                            pre { (pretty(&c.payload)) } }
                     }
                 }
+            }
+            (review(mission, view))
+        }
+    }
+}
+
+/// A report's review: its state and who set it, every decision and comment, and the form a
+/// reviewer decides with (the script posts it to `POST /api/v1/reports/{id}/review`, naming the
+/// state and revision shown here, and explains a 409 in words).
+fn review(mission: &Mission, view: &ReportView) -> Markup {
+    let current = &view.current;
+    html! {
+        section.review {
+            h3 { "Review" }
+            p #review-state data-state=(current.review_state) {
+                "This revision is " strong { (current.review_state) }
+                @match &view.decided_by {
+                    Some(by) => { ", decided by " (by.reviewer) " at " (local(mission, by.at)) ": " q { (by.reason) } }
+                    None => { @if current.held { " as it arrived (validation flagged it)" } @else { " as it arrived" } }
+                }
+                "."
+            }
+            @if !view.review.is_empty() {
+                ol.review-log {
+                    @for a in &view.review {
+                        li { span.time { (local(mission, a.at)) } " " strong { (a.reviewer) } " "
+                            (a.action)
+                            @if let (Some(from), Some(to)) = (&a.from_state, &a.to_state) { " (" (from) " → " (to) ")" }
+                            ": " (a.reason) }
+                    }
+                }
+            }
+            form.review data-report=(current.report_id) data-state=(current.review_state) data-revision=(current.revision) {
+                label { "Reason (required; kept in the review log)" textarea name="reason" rows="2" maxlength="2000" required {} }
+                div.buttons {
+                    button type="submit" name="decision" value="accept" { "Accept (count it)" }
+                    button type="submit" name="decision" value="hold" { "Hold" }
+                    button type="submit" name="decision" value="reject" { "Reject (never count it)" }
+                }
+                p.review-message role="status" {}
             }
         }
     }
