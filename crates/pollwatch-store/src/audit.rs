@@ -263,8 +263,10 @@ impl Store {
     }
 
     /// Recomputes the chain and rebuilds each entry from the rows it describes: the first entry
-    /// whose hash does not follow, whose row is gone or differs, or a stored row that has no
-    /// entry, is the failure. Reads a page of entries at a time.
+    /// whose hash does not follow, whose row is gone or differs, or whose counting protocols no
+    /// longer say what its payload says, or a stored row that has no entry, or a review state or
+    /// settlement the review log does not give (`derived.rs`), is the failure. Reads a page of
+    /// entries at a time.
     pub async fn verify_audit(&self, progress: &impl Progress) -> Result<Verification, StoreError> {
         let head = self.audit_head().await?;
         progress.total(head.entries);
@@ -328,7 +330,10 @@ impl Store {
         // Rows stored after the head was read have entries after it: a head that moved means the
         // store was written meanwhile, and the counts cannot be compared (verify a quiet store).
         let unchained = if self.audit_head().await? == head {
-            self.unchained(&seen).await?
+            match self.unchained(&seen).await? {
+                Some(reason) => Some(reason),
+                None => self.state_differs().await?,
+            }
         } else {
             tracing::warn!(
                 "the store was written during verification: rows without an entry were not looked for"
@@ -417,7 +422,7 @@ impl Store {
                 Some(_) => {}
             }
         }
-        Ok(None)
+        self.protocols_differ(&revisions).await
     }
 
     /// The entry texts of the revisions `seqs`, rebuilt from `report_revisions`, by seq.

@@ -11,6 +11,7 @@
 
 mod audit;
 mod db;
+mod derived;
 mod error;
 mod findings;
 mod ingest;

@@ -893,4 +893,61 @@ mod tests {
         assert_eq!(failure.position, None, "{failure:?}");
         assert!(failure.reason.contains("holds 5 revisions, the chain has entries for 4"), "{failure:?}");
     }
+
+    /// Runs `statement` against the store's database, outside the store's own code.
+    async fn behind_its_back(store: &Store, statement: &'static str) {
+        let mut tx = store.pool.begin().await.expect("a transaction");
+        Sql::new(Backend::Sqlite, statement).execute_in(&mut tx).await.expect("changed");
+        tx.commit().await.expect("committed");
+    }
+
+    #[tokio::test]
+    async fn verification_catches_a_vote_or_a_state_changed_where_the_results_read_them() {
+        let mission = sample::kg_2021();
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = store(&dir, &mission).await;
+        let station = &mission.stations[0].code;
+        let reports: Vec<_> = (0..3).map(|i| counting(&mission, 20 + i, 1, station, T0, &BOTH, 1)).collect();
+        let batch: Vec<_> = reports.iter().enumerate().map(|(i, r)| incoming(r, i == 2)).collect();
+        store.ingest_batch(&batch).await.expect("a batch commits");
+        assert_eq!(store.verify_audit(&()).await.expect("a verification").failure, None);
+
+        behind_its_back(
+            &store,
+            "UPDATE protocol_votes SET votes = votes + 1 WHERE revision_seq = 2 AND choice = 'japarov'",
+        )
+        .await;
+        let failure = store.verify_audit(&()).await.expect("a verification").failure.expect("a failure");
+        assert_eq!(failure.position, Some(2), "{failure:?}");
+        assert!(failure.reason.contains("president japarov"), "{failure:?}");
+        behind_its_back(
+            &store,
+            "UPDATE protocol_votes SET votes = votes - 1 WHERE revision_seq = 2 AND choice = 'japarov'",
+        )
+        .await;
+        behind_its_back(
+            &store,
+            "UPDATE protocols SET invalid = 0 WHERE revision_seq = 1 AND contest = 'referendum'",
+        )
+        .await;
+        let failure = store.verify_audit(&()).await.expect("a verification").failure.expect("a failure");
+        assert_eq!(failure.position, Some(1), "{failure:?}");
+        behind_its_back(
+            &store,
+            "UPDATE protocols SET invalid = 2 WHERE revision_seq = 1 AND contest = 'referendum'",
+        )
+        .await;
+        assert_eq!(store.verify_audit(&()).await.expect("a verification").failure, None);
+
+        // The held report counted without a decision.
+        behind_its_back(
+            &store,
+            "UPDATE reports SET review_state = 'accepted', quarantined = 0 WHERE revision_seq = 3",
+        )
+        .await;
+        let failure = store.verify_audit(&()).await.expect("a verification").failure.expect("a failure");
+        assert_eq!(failure.position, None, "{failure:?}");
+        let id = reports[2].report_id.to_string();
+        assert!(failure.reason.contains(&id) && failure.reason.contains("no decision"), "{failure:?}");
+    }
 }
