@@ -32,7 +32,9 @@ pub const MAX_REASON_CHARS: usize = 2_000;
 pub struct ReviewRequest {
     /// What to do: `accept` (count it), `hold` (keep it out, waiting) or `reject` (never count it).
     pub decision: DecisionName,
-    /// Why, for the review log (1 to 2,000 characters).
+    /// Why, for the review log (1 to 2,000 characters, not only spaces, no control characters
+    /// but line breaks and tabs).
+    #[schemars(length(min = 1, max = 2000), regex(pattern = r"\S"))]
     pub reason: String,
     /// The state the reviewer saw; if the report is in another state by now, nothing changes
     /// and the answer is a 409 naming its state and who set it.
@@ -82,7 +84,8 @@ impl From<StateName> for ReviewState {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommentRequest {
-    /// 1 to 2,000 characters.
+    /// 1 to 2,000 characters, not only spaces, no control characters but line breaks and tabs.
+    #[schemars(length(min = 1, max = 2000), regex(pattern = r"\S"))]
     pub text: String,
 }
 
@@ -91,11 +94,14 @@ pub struct CommentRequest {
 #[serde(deny_unknown_fields)]
 pub struct ProtocolRequest {
     /// The contest id, e.g. `president`.
+    #[schemars(length(min = 1, max = 64))]
     pub contest: String,
     /// The report whose protocol counts: a current, accepted counting report from the station
     /// with a protocol for the contest. `null`: none counts until a recount.
     pub report_id: Option<uuid::Uuid>,
-    /// Why, for the review log (1 to 2,000 characters).
+    /// Why, for the review log (1 to 2,000 characters, not only spaces, no control characters
+    /// but line breaks and tabs).
+    #[schemars(length(min = 1, max = 2000), regex(pattern = r"\S"))]
     pub reason: String,
 }
 
