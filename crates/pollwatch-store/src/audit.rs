@@ -76,9 +76,14 @@ impl<'a> RevisionEntry<'a> {
         received_at_us: i64,
         payload: &str,
     ) -> Self {
-        let payload_sha256 = hex(&Sha256::digest(payload.as_bytes()));
+        let payload_sha256 = payload_sha256(payload);
         Self { kind: "revision", seq, report_id, revision, channel, sender, received_at_us, payload_sha256 }
     }
+}
+
+/// Hex SHA-256 of a payload, as a revision's entry records it.
+pub(crate) fn payload_sha256(payload: &str) -> String {
+    hex(&Sha256::digest(payload.as_bytes()))
 }
 
 /// Another version of a revision, kept in `conflicts`.
@@ -183,11 +188,14 @@ pub(crate) async fn append(tx: &mut Tx, backend: Backend, entries: Vec<Pending>)
         positions.push(position);
         hashes.push(previous.clone());
     }
-    let (seqs, texts): (Vec<Option<i64>>, Vec<String>) = entries.into_iter().unzip();
+    // A revision's text is rebuilt from its row whenever it is needed; kept, it made each batch's
+    // commit a third larger (docs/benchmarks.md).
+    let (seqs, texts): (Vec<Option<i64>>, Vec<Option<String>>) =
+        entries.into_iter().map(|(seq, text)| (seq, seq.is_none().then_some(text))).unzip();
     let rows = Rows::default()
         .int("position", positions)
         .optional_int("revision_seq", seqs)
-        .text("entry", texts)
+        .optional_text("entry", texts)
         .text("hash", hashes);
     for sql in rows.insert(backend, "audit_chain", "") {
         sql.execute_in(tx).await?;
@@ -252,14 +260,24 @@ impl Store {
         })
     }
 
-    /// Every entry of the chain, in order, as a stream.
+    /// Every entry of the chain, in order, as a stream; a revision's text rebuilt from its row
+    /// (empty if the row is gone, which no check then passes).
     pub fn audit_entries(&self) -> impl Stream<Item = Result<AuditEntry, StoreError>> + Send + '_ {
-        Sql::new(self.backend, "SELECT position, hash, entry FROM audit_chain ORDER BY position")
-            .fetch(&self.pool)
-            .map(|row| {
-                let row = row?;
-                Ok(AuditEntry { position: row.try_get(0)?, hash: row.try_get(1)?, entry: row.try_get(2)? })
-            })
+        Sql::new(
+            self.backend,
+            "SELECT a.position, a.hash, a.entry, v.seq, v.report_id, v.revision, v.channel, v.sender, \
+             v.received_at_us, v.payload FROM audit_chain a \
+             LEFT JOIN report_revisions v ON v.seq = a.revision_seq AND a.entry IS NULL ORDER BY a.position",
+        )
+        .fetch(&self.pool)
+        .map(|row| {
+            let row = row?;
+            let entry = match row.try_get::<Option<String>>(2)? {
+                Some(entry) => entry,
+                None => rebuilt_revision(&row, 3)?.unwrap_or_default(),
+            };
+            Ok(AuditEntry { position: row.try_get(0)?, hash: row.try_get(1)?, entry })
+        })
     }
 
     /// Recomputes the chain and rebuilds each entry from the rows it describes: the first entry
@@ -284,10 +302,12 @@ impl Store {
             // Up to the head read first: entries appended meanwhile are the next verification's.
             let mut sql = Sql::new(
                 self.backend,
-                "SELECT position, hash, entry, revision_seq FROM audit_chain WHERE position > ",
+                "SELECT a.position, a.hash, a.entry, a.revision_seq, v.seq, v.report_id, v.revision, v.channel, \
+                 v.sender, v.received_at_us, v.payload FROM audit_chain a \
+                 LEFT JOIN report_revisions v ON v.seq = a.revision_seq AND a.entry IS NULL WHERE a.position > ",
             );
-            sql.bind(expected_position).push(" AND position <= ").bind(head.entries);
-            sql.push(" ORDER BY position LIMIT ").bind(VERIFY_PAGE);
+            sql.bind(expected_position).push(" AND a.position <= ").bind(head.entries);
+            sql.push(" ORDER BY a.position LIMIT ").bind(VERIFY_PAGE);
             let rows = sql.fetch_all(&self.pool).await?;
             if rows.is_empty() {
                 break;
@@ -298,19 +318,39 @@ impl Store {
             let mut page_seqs = Vec::with_capacity(rows.len());
             let mut broken = None;
             for row in &rows {
-                let (position, hash, entry): (i64, String, String) =
-                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                let (position, hash): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
                 let revision_seq: Option<i64> = row.try_get(3)?;
                 expected_position += 1;
                 if position != expected_position {
                     broken = Some((expected_position, format!("entry {expected_position} is missing")));
                     break;
                 }
+                let (entry, rebuilt) = match row.try_get::<Option<String>>(2)? {
+                    Some(entry) => (entry, false),
+                    None => match rebuilt_revision(row, 4)? {
+                        Some(entry) => (entry, true),
+                        None => {
+                            let what = revision_seq
+                                .map_or_else(|| "nothing".to_owned(), |s| format!("revision {s}"));
+                            broken =
+                                Some((position, format!("it records {what}, which is gone from the store")));
+                            break;
+                        }
+                    },
+                };
                 page_seqs.push((position, revision_seq));
                 if chain_hash(&previous, &entry) != hash {
-                    let reason =
-                        "its hash does not follow from the previous hash and its text: the entry was changed";
-                    broken = Some((position, reason.to_owned()));
+                    let reason = if rebuilt {
+                        format!(
+                            "its hash does not follow from the previous hash and the entry rebuilt from revision {}: \
+                             the revision (its payload, sender or time) or the chain was changed",
+                            revision_seq.unwrap_or_default()
+                        )
+                    } else {
+                        "its hash does not follow from the previous hash and its text: the entry was changed"
+                            .to_owned()
+                    };
+                    broken = Some((position, reason));
                     break;
                 }
                 previous = hash;
@@ -591,6 +631,18 @@ impl Store {
         append(&mut tx, self.backend, entries).await?;
         tx.commit().await
     }
+}
+
+/// The entry text of the revision in `row` from column `from` on (seq, report id, revision,
+/// channel, sender, received, payload); `None` when the row is absent (a NULL seq).
+fn rebuilt_revision(row: &crate::db::Row, from: usize) -> Result<Option<String>, StoreError> {
+    let Some(seq) = row.try_get::<Option<i64>>(from)? else { return Ok(None) };
+    let (report_id, revision): (String, i64) = (row.try_get(from + 1)?, row.try_get(from + 2)?);
+    let (channel, sender): (String, Option<String>) = (row.try_get(from + 3)?, row.try_get(from + 4)?);
+    let (received, payload): (i64, String) = (row.try_get(from + 5)?, row.try_get(from + 6)?);
+    let entry =
+        RevisionEntry::new(seq, &report_id, revision, &channel, sender.as_deref(), received, &payload);
+    Ok(Some(entry_text(&entry)))
 }
 
 /// What a verification has found entries for.

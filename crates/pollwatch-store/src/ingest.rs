@@ -29,6 +29,8 @@ pub struct Incoming {
     /// [`content_hash`] of `report`, computed with the report (the worker does it while decoding,
     /// on another core than the one committing the previous batch).
     hash: String,
+    /// SHA-256 of `payload`, for its audit chain entry; computed here for the same reason.
+    payload_sha256: String,
     /// The model's flags; a report with any is quarantined.
     pub flags: Vec<Flag>,
     /// The payload exactly as received (valid UTF-8, since it decoded), for the audit trail.
@@ -39,7 +41,8 @@ pub struct Incoming {
 impl Incoming {
     pub fn new(report: Report, flags: Vec<Flag>, payload: String, delivery: Delivery) -> Self {
         let hash = content_hash(&report);
-        Self { report, hash, flags, payload, delivery }
+        let payload_sha256 = audit::payload_sha256(&payload);
+        Self { report, hash, payload_sha256, flags, payload, delivery }
     }
 
     pub fn report(&self) -> &Report {
@@ -526,15 +529,16 @@ fn chain_entries(fresh: &[&Item<'_>], seqs: &[Option<i64>], kept: &[&Item<'_>]) 
     let mut entries: Vec<audit::Pending> = revisions
         .iter()
         .map(|(seq, item)| {
-            let entry = RevisionEntry::new(
-                *seq,
-                &item.id,
-                item.revision,
-                CHANNEL,
-                item.incoming.delivery.sender.as_deref(),
-                received(item),
-                &item.incoming.payload,
-            );
+            let entry = RevisionEntry {
+                kind: "revision",
+                seq: *seq,
+                report_id: &item.id,
+                revision: item.revision,
+                channel: CHANNEL,
+                sender: item.incoming.delivery.sender.as_deref(),
+                received_at_us: received(item),
+                payload_sha256: item.incoming.payload_sha256.clone(),
+            };
             (Some(*seq), entry_text(&entry))
         })
         .collect();

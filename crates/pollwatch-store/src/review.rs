@@ -863,27 +863,33 @@ mod tests {
         tx.commit().await.expect("committed");
         let failure = store.verify_audit(&()).await.expect("a verification").failure.expect("a failure");
         assert_eq!(failure.position, Some(3), "{failure:?}");
-        assert!(failure.reason.contains("no longer holds"), "{failure:?}");
+        assert!(failure.reason.contains("rebuilt from revision 3"), "{failure:?}");
 
         let mut tx = store.pool.begin().await.expect("a transaction");
         Sql::new(Backend::Sqlite, "UPDATE report_revisions SET payload = REPLACE(payload, '\"invalid\":3', '\"invalid\":2') WHERE seq = 3")
             .execute_in(&mut tx)
             .await
             .expect("restored");
-        Sql::new(Backend::Sqlite, "UPDATE audit_chain SET entry = REPLACE(entry, '\"revision\":1', '\"revision\":2') WHERE position = 4")
-            .execute_in(&mut tx)
-            .await
-            .expect("tampered");
+        Sql::new(
+            Backend::Sqlite,
+            "UPDATE report_revisions SET received_at_us = received_at_us + 1 WHERE seq = 4",
+        )
+        .execute_in(&mut tx)
+        .await
+        .expect("tampered");
         tx.commit().await.expect("committed");
         let failure = store.verify_audit(&()).await.expect("a verification").failure.expect("a failure");
         assert_eq!(failure.position, Some(4), "{failure:?}");
         assert!(failure.reason.contains("hash does not follow"), "{failure:?}");
 
         let mut tx = store.pool.begin().await.expect("a transaction");
-        Sql::new(Backend::Sqlite, "UPDATE audit_chain SET entry = REPLACE(entry, '\"revision\":2', '\"revision\":1') WHERE position = 4")
-            .execute_in(&mut tx)
-            .await
-            .expect("restored");
+        Sql::new(
+            Backend::Sqlite,
+            "UPDATE report_revisions SET received_at_us = received_at_us - 1 WHERE seq = 4",
+        )
+        .execute_in(&mut tx)
+        .await
+        .expect("restored");
         Sql::new(Backend::Sqlite, "DELETE FROM audit_chain WHERE position = 5")
             .execute_in(&mut tx)
             .await

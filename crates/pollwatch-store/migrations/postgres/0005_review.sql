@@ -38,7 +38,7 @@ CREATE TABLE audit_chain (
     position      BIGINT PRIMARY KEY,
     -- The revision an entry records (NULL for other entries), for the export's join.
     revision_seq  BIGINT,
-    entry         TEXT NOT NULL,
+    entry         TEXT,
     hash          TEXT NOT NULL
 );
 CREATE INDEX audit_chain_revision ON audit_chain (revision_seq);

@@ -41,13 +41,15 @@ CREATE TABLE protocol_choices (
 ) WITHOUT ROWID;
 
 -- The audit chain: one entry per revision stored, conflicting version kept and review action,
--- in the order committed. `entry` is the exact text hashed; `hash` is the hex SHA-256 of the
--- previous entry's hash (64 zeros before the first), a line feed, and `entry`.
+-- in the order committed. `hash` is the hex SHA-256 of the previous entry's hash (64 zeros
+-- before the first), a line feed, and the entry's text. A revision's text is rebuilt from its
+-- row (`revision_seq`) rather than kept twice: `entry` is NULL for revisions and holds the text
+-- of the others (docs/review.md, docs/benchmarks.md).
 CREATE TABLE audit_chain (
     position      INTEGER PRIMARY KEY,
     -- The revision an entry records (NULL for other entries), for the export's join.
     revision_seq  BIGINT,
-    entry         TEXT NOT NULL,
+    entry         TEXT,
     hash          TEXT NOT NULL
 );
 CREATE INDEX audit_chain_revision ON audit_chain (revision_seq);
