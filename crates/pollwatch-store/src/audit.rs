@@ -143,21 +143,26 @@ pub(crate) const REVIEW_SELECT: &str = "SELECT id, mission, action, report_id, r
      from_state, to_state, reviewer, reason, at_us FROM review_log";
 
 pub(crate) fn review_entry(row: &crate::db::Row) -> Result<ReviewEntry, StoreError> {
+    review_entry_at(row, 0)
+}
+
+/// [`review_entry`] of the columns of [`REVIEW_SELECT`] from column `from` on.
+pub(crate) fn review_entry_at(row: &crate::db::Row, from: usize) -> Result<ReviewEntry, StoreError> {
     Ok(ReviewEntry {
         kind: "review",
-        id: row.try_get(0)?,
-        mission: row.try_get(1)?,
-        action: row.try_get(2)?,
-        report_id: row.try_get(3)?,
-        revision: row.try_get(4)?,
-        station: row.try_get(5)?,
-        contest: row.try_get(6)?,
-        chosen: row.try_get(7)?,
-        from_state: row.try_get(8)?,
-        to_state: row.try_get(9)?,
-        reviewer: row.try_get(10)?,
-        reason: row.try_get(11)?,
-        at_us: row.try_get(12)?,
+        id: row.try_get(from)?,
+        mission: row.try_get(from + 1)?,
+        action: row.try_get(from + 2)?,
+        report_id: row.try_get(from + 3)?,
+        revision: row.try_get(from + 4)?,
+        station: row.try_get(from + 5)?,
+        contest: row.try_get(from + 6)?,
+        chosen: row.try_get(from + 7)?,
+        from_state: row.try_get(from + 8)?,
+        to_state: row.try_get(from + 9)?,
+        reviewer: row.try_get(from + 10)?,
+        reason: row.try_get(from + 11)?,
+        at_us: row.try_get(from + 12)?,
     })
 }
 

@@ -475,22 +475,7 @@ impl Store {
         sql.push(" ORDER BY c.station");
         let mut settled = Vec::new();
         for row in sql.fetch_all(&self.pool).await? {
-            let entry = ReviewEntry {
-                kind: "review",
-                id: row.try_get(2)?,
-                mission: row.try_get(3)?,
-                action: row.try_get(4)?,
-                report_id: row.try_get(5)?,
-                revision: row.try_get(6)?,
-                station: row.try_get(7)?,
-                contest: row.try_get(8)?,
-                chosen: row.try_get(9)?,
-                from_state: row.try_get(10)?,
-                to_state: row.try_get(11)?,
-                reviewer: row.try_get(12)?,
-                reason: row.try_get(13)?,
-                at_us: row.try_get(14)?,
-            };
+            let entry = audit::review_entry_at(&row, 2)?;
             settled.push((row.try_get(0)?, row.try_get(1)?, ReviewAction::of(entry)?));
         }
         Ok(settled)
