@@ -61,6 +61,9 @@ struct RevisionLine<'a> {
     /// The position of this revision's entry in the audit chain (`audit.jsonl`), and its hash.
     audit_position: Option<i64>,
     audit_hash: Option<&'a str>,
+    /// 0 for the version received first; 1, 2, … for versions kept aside that a reviewer
+    /// picked to count (the report's current version is in `GET /api/v1/reports/{id}`).
+    variant: i64,
 }
 
 impl<'a> RevisionLine<'a> {
@@ -78,6 +81,7 @@ impl<'a> RevisionLine<'a> {
             payload: &record.payload,
             audit_position: record.audit.as_ref().map(|(position, _)| *position),
             audit_hash: record.audit.as_ref().map(|(_, hash)| hash.as_str()),
+            variant: record.variant,
         }
     }
 }
@@ -96,6 +100,7 @@ pub const REPORTS_CSV_HEADER: &[&str] = &[
     "payload",
     "audit_position",
     "audit_hash",
+    "variant",
 ];
 
 /// Appends one revision to `out` in `format` (a reports export).
@@ -121,6 +126,7 @@ pub fn encode_revision(format: Export, record: &AuditRecord, out: &mut Vec<u8>) 
                 line.payload.to_owned(),
                 line.audit_position.map(|p| p.to_string()).unwrap_or_default(),
                 line.audit_hash.unwrap_or("").to_owned(),
+                line.variant.to_string(),
             ];
             csv_row(&fields, out);
         }

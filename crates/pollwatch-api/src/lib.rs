@@ -97,6 +97,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/held", get(routes::held))
         .route("/api/v1/reports/{report_id}/review", post(review::review))
         .route("/api/v1/reports/{report_id}/comments", post(review::comment))
+        .route("/api/v1/reports/{report_id}/version", post(review::version))
         .route("/api/v1/stations/{code}/protocol", post(review::protocol))
         .route("/api/v1/audit/head", get(review::audit_head))
         .route("/api/v1/export/audit.jsonl", get(routes::export_audit_jsonl))

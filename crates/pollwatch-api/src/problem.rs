@@ -58,6 +58,9 @@ pub struct ProblemDetails {
     /// with).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub set_by: Option<String>,
+    /// For a 409: the content hash of the version of its revision that counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<String>,
 }
 
 /// Most allowed values listed in one problem.
@@ -78,6 +81,7 @@ impl Problem {
             current_state: None,
             current_revision: None,
             set_by: None,
+            current_version: None,
         }))
     }
 
@@ -118,12 +122,13 @@ impl Problem {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", "Cannot be done", detail)
     }
 
-    /// A decision about a state or revision that is no longer the report's.
-    pub fn stale_decision(detail: String, state: &str, revision: i64, set_by: Option<String>) -> Self {
+    /// A decision about a state, revision or version that is no longer the report's.
+    pub fn stale_decision(detail: String, standing: &pollwatch_store::Standing) -> Self {
         let mut problem = Self::new(StatusCode::CONFLICT, "stale-decision", "The report has changed", detail);
-        problem.current_state = Some(state.to_owned());
-        problem.current_revision = Some(revision);
-        problem.set_by = set_by;
+        problem.current_state = Some(standing.state.as_str().to_owned());
+        problem.current_revision = Some(standing.revision);
+        problem.set_by = standing.set_by.as_ref().map(|a| a.reviewer.clone());
+        problem.current_version = Some(standing.in_force.clone());
         problem
     }
 

@@ -1,5 +1,6 @@
-//! The reviewers' endpoints: decide a report's review state, comment on it, settle which team's
-//! protocol counts at a disputed station; and the audit chain's head. Every `POST` needs a token
+//! The reviewers' endpoints: decide a report's review state, comment on it, pick which version of
+//! a conflicting revision counts, settle which team's protocol counts at a disputed station; and
+//! the audit chain's head. Every `POST` needs a token
 //! whose role may review ([`crate::auth::may_review`]); the reviewer recorded is the token's name.
 //!
 //! A body is JSON of at most [`MAX_BODY_BYTES`], read whole and judged as a whole: an unknown
@@ -10,7 +11,9 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, header};
-use pollwatch_store::{Decided, Decision, ReviewError, ReviewState, Settlement, Standing, TokenRecord};
+use pollwatch_store::{
+    Decided, Decision, Pick, ReviewError, ReviewState, Settlement, Standing, TokenRecord, is_content_hash,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -105,6 +108,26 @@ pub struct ProtocolRequest {
     pub reason: String,
 }
 
+/// Which version of a report's current revision counts: one received for it, by content hash.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VersionRequest {
+    /// The revision decided about (the report's current one); a 409 if another is current by now.
+    pub revision: u32,
+    /// The content hash of the version to count: the one in force, or one of the report's
+    /// `conflicts` for this revision.
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub keep: String,
+    /// The content hash of the version the reviewer saw in force; if another is in force by
+    /// now, nothing changes and the answer is a 409 naming it and who set it.
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub expected_version: String,
+    /// Why, for the review log (1 to 2,000 characters, not only spaces, no control characters
+    /// but line breaks and tabs).
+    #[schemars(length(min = 1, max = 2000), regex(pattern = r"\S"))]
+    pub reason: String,
+}
+
 /// The reviewer a request acts for: its token's name, if its role may review.
 fn reviewer(token: &TokenRecord) -> Result<&str, Problem> {
     if auth::may_review(&token.role) {
@@ -173,15 +196,18 @@ fn stale(report_id: &str, standing: &Standing) -> Problem {
         ),
     };
     let detail = format!(
-        "report {report_id} is {} at revision {} by now; {by}. Nothing was changed: look at it again and decide on what it is now",
-        standing.state, standing.revision
-    );
-    Problem::stale_decision(
-        detail,
-        standing.state.as_str(),
+        "report {report_id} is {} at revision {} by now, version {} in force; {by}. Nothing was changed: look at \
+         it again and decide on what it is now",
+        standing.state,
         standing.revision,
-        standing.set_by.as_ref().map(|a| a.reviewer.clone()),
-    )
+        short_hash(&standing.in_force)
+    );
+    Problem::stale_decision(detail, standing)
+}
+
+/// The first 12 digits of a content hash, as the dashboard shows it.
+fn short_hash(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
 
 /// `POST /api/v1/reports/{report_id}/review`.
@@ -230,6 +256,45 @@ pub(crate) async fn comment(
     match api.store.comment(&api.mission.id, &id, reviewer, &text).await? {
         Some(action) => Ok(json(&ReviewActionView::from(action))),
         None => Err(Problem::not_found("report_id", "report", &id, None)),
+    }
+}
+
+/// `POST /api/v1/reports/{report_id}/version`.
+pub(crate) async fn version(
+    State(api): State<Api>,
+    Extension(token): Extension<TokenRecord>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Answered {
+    endpoint("version").params(query.as_deref())?;
+    let reviewer = reviewer(&token)?;
+    let id = crate::params::report_id(&path_value(path, "report_id")?)?;
+    let request: VersionRequest = body(&headers, bytes)?;
+    for (field, hash) in [("keep", &request.keep), ("expected_version", &request.expected_version)] {
+        if !is_content_hash(hash) {
+            return Err(Problem::invalid_body(
+                Some(field),
+                format!("`{field}` is a content hash: 64 lower-case hexadecimal digits"),
+            ));
+        }
+    }
+    let reason = text("reason", &request.reason)?;
+    let pick = Pick {
+        report_id: &id,
+        revision: i64::from(request.revision),
+        keep: &request.keep,
+        expected: &request.expected_version,
+        reviewer,
+        reason: &reason,
+    };
+    match api.store.pick(&api.mission, &pick).await {
+        Ok(Decided::Done(action)) => Ok(json(&ReviewActionView::from(action))),
+        Ok(Decided::Stale(standing)) => Err(stale(&id, &standing)),
+        Ok(Decided::NotFound) => Err(Problem::not_found("report_id", "report", &id, None)),
+        Err(ReviewError::Invalid(why)) => Err(Problem::unprocessable(why)),
+        Err(ReviewError::Store(error)) => Err(error.into()),
     }
 }
 

@@ -263,6 +263,12 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
             query("held", "Only held (true) or only not held (false)", boolean),
             query("flag", "Only reports carrying this flag code", string),
             query("since", "Only reports whose current revision was received at or after this time", time),
+            query(
+                "conflicted",
+                "Only reports whose current revision has a conflicting version no reviewer has picked between (true), \
+                 or none such (false)",
+                boolean,
+            ),
             AFTER,
             LIMIT,
         ],
@@ -311,6 +317,17 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         may_be_missing: true,
         method: Method::Post,
         body: Some(|g| g.subschema_for::<crate::review::CommentRequest>()),
+    },
+    Endpoint {
+        path: "/api/v1/reports/{report_id}/version",
+        operation_id: "version",
+        summary: "Pick which version of a report's current revision counts, when versions with other content \
+                  arrived for it (its `conflicts`); every version stays stored. A 409 if another is in force by now",
+        params: &[path("report_id", "The report id (a UUID)", uuid)],
+        answer: Answer::Json(|g| g.subschema_for::<views::ReviewActionView>()),
+        may_be_missing: true,
+        method: Method::Post,
+        body: Some(|g| g.subschema_for::<crate::review::VersionRequest>()),
     },
     Endpoint {
         path: "/api/v1/stations/{code}/protocol",
@@ -546,6 +563,7 @@ pub(crate) async fn reports(State(api): State<Api>, RawQuery(query): RawQuery) -
         quarantined: params.bool("held")?,
         state: None,
         since: params.time("since")?,
+        conflicted: params.bool("conflicted")?,
     };
     let (after, limit) = (params.cursor("after")?, params.limit()?);
     Ok(json(&views::reports(&api.store, &api.mission, &filter, after, limit).await?))

@@ -815,14 +815,15 @@ pub struct ReportView {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ReviewActionView {
     pub id: i64,
-    /// `accept`, `hold`, `reject`, `comment` or `settle`.
+    /// `accept`, `hold`, `reject`, `comment`, `settle` or `pick`.
     pub action: String,
     pub report_id: Option<String>,
     /// The revision decided about or commented on.
     pub revision: Option<i64>,
     pub station: Option<String>,
     pub contest: Option<String>,
-    /// For `settle`: the report whose protocol counts (`null`: none until a recount).
+    /// For `settle`: the report whose protocol counts (`null`: none until a recount). For
+    /// `pick`: the content hash of the version of the revision that counts.
     pub chosen: Option<String>,
     pub from_state: Option<String>,
     pub to_state: Option<String>,
@@ -874,8 +875,15 @@ pub struct RevisionView {
     /// The position of this revision's entry in the audit chain, and its hash.
     pub audit_position: Option<i64>,
     pub audit_hash: Option<String>,
+    /// 0 for the version received first; 1, 2, … for a version kept aside (see `conflicts`)
+    /// that a reviewer picked to count, stored again.
+    pub variant: i64,
+    /// Whether this is the version that counts now.
+    pub in_force: bool,
 }
 
+/// A version of a revision whose content differed from the one received first, kept aside. A
+/// reviewer picks which version counts (`POST /api/v1/reports/{report_id}/version`).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ConflictView {
     pub revision: i64,
@@ -883,6 +891,8 @@ pub struct ConflictView {
     pub sender: Option<String>,
     pub received_at: DateTime<Utc>,
     pub payload: String,
+    /// Whether a reviewer picked this version, and it counts now.
+    pub in_force: bool,
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -895,7 +905,7 @@ pub struct FlagView {
 }
 
 impl RevisionView {
-    fn of(record: AuditRecord) -> Result<Self, StoreError> {
+    fn of(record: AuditRecord, in_force: i64) -> Result<Self, StoreError> {
         let flags = serde_json::from_value::<Vec<StoredFlag>>(record.flags.clone()).map_err(|e| {
             StoreError::Permanent(format!(
                 "the flags of revision {} are not a list of flags: {e}",
@@ -917,6 +927,8 @@ impl RevisionView {
             payload: record.payload,
             audit_position: record.audit.as_ref().map(|(position, _)| *position),
             audit_hash: record.audit.map(|(_, hash)| hash),
+            variant: record.variant,
+            in_force: record.seq == in_force,
         })
     }
 }
@@ -944,15 +956,21 @@ pub async fn report(
         .await?
         .and_then(|standing| standing.set_by)
         .map(ReviewActionView::from);
+    // The report's cursor is the seq of the version in force.
+    let in_force = history.current.cursor;
+    let revisions: Vec<RevisionView> =
+        history.revisions.into_iter().map(|r| RevisionView::of(r, in_force)).collect::<Result<_, _>>()?;
+    let counted = revisions.iter().find(|r| r.in_force).map(|r| (r.revision, r.content_hash.clone()));
     Ok(Some(ReportView {
         decided_by,
         review,
         current: history.current.into(),
-        revisions: history.revisions.into_iter().map(RevisionView::of).collect::<Result<_, _>>()?,
+        revisions,
         conflicts: history
             .conflicts
             .into_iter()
             .map(|c| ConflictView {
+                in_force: counted.as_ref() == Some(&(c.revision, c.content_hash.clone())),
                 revision: c.revision,
                 content_hash: c.content_hash,
                 sender: c.sender,

@@ -1,8 +1,9 @@
 //! What `verify_audit` checks beyond the chain: that what the queries count still follows from
 //! what the chain covers. The counting protocols and votes of each revision are derived from its
 //! payload when it is stored, and each report's review state and each settlement from the review
-//! log; a row changed behind the store's back there would change the results without touching a
-//! chained row, so each is derived again here and compared.
+//! log (and which version of a revision counts from the reviewers' picks); a row changed behind
+//! the store's back there would change the results without touching a chained row, so each is
+//! derived again here and compared.
 
 use std::collections::BTreeMap;
 
@@ -119,7 +120,7 @@ impl Store {
     /// A report whose review state, or a settlement, that does not follow from the review log
     /// and the flags its revision arrived with, if any, with why.
     pub(crate) async fn state_differs(&self) -> Result<Option<String>, StoreError> {
-        let checks: [(&str, &str); 5] = [
+        let checks: [(&str, &str); 6] = [
             (
                 "SELECT r.report_id FROM reports r WHERE NOT EXISTS (SELECT 1 FROM report_revisions v \
                  WHERE v.seq = r.revision_seq AND v.report_id = r.report_id AND v.revision = r.revision) \
@@ -145,6 +146,14 @@ impl Store {
                  WHERE m.report_id = r.report_id AND m.revision = r.revision AND m.to_state IS NOT NULL AND m.id > l.id)) \
                  LIMIT 1",
                 "has a state that is not the one its latest decision set",
+            ),
+            (
+                "SELECT r.report_id FROM reports r JOIN report_revisions v ON v.seq = r.revision_seq \
+                 WHERE v.content_hash <> COALESCE((SELECT m.chosen FROM review_log m WHERE m.action = 'pick' \
+                 AND m.report_id = r.report_id AND m.revision = r.revision ORDER BY m.id DESC LIMIT 1), \
+                 (SELECT w.content_hash FROM report_revisions w WHERE w.report_id = r.report_id \
+                 AND w.revision = r.revision AND w.variant = 0)) LIMIT 1",
+                "counts a version of its revision that is neither the one received first nor the one last picked",
             ),
             (
                 "SELECT c.station FROM protocol_choices c LEFT JOIN review_log l ON l.id = c.log_id \

@@ -115,7 +115,17 @@ struct Item<'a> {
     hash: String,
 }
 
-impl Item<'_> {
+impl<'a> Item<'a> {
+    fn new(index: usize, incoming: &'a Incoming) -> Self {
+        Item {
+            index,
+            incoming,
+            id: incoming.report.report_id.to_string(),
+            revision: i64::from(incoming.report.revision),
+            hash: incoming.hash.clone(),
+        }
+    }
+
     fn key(&self) -> (&str, i64) {
         (&self.id, self.revision)
     }
@@ -144,7 +154,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let current = current_rows(&mut tx, backend, &firsts).await?;
         let (own, foreign) = split_foreign(&firsts, &current);
-        let seqs = insert_revisions(&mut tx, backend, &own, batch.len()).await?;
+        let seqs = insert_revisions(&mut tx, backend, &own, batch.len(), None).await?;
         let (fresh, known): (Vec<&Item<'_>>, Vec<&Item<'_>>) =
             own.iter().partition(|item| seqs[item.index].is_some());
         let recorded = recorded_hashes(&mut tx, backend, &known).await?;
@@ -166,9 +176,9 @@ enum Held<'a> {
     /// The report belongs to another observer or is of another kind: as the store holds it, or
     /// as the batch's first revision of a new report made it.
     Foreign,
-    /// This revision was recorded before, with this content hash: by an earlier batch, or by an
-    /// earlier copy in this one.
-    Recorded(&'a str),
+    /// This revision was recorded before, with these content hashes (the first received, and any
+    /// version a reviewer picked since): by an earlier batch, or by an earlier copy in this one.
+    Recorded(&'a [String]),
     /// This revision was recorded now, and the batch made the report's highest new revision
     /// current. `current` is the revision that was current before this one (the store's, or a
     /// lower one of this batch), `None` for a new report.
@@ -184,7 +194,7 @@ enum Held<'a> {
 fn outcome(revision: i64, hash: &str, quarantined: bool, held: Held<'_>) -> Outcome {
     match held {
         Held::Foreign => Outcome::Conflict,
-        Held::Recorded(stored) if stored == hash => Outcome::Duplicate,
+        Held::Recorded(stored) if stored.iter().any(|s| s == hash) => Outcome::Duplicate,
         Held::Recorded(_) => Outcome::Conflict,
         Held::Superseded => Outcome::Stale,
         Held::New { current: Some(current) } if revision <= current => Outcome::Stale,
@@ -198,17 +208,8 @@ fn outcome(revision: i64, hash: &str, quarantined: bool, held: Held<'_>) -> Outc
 /// order. A fixed order makes concurrent transactions take row locks in the same order, so two
 /// workers with overlapping batches cannot deadlock.
 fn in_write_order(batch: &[Incoming]) -> Vec<Item<'_>> {
-    let mut items: Vec<Item<'_>> = batch
-        .iter()
-        .enumerate()
-        .map(|(index, incoming)| Item {
-            index,
-            incoming,
-            id: incoming.report.report_id.to_string(),
-            revision: i64::from(incoming.report.revision),
-            hash: incoming.hash.clone(),
-        })
-        .collect();
+    let mut items: Vec<Item<'_>> =
+        batch.iter().enumerate().map(|(index, incoming)| Item::new(index, incoming)).collect();
     items.sort_by(|a, b| (&a.id, a.revision, a.index).cmp(&(&b.id, b.revision, b.index)));
     items
 }
@@ -304,13 +305,15 @@ fn split_foreign<'i, 'b>(
     (own, foreign)
 }
 
-/// Inserts the revisions the store does not have yet; returns the sequence number of each
-/// report of the batch that was recorded now, by position in the batch.
+/// Inserts the revisions the store does not have yet (as `variant` 0, the content received
+/// first, unless told otherwise); returns the sequence number of each report of the batch that
+/// was recorded now, by position in the batch.
 async fn insert_revisions(
     tx: &mut Tx,
     backend: Backend,
     items: &[&Item<'_>],
     batch_len: usize,
+    variant: Option<i64>,
 ) -> Result<Vec<Option<i64>>, StoreError> {
     let rows = Rows::default()
         .text("report_id", items.iter().map(|i| i.id.clone()))
@@ -329,8 +332,12 @@ async fn insert_revisions(
         .optional_text("sender", items.iter().map(|i| i.incoming.delivery.sender.clone()))
         .bool("redelivered", items.iter().map(|i| i.incoming.delivery.redelivered))
         .int("received_at_us", items.iter().map(|i| i.incoming.delivery.received_at.timestamp_micros()));
+    let rows = match variant {
+        Some(variant) => rows.int("variant", items.iter().map(|_| variant)),
+        None => rows,
+    };
     let mut new: HashMap<(String, i64), i64> = HashMap::new();
-    let tail = " ON CONFLICT (report_id, revision) DO NOTHING RETURNING report_id, revision, seq";
+    let tail = " ON CONFLICT (report_id, revision, variant) DO NOTHING RETURNING report_id, revision, seq";
     for sql in rows.insert(backend, "report_revisions", tail) {
         for row in sql.fetch_all_in(tx).await? {
             new.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
@@ -344,12 +351,12 @@ async fn insert_revisions(
 }
 
 /// The content hashes the store already held for the revisions of `known`, which the insert
-/// found recorded.
+/// found recorded: the first received and any picked since.
 async fn recorded_hashes(
     tx: &mut Tx,
     backend: Backend,
     known: &[&Item<'_>],
-) -> Result<HashMap<(String, i64), String>, StoreError> {
+) -> Result<HashMap<(String, i64), Vec<String>>, StoreError> {
     let mut ids: Vec<String> = known.iter().map(|i| i.id.clone()).collect();
     ids.dedup();
     let mut hashes = HashMap::new();
@@ -360,7 +367,7 @@ async fn recorded_hashes(
         );
         sql.bind_in(chunk.to_vec());
         for row in sql.fetch_all_in(tx).await? {
-            hashes.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+            hashes.entry((row.try_get(0)?, row.try_get(1)?)).or_insert_with(Vec::new).push(row.try_get(2)?);
         }
     }
     Ok(hashes)
@@ -438,7 +445,7 @@ struct Found<'i> {
     /// By position in the batch: the sequence number of each revision recorded now.
     seqs: Vec<Option<i64>>,
     /// The content hashes of revisions the store had recorded before.
-    recorded: HashMap<(String, i64), String>,
+    recorded: HashMap<(String, i64), Vec<String>>,
     /// The rows that were current before the batch.
     current: HashMap<String, CurrentRow>,
     /// The reports the batch made current.
@@ -464,7 +471,7 @@ fn judge(items: &[Item<'_>], found: &Found<'_>) -> Vec<Outcome> {
             // The insert found this revision recorded, so the store holds its hash.
             Held::Recorded(&found.recorded[&(first.id.clone(), first.revision)])
         } else if repeat {
-            Held::Recorded(&first.hash)
+            Held::Recorded(std::slice::from_ref(&first.hash))
         } else if !found.promoted.contains(&item.id) {
             Held::Superseded
         } else {
@@ -554,6 +561,64 @@ fn chain_entries(fresh: &[&Item<'_>], seqs: &[Option<i64>], kept: &[&Item<'_>]) 
         (None, entry_text(&entry))
     }));
     entries
+}
+
+/// Stores `incoming` as version `variant` of a revision the store holds (one kept aside that a
+/// reviewer picked to count), with its flags, answers and protocols, as the batch that received
+/// it would have; returns its seq and its chain entry, or `None` if another transaction stored
+/// that variant first.
+async fn store_variant(
+    tx: &mut Tx,
+    backend: Backend,
+    incoming: &Incoming,
+    variant: i64,
+) -> Result<Option<(i64, audit::Pending)>, StoreError> {
+    let item = Item::new(0, incoming);
+    let seqs = insert_revisions(tx, backend, &[&item], 1, Some(variant)).await?;
+    let Some(seq) = seqs[0] else { return Ok(None) };
+    write_derived(tx, backend, &[&item], &seqs).await?;
+    let entry = chain_entries(&[&item], &seqs, &[]).pop().expect("a revision has an entry");
+    Ok(Some((seq, entry)))
+}
+
+/// Makes `incoming`, a version of a report's current revision that a reviewer picked, count
+/// instead of the version in force (`replaced`, the seq the reviewer saw): stores it as version
+/// `variant` ([`store_variant`]), points the report at it in `state` as review action `decision`
+/// set, and moves SQLite's summaries as a new revision would. Returns the new revision's chain
+/// entry, or `None` if the report no longer has `replaced` in force (the caller must then roll
+/// back: a version may have been written).
+pub(crate) async fn put_in_force(
+    tx: &mut Tx,
+    backend: Backend,
+    incoming: &Incoming,
+    variant: i64,
+    replaced: i64,
+    (state, decision): (ReviewState, i64),
+) -> Result<Option<audit::Pending>, StoreError> {
+    let item = Item::new(0, incoming);
+    let current = current_rows(tx, backend, &[&item]).await?;
+    if current.get(&item.id).is_none_or(|row| row.revision_seq != replaced) {
+        return Ok(None);
+    }
+    let Some((seq, entry)) = store_variant(tx, backend, incoming, variant).await? else { return Ok(None) };
+    let report = &incoming.report;
+    let mut sql = Sql::new(backend, "UPDATE reports SET revision_seq = ");
+    sql.bind(seq).push(", station = ").bind(report.station.clone());
+    sql.push(", observed_at_us = ").bind(report.observed_at.timestamp_micros());
+    sql.push(", received_at_us = ").bind(incoming.delivery.received_at.timestamp_micros());
+    sql.push(", assessment = ").bind(report.assessment.map(|a| a.as_str().to_owned()));
+    sql.push(", incident_category = ").bind(incident(&item).map(|b| b.category.as_str().to_owned()));
+    sql.push(", incident_severity = ").bind(incident(&item).map(|b| b.severity.as_str().to_owned()));
+    sql.push(", quarantined = ").bind(state != ReviewState::Accepted);
+    sql.push(", review_state = ").bind(state.as_str().to_owned()).push(", decision = ").bind(decision);
+    sql.push(" WHERE report_id = ").bind(item.id.clone()).push(" AND revision_seq = ").bind(replaced);
+    sql.push(" RETURNING report_id");
+    if sql.fetch_all_in(tx).await?.is_empty() {
+        return Ok(None);
+    }
+    let promoted = HashSet::from([item.id.clone()]);
+    update_summaries(tx, backend, &[&item], &current, &promoted).await?;
+    Ok(Some(entry))
 }
 
 /// The one writer of SQLite's summary tables, which stand in for scattered indexes and
@@ -813,10 +878,22 @@ mod tests {
         assert_eq!(outcome(2, HASH, false, Held::Superseded), Outcome::Stale);
     }
 
+    fn recorded(hashes: &[&str]) -> Vec<String> {
+        hashes.iter().map(|h| (*h).to_owned()).collect()
+    }
+
     #[test]
     fn the_same_revision_again_is_a_duplicate_only_with_the_same_content() {
-        assert_eq!(outcome(1, HASH, false, Held::Recorded(HASH)), Outcome::Duplicate);
-        assert_eq!(outcome(1, HASH, false, Held::Recorded(OTHER_HASH)), Outcome::Conflict);
+        assert_eq!(outcome(1, HASH, false, Held::Recorded(&recorded(&[HASH]))), Outcome::Duplicate);
+        assert_eq!(outcome(1, HASH, false, Held::Recorded(&recorded(&[OTHER_HASH]))), Outcome::Conflict);
+    }
+
+    #[test]
+    fn a_version_a_reviewer_picked_is_a_duplicate_when_it_comes_again() {
+        let both = recorded(&[OTHER_HASH, HASH]);
+        assert_eq!(outcome(1, HASH, false, Held::Recorded(&both)), Outcome::Duplicate);
+        assert_eq!(outcome(1, OTHER_HASH, false, Held::Recorded(&both)), Outcome::Duplicate);
+        assert_eq!(outcome(1, "a third", false, Held::Recorded(&both)), Outcome::Conflict);
     }
 
     #[test]
@@ -831,7 +908,7 @@ mod tests {
         assert_eq!(outcome(2, HASH, true, Held::New { current: Some(1) }), Outcome::Quarantined);
         assert_eq!(outcome(1, HASH, true, Held::New { current: Some(2) }), Outcome::Stale);
         assert_eq!(outcome(1, HASH, true, Held::Superseded), Outcome::Stale);
-        assert_eq!(outcome(1, HASH, true, Held::Recorded(HASH)), Outcome::Duplicate);
-        assert_eq!(outcome(1, HASH, true, Held::Recorded(OTHER_HASH)), Outcome::Conflict);
+        assert_eq!(outcome(1, HASH, true, Held::Recorded(&recorded(&[HASH]))), Outcome::Duplicate);
+        assert_eq!(outcome(1, HASH, true, Held::Recorded(&recorded(&[OTHER_HASH]))), Outcome::Conflict);
     }
 }

@@ -10,6 +10,7 @@
 //! ingest into one PostgreSQL at once.
 
 mod audit;
+mod conflict;
 mod db;
 mod derived;
 mod error;
@@ -31,6 +32,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::db::{Pool, Sql};
 
 pub use audit::{AuditEntry, AuditHead, GENESIS, Mismatch, Progress, Verification, chain_hash};
+pub use conflict::{Pick, is_content_hash};
 pub use error::StoreError;
 pub use ingest::{Delivery, Incoming, Outcome, content_hash};
 pub use mission::{Changes, ImportSummary};

@@ -54,6 +54,9 @@ pub struct ReportFilter {
     pub state: Option<ReviewState>,
     /// Only reports whose current revision was received at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Only reports whose current revision has a conflicting version received after the last
+    /// reviewer's pick between its versions, or with no pick (`true`); or none such (`false`).
+    pub conflicted: Option<bool>,
 }
 
 /// The current revision of a report, as listed.
@@ -99,7 +102,16 @@ pub struct AuditRecord {
     pub payload: String,
     /// The audit chain's entry for this revision: its position and hash.
     pub audit: Option<(i64, String)>,
+    /// 0 for the version received first; 1, 2, … for versions kept aside that a reviewer picked
+    /// to count, stored again as rows of their revision.
+    pub variant: i64,
 }
+
+/// A report (`r`) whose current revision has a conflicting version that no reviewer has picked
+/// between: one received after the last pick on the revision, or with none.
+pub(crate) const OPEN_CONFLICT: &str = "EXISTS (SELECT 1 FROM conflicts c WHERE c.report_id = r.report_id \
+    AND c.revision = r.revision AND NOT EXISTS (SELECT 1 FROM review_log m WHERE m.report_id = c.report_id \
+    AND m.revision = c.revision AND m.action = 'pick' AND m.at_us >= c.received_at_us))";
 
 /// The columns of a [`ReportSummary`], for [`summary`].
 pub(crate) const SUMMARY_SELECT: &str = "SELECT r.revision_seq, r.report_id, r.revision, r.kind, r.observer, \
@@ -109,7 +121,7 @@ pub(crate) const SUMMARY_SELECT: &str = "SELECT r.revision_seq, r.report_id, r.r
 /// The columns of an [`AuditRecord`], for [`audit_record`].
 pub(crate) const AUDIT_SELECT: &str = "SELECT v.seq, v.report_id, v.revision, v.content_hash, v.sender, \
     v.channel, CAST(CASE WHEN v.redelivered THEN 1 ELSE 0 END AS BIGINT), v.received_at_us, v.flags, v.payload, \
-    a.position, a.hash FROM report_revisions v LEFT JOIN audit_chain a ON a.revision_seq = v.seq";
+    a.position, a.hash, v.variant FROM report_revisions v LEFT JOIN audit_chain a ON a.revision_seq = v.seq";
 
 pub(crate) fn audit_record(row: &Row) -> Result<AuditRecord, StoreError> {
     let seq = row.try_get(0)?;
@@ -129,6 +141,7 @@ pub(crate) fn audit_record(row: &Row) -> Result<AuditRecord, StoreError> {
             (Some(position), Some(hash)) => Some((position, hash)),
             _ => None,
         },
+        variant: row.try_get(12)?,
     })
 }
 
@@ -330,6 +343,10 @@ impl Store {
         }
         if let Some(since) = filter.since {
             sql.push(" AND r.received_at_us >= ").bind(since.timestamp_micros());
+        }
+        if let Some(conflicted) = filter.conflicted {
+            sql.push(if conflicted { " AND " } else { " AND NOT " });
+            sql.push(OPEN_CONFLICT);
         }
         if let Some(after) = after {
             sql.push(" AND r.revision_seq > ").bind(after);

@@ -79,13 +79,14 @@ pub const IMPORT_REVIEWER: &str = "mission import";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReviewAction {
     pub id: i64,
-    /// `accept`, `hold`, `reject`, `comment` or `settle`.
+    /// `accept`, `hold`, `reject`, `comment`, `settle` or `pick`.
     pub action: String,
     pub report_id: Option<String>,
     pub revision: Option<i64>,
     pub station: Option<String>,
     pub contest: Option<String>,
-    /// For `settle`: the report whose protocol counts (`None`: none until a recount).
+    /// For `settle`: the report whose protocol counts (`None`: none until a recount). For
+    /// `pick`: the content hash of the version of the revision that counts.
     pub chosen: Option<String>,
     pub from_state: Option<ReviewState>,
     pub to_state: Option<ReviewState>,
@@ -142,6 +143,8 @@ pub enum Decided {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standing {
     pub revision: i64,
+    /// The content hash of the version of the revision that counts (see [`Store::pick`]).
+    pub in_force: String,
     pub state: ReviewState,
     /// The decision that set the state; `None` for the state it arrived with.
     pub set_by: Option<ReviewAction>,
@@ -176,32 +179,35 @@ pub struct Settlement<'a> {
 }
 
 /// What the store holds about a report's current revision, for a decision.
-struct Current {
-    revision: i64,
-    seq: i64,
-    state: ReviewState,
-    kind: String,
-    station: String,
-    assessment: Option<String>,
+pub(crate) struct Current {
+    pub(crate) revision: i64,
+    pub(crate) seq: i64,
+    pub(crate) state: ReviewState,
+    pub(crate) kind: String,
+    pub(crate) station: String,
+    pub(crate) assessment: Option<String>,
+    pub(crate) observer: String,
+    /// The content hash of the version in force.
+    pub(crate) content_hash: String,
 }
 
 /// A review log row to insert.
-struct NewAction<'a> {
-    mission: &'a str,
-    action: &'a str,
-    report_id: Option<&'a str>,
-    revision: Option<i64>,
-    station: Option<&'a str>,
-    contest: Option<&'a str>,
-    chosen: Option<&'a str>,
-    from_state: Option<ReviewState>,
-    to_state: Option<ReviewState>,
-    reviewer: &'a str,
-    reason: &'a str,
+pub(crate) struct NewAction<'a> {
+    pub(crate) mission: &'a str,
+    pub(crate) action: &'a str,
+    pub(crate) report_id: Option<&'a str>,
+    pub(crate) revision: Option<i64>,
+    pub(crate) station: Option<&'a str>,
+    pub(crate) contest: Option<&'a str>,
+    pub(crate) chosen: Option<&'a str>,
+    pub(crate) from_state: Option<ReviewState>,
+    pub(crate) to_state: Option<ReviewState>,
+    pub(crate) reviewer: &'a str,
+    pub(crate) reason: &'a str,
 }
 
 impl<'a> NewAction<'a> {
-    fn on_report(mission: &'a str, action: &'a str, report_id: &'a str, revision: i64) -> Self {
+    pub(crate) fn on_report(mission: &'a str, action: &'a str, report_id: &'a str, revision: i64) -> Self {
         Self {
             mission,
             action,
@@ -219,7 +225,7 @@ impl<'a> NewAction<'a> {
 }
 
 /// Inserts `action` into the review log and its entry into the chain's pending `entries`.
-async fn log(
+pub(crate) async fn log(
     tx: &mut Tx,
     backend: Backend,
     action: NewAction<'_>,
@@ -278,10 +284,7 @@ impl Store {
             || decision.expected_revision.is_some_and(|revision| revision != current.revision);
         if stale {
             drop(tx);
-            return self
-                .standing(mission, decision.report_id)
-                .await
-                .map(|s| s.map_or(Decided::NotFound, Decided::Stale));
+            return self.stale(mission, decision.report_id).await;
         }
         let mut entries = Vec::new();
         let action = NewAction {
@@ -303,10 +306,7 @@ impl Store {
         if sql.fetch_all_in(&mut tx).await?.is_empty() {
             // Another reviewer (PostgreSQL), or a new revision, changed the row since it was read.
             drop(tx);
-            return self
-                .standing(mission, decision.report_id)
-                .await
-                .map(|s| s.map_or(Decided::NotFound, Decided::Stale));
+            return self.stale(mission, decision.report_id).await;
         }
         let counted = |state: ReviewState| state == ReviewState::Accepted;
         if self.backend == Backend::Sqlite && counted(current.state) != counted(decision.to) {
@@ -317,15 +317,24 @@ impl Store {
         Ok(Decided::Done(logged))
     }
 
+    /// What a decision that found the report changed is told: where it stands now.
+    pub(crate) async fn stale(&self, mission: &str, report_id: &str) -> Result<Decided, StoreError> {
+        self.standing(mission, report_id).await.map(|s| s.map_or(Decided::NotFound, Decided::Stale))
+    }
+
     /// A report's current revision and review state, and who set it; `None` if the mission has
     /// no report with this id.
     pub async fn standing(&self, mission: &str, report_id: &str) -> Result<Option<Standing>, StoreError> {
-        let mut sql =
-            Sql::new(self.backend, "SELECT revision, review_state, decision FROM reports WHERE mission = ");
-        sql.bind(mission.to_owned()).push(" AND report_id = ").bind(report_id.to_owned());
+        let mut sql = Sql::new(
+            self.backend,
+            "SELECT r.revision, r.review_state, r.decision, v.content_hash FROM reports r \
+             JOIN report_revisions v ON v.seq = r.revision_seq WHERE r.mission = ",
+        );
+        sql.bind(mission.to_owned()).push(" AND r.report_id = ").bind(report_id.to_owned());
         let Some(row) = sql.fetch_all(&self.pool).await?.into_iter().next() else { return Ok(None) };
         let (revision, state, decision): (i64, String, Option<i64>) =
             (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let in_force: String = row.try_get(3)?;
         let set_by = match decision {
             None => None,
             Some(id) => {
@@ -340,7 +349,7 @@ impl Store {
                     .transpose()?
             }
         };
-        Ok(Some(Standing { revision, state: ReviewState::stored(&state)?, set_by }))
+        Ok(Some(Standing { revision, in_force, state: ReviewState::stored(&state)?, set_by }))
     }
 
     /// Adds a comment to a report's history; `None` if the mission has no report with this id.
@@ -517,7 +526,7 @@ impl Store {
 }
 
 /// The current revision of a report, read in `tx`.
-async fn current(
+pub(crate) async fn current(
     tx: &mut Tx,
     backend: Backend,
     mission: &str,
@@ -525,9 +534,10 @@ async fn current(
 ) -> Result<Option<Current>, StoreError> {
     let mut sql = Sql::new(
         backend,
-        "SELECT revision, revision_seq, review_state, kind, station, assessment FROM reports WHERE mission = ",
+        "SELECT r.revision, r.revision_seq, r.review_state, r.kind, r.station, r.assessment, r.observer, \
+         v.content_hash FROM reports r JOIN report_revisions v ON v.seq = r.revision_seq WHERE r.mission = ",
     );
-    sql.bind(mission.to_owned()).push(" AND report_id = ").bind(report_id.to_owned());
+    sql.bind(mission.to_owned()).push(" AND r.report_id = ").bind(report_id.to_owned());
     let Some(row) = sql.fetch_all_in(tx).await?.into_iter().next() else { return Ok(None) };
     Ok(Some(Current {
         revision: row.try_get(0)?,
@@ -536,6 +546,8 @@ async fn current(
         kind: row.try_get(3)?,
         station: row.try_get(4)?,
         assessment: row.try_get(5)?,
+        observer: row.try_get(6)?,
+        content_hash: row.try_get(7)?,
     }))
 }
 
