@@ -253,6 +253,9 @@ async fn reviewed_day(store_url: &str) -> anyhow::Result<()> {
     })
     .await?;
 
+    // A second content for a counted revision: kept aside, listed, picked, raced for, picked back.
+    picked_conflict(&store, address, (&ana, &bob, &viewer), &expected).await?;
+
     // The results are the truth of the stations the teams counted.
     for (contest, truth) in &expected.observed_truth {
         let path = format!("/api/v1/results/{contest}");
@@ -280,6 +283,111 @@ async fn reviewed_day(store_url: &str) -> anyhow::Result<()> {
     assert_eq!(serde_json::from_str::<Value>(&stdout)?, head);
     store.close().await;
     worker.stop().await
+}
+
+/// Another version of an accepted counting report's current revision (one vote moved between
+/// two choices) is stored as a device would have sent it; reviewers find it among the reports
+/// with an open conflict, see both versions, pick the other one (a viewer may not), race to pick
+/// the first back (one wins, the other is told which version is in force), and the first
+/// counts again.
+async fn picked_conflict(
+    store: &Store,
+    address: SocketAddr,
+    (ana, bob, viewer): (&str, &str, &str),
+    expected: &Expectation,
+) -> anyhow::Result<()> {
+    let counted = get(address, "/api/v1/reports?kind=counting&held=false&limit=500", viewer).await?;
+    let report = counted["reports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| {
+            r["report_id"]
+                .as_str()
+                .and_then(|id| id.parse().ok())
+                .is_some_and(|id| !expected.wrong_reports.contains(&id))
+        })
+        .expect("an accepted counting report");
+    let id = report["report_id"].as_str().expect("an id").to_owned();
+    let path = format!("/api/v1/reports/{id}");
+    let view = get(address, &path, viewer).await?;
+    let current = view["revisions"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["in_force"] == true))
+        .expect("a version in force")
+        .clone();
+    let mut other = pollwatch_model::decode(current["payload"].as_str().expect("a payload").as_bytes())
+        .map_err(|r| anyhow::anyhow!("{}", r.message))?;
+    let pollwatch_model::Content::Counting(body) = &mut other.content else {
+        anyhow::bail!("not a counting report")
+    };
+    let votes = &mut body.protocols[0].votes;
+    let (from, to) = {
+        let mut codes = votes.iter().filter(|(_, v)| **v > 0).map(|(c, _)| c.clone());
+        (codes.next().expect("a choice with votes"), votes.keys().next().expect("a choice").clone())
+    };
+    let to = if to == from { votes.keys().nth(1).expect("a second choice").clone() } else { to };
+    *votes.get_mut(&from).expect("votes") -= 1;
+    *votes.get_mut(&to).expect("votes") += 1;
+    let payload = serde_json::to_string(&other)?;
+    let delivery = pollwatch_store::Delivery {
+        sender: current["sender"].as_str().map(str::to_owned),
+        redelivered: false,
+        received_at: chrono::Utc::now(),
+    };
+    let incoming = pollwatch_store::Incoming::new(other, Vec::new(), payload, delivery);
+    let (first, second) =
+        (current["content_hash"].as_str().expect("a hash").to_owned(), incoming.content_hash().to_owned());
+    assert_eq!(store.ingest_batch(&[incoming]).await?, [pollwatch_store::Outcome::Conflict]);
+
+    let open = get(address, "/api/v1/reports?conflicted=true", viewer).await?;
+    assert_eq!(
+        open["reports"].as_array().map(|r| r.iter().map(|r| r["report_id"].clone()).collect::<Vec<_>>()),
+        Some(vec![json!(id)]),
+        "{open}"
+    );
+    let view = get(address, &path, viewer).await?;
+    assert_eq!(view["conflicts"][0]["content_hash"], json!(second), "both versions are shown: {view}");
+    assert_eq!(view["conflicts"][0]["in_force"], false);
+
+    let pick = |keep: &str, seen: &str| json!({"revision": current["revision"], "keep": keep, "expected_version": seen, "reason": "the photo of the protocol"});
+    let version = format!("{path}/version");
+    assert_eq!(post(address, &version, viewer, &pick(&second, &first)).await?.status, 403);
+    let bad = json!({"revision": current["revision"], "keep": "<script>", "expected_version": first, "reason": "x"});
+    assert_eq!(post(address, &version, ana, &bad).await?.status, 400);
+    let response = post(address, &version, ana, &pick(&second, &first)).await?;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()?["action"], "pick");
+    let view = get(address, &path, viewer).await?;
+    let in_force: Vec<(Value, Value)> = view["revisions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["in_force"] == true)
+        .map(|r| (r["variant"].clone(), r["content_hash"].clone()))
+        .collect();
+    assert_eq!(in_force, [(json!(1), json!(second))], "{view}");
+    assert_eq!(view["conflicts"][0]["in_force"], true);
+    assert_eq!(get(address, "/api/v1/reports?conflicted=true", viewer).await?["reports"], json!([]));
+
+    let back = pick(&first, &second);
+    let (a, b) = tokio::join!(post(address, &version, ana, &back), post(address, &version, bob, &back));
+    let (a, b) = (a?, b?);
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{} / {}", a.text(), b.text());
+    let lost = if a.status == 409 { a.json()? } else { b.json()? };
+    assert_eq!(lost["current_version"], json!(first), "{lost}");
+    let view = get(address, &path, viewer).await?;
+    let hashes: Vec<Value> = view["revisions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["in_force"] == true)
+        .map(|r| r["content_hash"].clone())
+        .collect();
+    assert_eq!(hashes, [json!(first)], "the first version counts again: {view}");
+    Ok(())
 }
 
 /// The first counting revision's payload with one vote more for its first protocol's first
