@@ -254,7 +254,7 @@ async fn reviewed_day(store_url: &str) -> anyhow::Result<()> {
     .await?;
 
     // A second content for a counted revision: kept aside, listed, picked, raced for, picked back.
-    picked_conflict(&store, address, (&ana, &bob, &viewer), &expected).await?;
+    picked_conflict(&worker, &store, (&ana, &bob, &viewer), &expected).await?;
 
     // The results are the truth of the stations the teams counted.
     for (contest, truth) in &expected.observed_truth {
@@ -291,11 +291,12 @@ async fn reviewed_day(store_url: &str) -> anyhow::Result<()> {
 /// the first back (one wins, the other is told which version is in force), and the first
 /// counts again.
 async fn picked_conflict(
+    worker: &TestWorker,
     store: &Store,
-    address: SocketAddr,
     (ana, bob, viewer): (&str, &str, &str),
     expected: &Expectation,
 ) -> anyhow::Result<()> {
+    let address = worker.address();
     let counted = get(address, "/api/v1/reports?kind=counting&held=false&limit=500", viewer).await?;
     let report = counted["reports"]
         .as_array()
@@ -387,6 +388,22 @@ async fn picked_conflict(
         .map(|r| r["content_hash"].clone())
         .collect();
     assert_eq!(hashes, [json!(first)], "the first version counts again: {view}");
+
+    // The command line: `review show` lists the versions; a pick on the version in force keeps it.
+    let (ok, stdout, stderr) =
+        pollwatch(worker, &["review", "show", "--mission", "missions/kg-2021", &id]).await?;
+    assert!(ok && stdout.contains(&format!("version {second}")), "{stdout}{stderr}");
+    let args = ["review", "pick", "--mission", "missions/kg-2021", &id, "--keep", &first];
+    let (ok, stdout, stderr) =
+        pollwatch(worker, &[&args[..], &["--reviewer", "carol", "--reason", "checked again"]].concat())
+            .await?;
+    assert!(ok && stdout.contains("stays in force"), "{stdout}{stderr}");
+    let (ok, _, stderr) = pollwatch(
+        worker,
+        &[&args[..], &["--expect", &second, "--reviewer", "carol", "--reason", "x"]].concat(),
+    )
+    .await?;
+    assert!(!ok && stderr.contains("nothing changed"), "{stderr}");
     Ok(())
 }
 

@@ -273,6 +273,28 @@ pub enum ReviewCommand {
     Reject(DecideArgs),
     /// Keep a report out of the results, waiting: its current revision becomes held
     Hold(DecideArgs),
+    /// Pick which version of a report's current revision counts, when another content arrived
+    /// for it (`review show` lists the versions); every version stays stored
+    Pick {
+        #[command(flatten)]
+        mission: MissionArg,
+        /// The report id
+        #[arg(value_name = "ID")]
+        id: String,
+        /// The content hash of the version to count
+        #[arg(long, value_name = "HASH")]
+        keep: String,
+        /// Pick only if this version is still in force (as another reviewer may have picked
+        /// since you looked) [default: the one in force when the command reads it]
+        #[arg(long, value_name = "HASH")]
+        expect: Option<String>,
+        /// Who decides, for the review log
+        #[arg(long, value_name = "NAME")]
+        reviewer: String,
+        /// Why, for the review log
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
     /// Add a comment to a report's history
     Comment {
         #[command(flatten)]

@@ -390,9 +390,24 @@ pub(crate) fn report_text(view: &views::ReportView) -> String {
     }
     if !view.conflicts.is_empty() {
         out.push_str(&format!(
-            "\n{} conflicting versions kept aside (same revision, other content)\n",
+            "\n{} conflicting versions kept aside (same revision, other content; `pollwatch review pick` decides \
+             which counts):\n",
             view.conflicts.len()
         ));
+        let in_force = view.revisions.iter().find(|r| r.in_force);
+        if let Some(r) = in_force {
+            out.push_str(&format!("  in force: revision {} version {}\n", r.revision, r.content_hash));
+        }
+        for c in &view.conflicts {
+            out.push_str(&format!(
+                "  revision {} version {} received {} from {}{}\n",
+                c.revision,
+                c.content_hash,
+                c.received_at.to_rfc3339(),
+                c.sender.as_deref().unwrap_or("-"),
+                if c.in_force { " (picked, in force)" } else { "" }
+            ));
+        }
     }
     if !view.review.is_empty() {
         out.push_str("\nreview:\n");

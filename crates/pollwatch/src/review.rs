@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use pollwatch_api::views;
 use pollwatch_model::Mission;
 use pollwatch_settings::Settings;
-use pollwatch_store::{Decided, Decision, ReportFilter, ReviewError, ReviewState, Settlement, Store};
+use pollwatch_store::{Decided, Decision, Pick, ReportFilter, ReviewError, ReviewState, Settlement, Store};
 
 use crate::cli::{AuditCommand, Command, DecideArgs, DisputeCommand, ReviewCommand};
 use crate::query::{held_table, print, report_text};
@@ -18,7 +18,8 @@ pub fn run(settings: &Settings, command: &Command) -> Option<anyhow::Result<()>>
         Command::Review { command } => Some(match command {
             ReviewCommand::List { mission, .. }
             | ReviewCommand::Show { mission, .. }
-            | ReviewCommand::Comment { mission, .. } => &mission.dir,
+            | ReviewCommand::Comment { mission, .. }
+            | ReviewCommand::Pick { mission, .. } => &mission.dir,
             ReviewCommand::Accept(args) | ReviewCommand::Reject(args) | ReviewCommand::Hold(args) => {
                 &args.mission.dir
             }
@@ -89,6 +90,9 @@ async fn review(store: &Store, mission: &Mission, command: &ReviewCommand) -> an
         ReviewCommand::Accept(args) => decide(store, mission, args, ReviewState::Accepted).await,
         ReviewCommand::Reject(args) => decide(store, mission, args, ReviewState::Rejected).await,
         ReviewCommand::Hold(args) => decide(store, mission, args, ReviewState::Held).await,
+        ReviewCommand::Pick { id, keep, expect, reviewer, reason, .. } => {
+            pick(store, mission, id, (keep, expect.as_deref()), (reviewer, reason)).await
+        }
         ReviewCommand::Comment { id, reviewer, text, .. } => {
             let id = report_id(id)?;
             let (reviewer, text) = (words("--reviewer", reviewer)?, words("--text", text)?);
@@ -160,6 +164,55 @@ async fn decide(store: &Store, mission: &Mission, args: &DecideArgs, to: ReviewS
                 args.revision.map_or_else(String::new, |r| format!(" at revision {r}"))
             )
         }
+    }
+}
+
+async fn pick(
+    store: &Store,
+    mission: &Mission,
+    id: &str,
+    (keep, expect): (&str, Option<&str>),
+    (reviewer, reason): (&str, &str),
+) -> anyhow::Result<()> {
+    let id = report_id(id)?;
+    let (reviewer, reason) = (words("--reviewer", reviewer)?, words("--reason", reason)?);
+    for (option, hash) in [("--keep", Some(keep)), ("--expect", expect)] {
+        if let Some(hash) = hash {
+            anyhow::ensure!(
+                pollwatch_store::is_content_hash(hash),
+                "{option} is a content hash: 64 lower-case hexadecimal digits"
+            );
+        }
+    }
+    let standing = store.standing(&mission.id, &id).await.context("reading the report")?;
+    let standing = standing.with_context(|| format!("mission {} has no report {id}", mission.id))?;
+    let expected = expect.map_or_else(|| standing.in_force.clone(), str::to_owned);
+    let pick = Pick {
+        report_id: &id,
+        revision: standing.revision,
+        keep,
+        expected: &expected,
+        reviewer: &reviewer,
+        reason: &reason,
+    };
+    match store.pick(mission, &pick).await {
+        Ok(Decided::Done(action)) => {
+            let what = match action.to_state {
+                Some(state) => format!("version {keep} counts now, {state}"),
+                None => format!("version {keep} stays in force"),
+            };
+            println!("report {id} revision {}: {what} (review action {})", standing.revision, action.id);
+            Ok(())
+        }
+        Ok(Decided::NotFound) => anyhow::bail!("mission {} has no report {id}", mission.id),
+        Ok(Decided::Stale(now)) => anyhow::bail!(
+            "nothing changed: report {id} has version {} in force at revision {}, not {expected}; look at it \
+             again (`pollwatch review show {id}`)",
+            now.in_force,
+            now.revision
+        ),
+        Err(ReviewError::Invalid(why)) => anyhow::bail!("nothing changed: {why}"),
+        Err(ReviewError::Store(error)) => Err(error).context("recording the pick"),
     }
 }
 
