@@ -79,11 +79,12 @@ pub fn document() -> Value {
             responses.insert("413".into(), problem_response("The body is larger than the endpoint takes"));
             responses.insert("415".into(), problem_response("The body is not application/json"));
         }
-        if endpoint.operation_id == "review" {
+        if matches!(endpoint.operation_id, "review" | "version") {
             responses.insert(
                 "409".into(),
                 problem_response(
-                    "The report is no longer in the state (or at the revision) the decision names",
+                    "The report is no longer in the state, at the revision or with the version in force the \
+                     decision names",
                 ),
             );
         }
@@ -91,6 +92,15 @@ pub fn document() -> Value {
             responses.insert(
                 "422".into(),
                 problem_response("The report named cannot be counted at this station for this contest"),
+            );
+        }
+        if endpoint.operation_id == "version" {
+            responses.insert(
+                "422".into(),
+                problem_response(
+                    "The version named is not one of the revision's, or cannot count for the report (another \
+                     observer or kind, or turned away by the mission as it stands)",
+                ),
             );
         }
         responses.insert("500".into(), problem_response("The store holds something it cannot read"));
