@@ -154,6 +154,7 @@ mod tests {
 
     use super::*;
     use crate::queries::tests::incoming;
+    use crate::review::tests::store;
     use crate::{Outcome, ReportFilter};
 
     /// A valid counting report from the first station, and another version of the same
@@ -193,10 +194,7 @@ mod tests {
     async fn a_picked_version_counts_the_other_stays_and_the_chain_covers_both() {
         let mission = sample::kg_2021();
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display()))
-            .await
-            .expect("a store");
-        store.import_mission(&mission).await.expect("the mission imports");
+        let store = store(&dir, &mission).await;
         let (first, other) = two_versions(&mission);
         let (a, b) = (incoming(&first, false), incoming(&other, false));
         let (hash_a, hash_b) = (a.content_hash().to_owned(), b.content_hash().to_owned());
@@ -267,10 +265,7 @@ mod tests {
     async fn a_version_from_another_observer_cannot_count_for_the_report() {
         let mission = sample::kg_2021();
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display()))
-            .await
-            .expect("a store");
-        store.import_mission(&mission).await.expect("the mission imports");
+        let store = store(&dir, &mission).await;
         let (first, mut other) = two_versions(&mission);
         other.observer = mission.observers[1].id.clone();
         let (a, b) = (incoming(&first, false), incoming(&other, false));

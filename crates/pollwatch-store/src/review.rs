@@ -623,7 +623,7 @@ pub(crate) async fn rejudge(tx: &mut Tx, backend: Backend, mission: &Mission) ->
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use chrono::Utc;
     use pollwatch_model::{Context, Mission, ReportKind, sample};
 
@@ -635,7 +635,8 @@ mod tests {
     const T0: &str = "2021-01-10T21:00:00+06:00";
     const T1: &str = "2021-01-10T22:00:00+06:00";
 
-    async fn store(dir: &tempfile::TempDir, mission: &Mission) -> Store {
+    /// A SQLite store in `dir` with `mission` imported.
+    pub(crate) async fn store(dir: &tempfile::TempDir, mission: &Mission) -> Store {
         let store = Store::open(&format!("sqlite://{}", dir.path().join("store.db").display()))
             .await
             .expect("a store");
