@@ -175,14 +175,8 @@ pub(crate) async fn append(tx: &mut Tx, backend: Backend, entries: Vec<Pending>)
     if entries.is_empty() {
         return Ok(());
     }
-    if backend == Backend::Postgres {
-        let mut sql = Sql::new(backend, "SELECT pg_advisory_xact_lock(");
-        sql.bind(CHAIN_LOCK).push(")");
-        sql.execute_in(tx).await?;
-    }
-    let sql = Sql::new(backend, "SELECT position, hash FROM audit_chain ORDER BY position DESC LIMIT 1");
-    let (mut position, mut previous) = match sql.fetch_all_in(tx).await?.first() {
-        Some(row) => (row.try_get::<i64>(0)?, row.try_get::<String>(1)?),
+    let (mut position, mut previous) = match head_in(tx, backend).await? {
+        Some(head) => head,
         None => (0, GENESIS.to_owned()),
     };
     let mut positions = Vec::with_capacity(entries.len());
@@ -206,6 +200,28 @@ pub(crate) async fn append(tx: &mut Tx, backend: Backend, entries: Vec<Pending>)
         sql.execute_in(tx).await?;
     }
     Ok(())
+}
+
+/// The chain's last position and hash, read in `tx`; on PostgreSQL after taking the chain's lock
+/// (held until `tx` ends), in one round trip: the two statements of one simple query, each with
+/// its own snapshot, so that the head read is the one the last holder of the lock committed.
+async fn head_in(tx: &mut Tx, backend: Backend) -> Result<Option<(i64, String)>, StoreError> {
+    const HEAD: &str = "SELECT position, hash FROM audit_chain ORDER BY position DESC LIMIT 1";
+    match tx {
+        Tx::Postgres(tx) => {
+            let both = format!("SELECT pg_advisory_xact_lock({CHAIN_LOCK}); {HEAD}");
+            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(both)).fetch_all(&mut **tx).await?;
+            // The lock's row has one column (void); the head's, if the chain has one, two.
+            rows.iter()
+                .find(|row| sqlx::Row::len(*row) == 2)
+                .map(|row| Ok((sqlx::Row::try_get(row, 0)?, sqlx::Row::try_get(row, 1)?)))
+                .transpose()
+        }
+        Tx::Sqlite(_) => {
+            let rows = Sql::new(backend, HEAD).fetch_all_in(tx).await?;
+            rows.first().map(|row| Ok((row.try_get::<i64>(0)?, row.try_get::<String>(1)?))).transpose()
+        }
+    }
 }
 
 /// The chain's last entry: what a mission publishes so that an export can be checked later.
@@ -263,6 +279,26 @@ impl Store {
             Some(row) => AuditHead { entries: row.try_get(0)?, hash: row.try_get(1)? },
             None => AuditHead { entries: 0, hash: GENESIS.to_owned() },
         })
+    }
+
+    /// The positions of the chain's entries above `after` that record a conflicting version
+    /// kept, lowest first, and the chain's last position they were looked for up to (for the
+    /// change feed: a conflict is no revision and no review action). Positions are taken in
+    /// commit order (under a lock on PostgreSQL), so none commits below one already read.
+    pub async fn conflict_marks_after(&self, after: i64) -> Result<(Vec<i64>, i64), StoreError> {
+        let head = self.audit_head().await?.entries;
+        if head <= after {
+            return Ok((Vec::new(), head.max(after)));
+        }
+        let mut sql = Sql::new(
+            self.backend,
+            "SELECT position FROM audit_chain WHERE revision_seq IS NULL \
+             AND substr(entry, 1, 18) = '{\"type\":\"conflict\"' AND position > ",
+        );
+        sql.bind(after).push(" AND position <= ").bind(head).push(" ORDER BY position");
+        let marks =
+            sql.fetch_all(&self.pool).await?.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?;
+        Ok((marks, head))
     }
 
     /// Every entry of the chain, in order, as a stream; a revision's text rebuilt from its row
