@@ -322,6 +322,99 @@ async fn the_dashboard_follows_a_simulated_day_in_a_real_browser() -> anyhow::Re
     let message = browser.text("#details-body .review-message").await?.unwrap_or_default();
     assert!(message.contains("accepted") && message.contains("reviewer-1"), "{message}");
     browser.screenshot("review-conflict").await?;
+    browser.run("document.getElementById('details').close();", vec![]).await?;
+
+    // A report sent again with the same revision and other content: the held page lists it as
+    // it arrives, its details show both versions side by side, and the reviewer counts the one
+    // kept aside with its button; a pick made on a version another reviewer has changed
+    // meanwhile is refused, with what counts now.
+    let twice = report(&mission, &count_at, observer, ReportKind::Incident, &mut rng);
+    send(&broker, &channel, &twice, |body| body["body"]["description"] = "Queue outside at noon".into())
+        .await?;
+    let id = twice.report_id.to_string();
+    eventually(SHOWN_WITHIN, "the first version stored", async || {
+        let response =
+            http_request(worker.address(), "GET", &format!("/api/v1/reports/{id}"), Some(&token)).await?;
+        Ok(response.status == 200)
+    })
+    .await?;
+    send(&broker, &channel, &twice, |body| {
+        body["body"]["description"] = "Queue outside at noon, and a fight".into();
+    })
+    .await?;
+    let listed = format!("#conflicted tr[data-report='{id}'] button.details");
+    let revision = twice.revision.to_string();
+    browser
+        .until_text(SHOWN_WITHIN, &format!("#conflicted tr[data-report='{id}'] td.num"), |t| t == revision)
+        .await?;
+    browser.run(&format!("document.querySelector(\"{listed}\").click();"), vec![]).await?;
+    browser
+        .until_text(SHOWN_WITHIN, "#details-body form.pick .version.counted h4", |t| {
+            t.contains("First received")
+        })
+        .await?;
+    let stored = api(&worker, &token, &format!("/api/v1/reports/{id}")).await?;
+    let aside = stored["conflicts"][0]["content_hash"].as_str().context("a version kept aside")?.to_owned();
+    let first_hash = stored["revisions"][0]["content_hash"].as_str().context("the first version")?.to_owned();
+    assert!(
+        stored["conflicts"][0]["payload"].as_str().unwrap_or_default().contains("and a fight"),
+        "{stored}"
+    );
+    browser
+        .run(
+            "const form = document.querySelector('#details-body form.pick'); \
+             form.elements.reason.value = 'the observer phoned: the second message is the right one'; \
+             form.requestSubmit(form.querySelector('button[name=keep]'));",
+            vec![],
+        )
+        .await?;
+    browser
+        .until_text(SHOWN_WITHIN, "#details-body .pick-message", |t| {
+            t == "Recorded: that version counts now."
+        })
+        .await?;
+    let counted = browser
+        .run("return document.querySelector('#details-body .version.counted').dataset.version;", vec![])
+        .await?;
+    assert_eq!(counted.as_str(), Some(aside.as_str()), "the version kept aside counts now");
+    browser.screenshot("conflict-picked").await?;
+    let picked = api(&worker, &token, &format!("/api/v1/reports/{id}")).await?;
+    assert_eq!(picked["conflicts"][0]["in_force"], true, "{picked}");
+    assert_eq!(picked["review"][0]["action"], "pick", "{picked}");
+    assert_eq!(picked["review"][0]["chosen"], aside.as_str(), "{picked}");
+    eventually(SHOWN_WITHIN, "the conflict gone from the held page's list", async || {
+        Ok(!browser.shown(&listed).await?)
+    })
+    .await?;
+
+    // Another reviewer counts the first version again through the API; the page's pick, made
+    // on the version it shows in force, is refused and says what counts now.
+    let body = serde_json::json!({"revision": twice.revision, "keep": first_hash, "expected_version": aside,
+        "reason": "the team leader's copy says otherwise"});
+    let back =
+        http_post_json(worker.address(), &format!("/api/v1/reports/{id}/version"), Some(&reviewer), &body)
+            .await?;
+    assert_eq!(back.status, 200, "{}", back.text());
+    browser
+        .run(
+            "const form = document.querySelector('#details-body form.pick'); \
+             form.elements.reason.value = 'a second look'; \
+             form.requestSubmit(form.querySelector('button[name=keep]'));",
+            vec![],
+        )
+        .await?;
+    browser
+        .until_text(SHOWN_WITHIN, "#details-body .pick-message", |t| {
+            t.starts_with("Someone else got there first")
+        })
+        .await?;
+    let message = browser.text("#details-body .pick-message").await?.unwrap_or_default();
+    assert!(message.contains(&first_hash[..12]) && message.contains("reviewer-1"), "{message}");
+    let counted = browser
+        .run("return document.querySelector('#details-body .version.counted').dataset.version;", vec![])
+        .await?;
+    assert_eq!(counted.as_str(), Some(first_hash.as_str()), "the page shows what counts now");
+    browser.screenshot("conflict-pick-refused").await?;
 
     browser.close().await?;
     worker.stop().await

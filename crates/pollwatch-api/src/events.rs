@@ -62,6 +62,7 @@ struct Change {
     kinds: BTreeSet<ReportKind>,
     revisions: u64,
     reviews: u64,
+    conflicts: u64,
 }
 
 /// One event of the feed, as sent (`data:` is this as JSON).
@@ -79,6 +80,9 @@ pub struct ChangeEvent {
     /// How many review actions (decisions, comments, settlements) were taken since the previous
     /// event; their reports' kinds are among `kinds`.
     pub reviews: u64,
+    /// How many conflicting versions (a report sent again with the same revision and other
+    /// content) were kept since the previous event; `kinds` then names every kind.
+    pub conflicts: u64,
 }
 
 /// Where the feed stands: the changes kept, and the position before the oldest of them.
@@ -142,13 +146,15 @@ impl Feed {
             return None;
         }
         let no = log.changes.back().map_or(0, |c| c.no);
-        let mut event = ChangeEvent { seq: log.highest, kinds: Vec::new(), revisions: 0, reviews: 0 };
+        let mut event =
+            ChangeEvent { seq: log.highest, kinds: Vec::new(), revisions: 0, reviews: 0, conflicts: 0 };
         match last_event_id {
             Some(seq) if seq < log.floor => {
                 // Older than what is kept: every kind may have changed.
                 event.kinds = ReportKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
                 event.revisions = log.changes.iter().map(|c| c.revisions).sum();
                 event.reviews = log.changes.iter().map(|c| c.reviews).sum();
+                event.conflicts = log.changes.iter().map(|c| c.conflicts).sum();
             }
             Some(seq) => merge(log.changes.iter().filter(|c| c.seq > seq), &mut event),
             None => {}
@@ -183,7 +189,8 @@ impl Feed {
         let log = self.shared.log.lock().expect("not poisoned");
         let last = log.changes.back().filter(|c| c.no > seen.no)?;
         let next = Seen { no: last.no, seq: log.highest.max(seen.seq) };
-        let mut event = ChangeEvent { seq: next.seq, kinds: Vec::new(), revisions: 0, reviews: 0 };
+        let mut event =
+            ChangeEvent { seq: next.seq, kinds: Vec::new(), revisions: 0, reviews: 0, conflicts: 0 };
         merge(log.changes.iter().filter(|c| c.no > seen.no), &mut event);
         if log.changes.front().is_some_and(|first| first.no > seen.no + 1) {
             // Changes this client had not been sent were dropped: every kind may have changed.
@@ -200,6 +207,7 @@ fn merge<'a>(changes: impl Iterator<Item = &'a Change>, event: &mut ChangeEvent)
         kinds.extend(change.kinds.iter().copied());
         event.revisions += change.revisions;
         event.reviews += change.reviews;
+        event.conflicts += change.conflicts;
     }
     event.kinds = kinds.into_iter().map(|k| k.as_str().to_owned()).collect();
 }
@@ -227,6 +235,11 @@ async fn poll(shared: Arc<Shared>, store: Store) {
             Ok(marks) => marks.into_iter().map(|(id, _)| id).collect(),
             Err(_) => BTreeSet::new(),
         };
+    // The chain's position the conflicts were looked for up to.
+    let mut chained = match store.audit_head().await {
+        Ok(head) => head.entries,
+        Err(_) => 0,
+    };
     let mut no = 0;
     loop {
         let reviews = match store.review_marks_after(reviewed - REVIEWS_REREAD, READ_PER_POLL).await {
@@ -260,9 +273,24 @@ async fn poll(shared: Arc<Shared>, store: Store) {
                 continue;
             }
         };
+        let conflicts = match store.conflict_marks_after(chained).await {
+            Ok((marks, head)) => {
+                chained = head;
+                marks.len() as u64
+            }
+            Err(_) if store.is_closed() => return,
+            Err(error) => {
+                tracing::warn!(%error, "the change feed could not read the audit chain");
+                0
+            }
+        };
         let now = Instant::now();
         gaps.retain(|_, since| now.duration_since(*since) < GAP_KEPT_FOR);
         let mut kinds: BTreeSet<ReportKind> = reviews.iter().filter_map(|(_, kind)| *kind).collect();
+        // A conflict is rare, and its kind is in its entry's payload: every view is read again.
+        if conflicts > 0 {
+            kinds.extend(ReportKind::ALL);
+        }
         for mark in &marks {
             if gaps.remove(&mark.seq).is_none() {
                 for skipped in (highest + 1..mark.seq).take(MOST_GAPS) {
@@ -275,7 +303,7 @@ async fn poll(shared: Arc<Shared>, store: Store) {
         while gaps.len() > MOST_GAPS {
             gaps.pop_first();
         }
-        if !marks.is_empty() || !reviews.is_empty() {
+        if !marks.is_empty() || !reviews.is_empty() || conflicts > 0 {
             no += 1;
             let change = Change {
                 no,
@@ -283,6 +311,7 @@ async fn poll(shared: Arc<Shared>, store: Store) {
                 kinds,
                 revisions: marks.len() as u64,
                 reviews: reviews.len() as u64,
+                conflicts,
             };
             let mut log = shared.log.lock().expect("not poisoned");
             log.changes.push_back(change);
@@ -385,6 +414,7 @@ mod tests {
                 kinds: kinds.iter().copied().collect(),
                 revisions,
                 reviews: 0,
+                conflicts: 0,
             });
         }
         drop(log);

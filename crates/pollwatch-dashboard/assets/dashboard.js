@@ -277,34 +277,24 @@
     return true;
   }
 
-  document.addEventListener("submit", async (event) => {
-    const form = event.target;
-    if (!form.classList || !form.classList.contains("review")) return;
-    event.preventDefault();
-    const message = form.querySelector(".review-message");
-    const decision = event.submitter ? event.submitter.value : "";
-    const reason = form.elements.reason.value.trim();
-    if (!reason) {
-      message.textContent = "Say why: the reason is kept in the review log.";
-      return;
-    }
+  // Posts a reviewer's form; on success, or when someone else got there first, reads the report
+  // again and says so in the form's message line (`stale` words the 409).
+  async function decide(form, path, body, messageClass, recorded, stale) {
+    const message = form.querySelector("." + messageClass);
     const id = form.dataset.report;
-    const body = {
-      decision: decision,
-      reason: reason,
-      expected_state: form.dataset.state,
-      expected_revision: Number(form.dataset.revision),
-    };
-    const response = await fetch("/api/v1/reports/" + encodeURIComponent(id) + "/review", {
+    const response = await fetch("/api/v1/reports/" + encodeURIComponent(id) + "/" + path, {
       method: "POST",
       headers: Object.assign({ "Content-Type": "application/json" }, authorised()),
       body: JSON.stringify(body),
       cache: "no-store",
     });
-    if (response.ok) {
+    const reread = async (text) => {
       await openReport(id);
-      const shown = detailsBody.querySelector(".review-message");
-      if (shown) shown.textContent = "Recorded.";
+      const shown = detailsBody.querySelector("." + messageClass);
+      if (shown) shown.textContent = text;
+    };
+    if (response.ok) {
+      await reread(recorded);
       load();
       return;
     }
@@ -316,16 +306,54 @@
       message.textContent = "This token may read but not review: sign in with a reviewer's token to decide.";
     } else if (response.status === 409) {
       const who = problem.set_by ? problem.set_by : "the report's own arrival";
-      message.textContent = "Someone else got there first: the report is now " + (problem.current_state || "changed") +
-        " (revision " + (problem.current_revision || "?") + "), set by " + who +
-        ". Nothing was changed; read it again below and decide on what it is now.";
-      const again = message.textContent;
-      await openReport(id);
-      const shown = detailsBody.querySelector(".review-message");
-      if (shown) shown.textContent = again;
+      await reread(stale(problem, who) + " Nothing was changed; read it again below and decide on what it is now.");
     } else {
       message.textContent = "Not recorded (" + response.status + "): " + (problem.detail || "the server gave no reason") + ".";
     }
+  }
+
+  // The reason a form gives, or null after saying it is missing.
+  function reasonOf(form, messageClass) {
+    const reason = form.elements.reason.value.trim();
+    if (!reason) form.querySelector("." + messageClass).textContent = "Say why: the reason is kept in the review log.";
+    return reason || null;
+  }
+
+  document.addEventListener("submit", async (event) => {
+    const form = event.target;
+    if (!form.classList || !form.classList.contains("review")) return;
+    event.preventDefault();
+    const reason = reasonOf(form, "review-message");
+    if (!reason) return;
+    const body = {
+      decision: event.submitter ? event.submitter.value : "",
+      reason: reason,
+      expected_state: form.dataset.state,
+      expected_revision: Number(form.dataset.revision),
+    };
+    await decide(form, "review", body, "review-message", "Recorded.", (problem, who) =>
+      "Someone else got there first: the report is now " + (problem.current_state || "changed") +
+      " (revision " + (problem.current_revision || "?") + "), set by " + who + ".");
+  });
+
+  // A reviewer's pick among a revision's conflicting versions. It names the version shown in
+  // force, so that a pick never overwrites another reviewer's without the reviewer knowing.
+  document.addEventListener("submit", async (event) => {
+    const form = event.target;
+    if (!form.classList || !form.classList.contains("pick")) return;
+    event.preventDefault();
+    const reason = reasonOf(form, "pick-message");
+    if (!reason) return;
+    const body = {
+      revision: Number(form.dataset.revision),
+      keep: event.submitter ? event.submitter.value : "",
+      expected_version: form.dataset.expected,
+      reason: reason,
+    };
+    await decide(form, "version", body, "pick-message", "Recorded: that version counts now.", (problem, who) =>
+      "Someone else got there first: the report is now at revision " + (problem.current_revision || "?") +
+      ", counting the version " + String(problem.current_version || "?").slice(0, 12) + "…; its state was last set by " +
+      who + ".");
   });
 
   if (token) start();

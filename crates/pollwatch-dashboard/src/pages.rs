@@ -11,7 +11,7 @@ use pollwatch_api::params::Params;
 use pollwatch_api::problem::Problem;
 use pollwatch_api::{Api, views};
 use pollwatch_model::ReportKind;
-use pollwatch_store::IncidentFilter;
+use pollwatch_store::{IncidentFilter, ReportFilter};
 
 use crate::render;
 
@@ -27,6 +27,8 @@ const INCIDENTS_PER_PAGE: u32 = 50;
 
 /// Held reports on one page.
 const HELD_PER_PAGE: u32 = 100;
+/// Reports with open conflicts listed on the held page; the rest through the API.
+const CONFLICTS_SHOWN: u32 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Page {
@@ -200,7 +202,15 @@ pub(crate) async fn held(State(api): State<Api>, RawQuery(query): RawQuery) -> A
     let after = params.cursor("after")?;
     shared_view(&api, after.is_none().then(|| "held".to_owned()), false, move |api: Api| async move {
         let page = views::held(&api.store, &api.mission, after, HELD_PER_PAGE).await?;
-        Ok(render::held(&api.mission, &page))
+        // Reports with a version no reviewer has picked between yet, on the first page alone.
+        let conflicted = match after {
+            Some(_) => None,
+            None => {
+                let filter = ReportFilter { conflicted: Some(true), ..ReportFilter::default() };
+                Some(views::reports(&api.store, &api.mission, &filter, None, CONFLICTS_SHOWN).await?)
+            }
+        };
+        Ok(render::held(&api.mission, &page, conflicted.as_ref()))
     })
     .await
 }

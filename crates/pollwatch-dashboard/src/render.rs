@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 use pollwatch_api::views::{
     CoverageView, DiscrepanciesView, HeldView, IncidentSummaryView, IncidentsView, ObserversView, ReportView,
-    ResultFigures, ResultsView,
+    ReportsView, ResultFigures, ResultsView,
 };
 use pollwatch_model::{Contest, IncidentCategory, Mission, ReportKind, Severity};
 use pollwatch_store::IncidentFilter;
@@ -557,8 +557,31 @@ pub(crate) fn results(
     view(mission, "Results", &[ReportKind::Counting], &body)
 }
 
-pub(crate) fn held(mission: &Mission, page: &HeldView) -> Markup {
+pub(crate) fn held(mission: &Mission, page: &HeldView, conflicted: Option<&ReportsView>) -> Markup {
     let body = html! {
+        @if let Some(conflicted) = conflicted.filter(|c| !c.reports.is_empty()) {
+            section #conflicted {
+                h2 { "Conflicting versions" }
+                p.muted { "Reports sent again with the same revision and other content. The first version received counts until a reviewer picks one in the report's details."
+                    @if conflicted.next.is_some() { " The first " (conflicted.reports.len()) " are listed; every one in " code { "/api/v1/reports?conflicted=true" } "." } }
+                table.list {
+                    thead { tr { th { "Received" } th { "Kind" } th { "Station" } th { "Observer" } th { "Revision" } th {} } }
+                    tbody {
+                        @for r in &conflicted.reports {
+                            tr data-report=(r.report_id) {
+                                td.time { (local(mission, r.received_at)) }
+                                td { (r.kind.as_str()) }
+                                td { (station(mission, &r.station)) }
+                                td { (observer(mission, &r.observer)) }
+                                td.num { (r.revision) }
+                                td { button.details type="button" data-report=(r.report_id) { "Details" } }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Held reports" }
+        }
         p.muted { "Reports validation held back: they count in no finding and no result until reviewed." }
         @if page.reports.is_empty() {
             p #no-held { "Nothing is held." }
@@ -602,35 +625,66 @@ pub(crate) fn report(mission: &Mission, view: &ReportView) -> Markup {
                 dt { "Station" } dd { (station(mission, &current.station)) }
                 dt { "Observer" } dd { (observer(mission, &current.observer)) }
                 dt { "Observed" } dd { (local(mission, current.observed_at)) }
-                dt { "Revision" } dd { (current.revision) " of " (view.revisions.len()) " received" }
+                dt { "Revision" } dd { (current.revision) " of " (view.revisions.iter().filter(|r| r.variant == 0).count()) " received" }
                 dt { "Report id" } dd.code { (current.report_id) }
             }
             h3 { "Revisions" }
             @for r in view.revisions.iter().rev() {
-                details open[r.revision == current.revision] {
+                details open[r.in_force] {
                     summary { "Revision " (r.revision) " · received " (local(mission, r.received_at))
                         " · " (r.channel) @if let Some(sender) = &r.sender { " from " (sender) }
-                        @if r.redelivered { " · redelivered" } }
+                        @if r.redelivered { " · redelivered" }
+                        @if r.variant > 0 { " · a conflicting version, stored again when a reviewer picked it" }
+                        @if r.in_force { " · " span.badge { "counts" } } }
                     @if !r.flags.is_empty() {
                         ul.flags { @for f in &r.flags { li { span.code { (f.code) } " " (f.message) } } }
                     }
                     pre { (pretty(&r.payload)) }
                 }
             }
-            @if !view.conflicts.is_empty() {
-                h3 { "Conflicting versions" }
-                p.muted { "Same revision, other content: the first received counts; these are kept beside it." }
-                div.side-by-side {
-                    @if let Some(first) = view.revisions.iter().find(|r| r.revision == current.revision) {
-                        div { h4 { "Counted: received " (local(mission, first.received_at)) } pre { (pretty(&first.payload)) } }
-                    }
-                    @for c in &view.conflicts {
-                        div { h4 { "Kept aside: revision " (c.revision) ", received " (local(mission, c.received_at)) }
-                            pre { (pretty(&c.payload)) } }
-                    }
-                }
-            }
+            @if !view.conflicts.is_empty() { (versions(mission, view)) }
             (review(mission, view))
+        }
+    }
+}
+
+/// A report's conflicting versions side by side: which one counts, and for each other version of
+/// the current revision a button that counts it instead (the script posts the form to
+/// `POST /api/v1/reports/{id}/version`, naming the version shown in force, and explains a 409).
+fn versions(mission: &Mission, view: &ReportView) -> Markup {
+    let current = &view.current;
+    let in_force = view.revisions.iter().find(|r| r.in_force).map_or("", |r| r.content_hash.as_str());
+    let first = view.revisions.iter().find(|r| r.revision == current.revision && r.variant == 0);
+    let aside: Vec<_> = view.conflicts.iter().filter(|c| c.revision == current.revision).collect();
+    let older = view.conflicts.iter().filter(|c| c.revision != current.revision);
+    let card = |heading: &str, received_at: DateTime<Utc>, hash: &str, payload: &str| {
+        let counts = hash == in_force;
+        html! {
+            div.version.counted[counts] data-version=(hash) {
+                h4 { @if counts { span.badge { "counts" } " " } (heading) ", received " (local(mission, received_at)) }
+                p.code.muted { (hash) }
+                pre { (pretty(payload)) }
+                @if !counts { button type="submit" name="keep" value=(hash) { "Count this version" } }
+            }
+        }
+    };
+    html! {
+        h3 { "Conflicting versions" }
+        p.muted { "Same revision, other content. One version counts (the first received, until a reviewer picks another); the others are kept beside it." }
+        @if let (Some(first), false) = (first, aside.is_empty()) {
+            form.pick data-report=(current.report_id) data-revision=(current.revision) data-expected=(in_force) {
+                div.side-by-side {
+                    (card("First received", first.received_at, &first.content_hash, &first.payload))
+                    @for c in &aside { (card("Kept aside", c.received_at, &c.content_hash, &c.payload)) }
+                }
+                label { "Reason for counting another version (required; kept in the review log)"
+                    textarea name="reason" rows="2" maxlength="2000" required {} }
+                p.pick-message role="status" {}
+            }
+        }
+        @for c in older {
+            details { summary { "Kept aside: a version of revision " (c.revision) ", received " (local(mission, c.received_at)) }
+                pre { (pretty(&c.payload)) } }
         }
     }
 }
