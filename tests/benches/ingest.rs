@@ -135,6 +135,20 @@ impl Batches {
     }
 }
 
+/// The delivery limit the worker declares its queue with (`config/default.toml` under the
+/// test environment, as the worker runs here): a queue the bench declares otherwise is one the
+/// worker refuses to consume.
+fn delivery_limit() -> u32 {
+    let options = pollwatch_settings::LoadOptions {
+        config_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config"),
+        environment: Some("test".to_owned()),
+        extra_file: None,
+        overrides: Vec::new(),
+        env_vars: Some(Default::default()),
+    };
+    pollwatch_settings::Settings::load(&options).expect("the project's settings load").settings.ingest.delivery_limit
+}
+
 fn config(broker: &TestBroker, run: &str, options: &Options) -> Config {
     Config {
         amqp_url: pollwatch_settings::SecretUrl::new(broker.url.clone()),
@@ -144,7 +158,7 @@ fn config(broker: &TestBroker, run: &str, options: &Options) -> Config {
         dead_letter_queue: broker.name(&format!("{run}.dead-letters")),
         prefetch: options.prefetch,
         queue_kind: QueueKind::Quorum,
-        delivery_limit: 20,
+        delivery_limit: delivery_limit(),
         batch_size: options.batch,
         batch_linger: options.linger,
         rules: Rules { max_body_bytes: 262_144, require_sender_auth: false },

@@ -2,13 +2,15 @@
 //! store. A measurement, not a test: it prints figures and asserts nothing about speed.
 //!
 //!     cargo bench -p pollwatch-tests --bench store -- [--reports N] [--query-reports N] [--runs N]
-//!         [--skip-sqlite] [--skip-postgres] [--sqlite-path FILE] [--random-ids]
+//!         [--skip-sqlite] [--skip-postgres] [--sqlite-path FILE] [--random-ids] [--writers N]
 //!
 //! Reports are the sample mission's realistic mix (one counting report with two protocols in
 //! seven), in the order devices sent them, with the UUIDv7 ids our publisher writes
 //! (`--random-ids` for version 4 ids), ingested in batches of 500 as the worker does. Each backend
 //! ingests `--runs` times into a fresh store; the median is the figure. PostgreSQL comes from the
-//! container harness (or POLLWATCH_TEST_DATABASE_URL).
+//! container harness (or POLLWATCH_TEST_DATABASE_URL). `--writers N` (default 1): on PostgreSQL,
+//! N stores (as N workers would open) ingest the reports at once, each its own share of the
+//! batches in turn; the figure is all the reports over the time until the last one is stored.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,8 @@ struct Options {
     sqlite_path: Option<String>,
     /// Random (version 4) report ids instead of the time-ordered ones our publisher writes.
     random_ids: bool,
+    /// Stores ingesting into one PostgreSQL database at once.
+    writers: usize,
 }
 
 fn options() -> Options {
@@ -40,6 +44,7 @@ fn options() -> Options {
         runs: 3,
         sqlite_path: None,
         random_ids: false,
+        writers: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -52,6 +57,7 @@ fn options() -> Options {
             "--skip-postgres" => options.postgres = false,
             "--sqlite-path" => options.sqlite_path = args.next(),
             "--random-ids" => options.random_ids = true,
+            "--writers" => options.writers = number().max(1),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -79,6 +85,32 @@ async fn ingest(store: &Store, reports: &[Incoming]) -> anyhow::Result<f64> {
     let started = Instant::now();
     for chunk in reports.chunks(BATCH) {
         store.ingest_batch(chunk).await?;
+    }
+    Ok(reports.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Ingests `reports` into the database at `url` from `writers` stores at once, batch `i` by
+/// writer `i % writers`, and returns reports per second.
+async fn ingest_concurrently(url: &str, reports: &[Incoming], writers: usize) -> anyhow::Result<f64> {
+    let mut stores = Vec::with_capacity(writers);
+    for _ in 0..writers {
+        stores.push(Store::open(url).await?);
+    }
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (writer, store) in stores.into_iter().enumerate() {
+        let mine: Vec<Vec<Incoming>> =
+            reports.chunks(BATCH).skip(writer).step_by(writers).map(<[Incoming]>::to_vec).collect();
+        tasks.spawn(async move {
+            for chunk in &mine {
+                store.ingest_batch(chunk).await?;
+            }
+            store.close().await;
+            Ok::<_, pollwatch_store::StoreError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
     }
     Ok(reports.len() as f64 / started.elapsed().as_secs_f64())
 }
@@ -150,10 +182,19 @@ async fn main() -> anyhow::Result<()> {
             let database = pollwatch_tests::database().await?;
             let postgres = Store::open(&database.url).await?;
             postgres.import_mission(&mission).await?;
-            rates.push(ingest(&postgres, &reports).await?);
-            postgres.close().await;
+            if options.writers > 1 {
+                postgres.close().await;
+                rates.push(ingest_concurrently(&database.url, &reports, options.writers).await?);
+            } else {
+                rates.push(ingest(&postgres, &reports).await?);
+                postgres.close().await;
+            }
         }
-        report_runs("postgres", rates);
+        let label = match options.writers {
+            1 => "postgres".to_owned(),
+            n => format!("postgres, {n} writers,"),
+        };
+        report_runs(&label, rates);
     }
     if options.query_reports == 0 {
         return Ok(());
