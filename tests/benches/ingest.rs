@@ -146,7 +146,11 @@ fn delivery_limit() -> u32 {
         overrides: Vec::new(),
         env_vars: Some(Default::default()),
     };
-    pollwatch_settings::Settings::load(&options).expect("the project's settings load").settings.ingest.delivery_limit
+    pollwatch_settings::Settings::load(&options)
+        .expect("the project's settings load")
+        .settings
+        .ingest
+        .delivery_limit
 }
 
 fn config(broker: &TestBroker, run: &str, options: &Options) -> Config {
