@@ -312,48 +312,52 @@
     }
   }
 
-  // The reason a form gives, or null after saying it is missing.
-  function reasonOf(form, messageClass) {
+  // The reviewer's forms in a report's details: where each posts, what it names, and how a 409
+  // is put in words. Each names what the reviewer saw (the state and revision, or the version
+  // in force), so that a decision never overwrites another reviewer's without them knowing.
+  const decisions = {
+    review: {
+      path: "review",
+      body: (form, submitted) => ({
+        decision: submitted,
+        expected_state: form.dataset.state,
+        expected_revision: Number(form.dataset.revision),
+      }),
+      recorded: "Recorded.",
+      stale: (problem, who) =>
+        "Someone else got there first: the report is now " + (problem.current_state || "changed") +
+        " (revision " + (problem.current_revision || "?") + "), set by " + who + ".",
+    },
+    // A pick among a revision's conflicting versions.
+    pick: {
+      path: "version",
+      body: (form, submitted) => ({
+        revision: Number(form.dataset.revision),
+        keep: submitted,
+        expected_version: form.dataset.expected,
+      }),
+      recorded: "Recorded: that version counts now.",
+      stale: (problem, who) =>
+        "Someone else got there first: the report is now at revision " + (problem.current_revision || "?") +
+        ", counting the version " + String(problem.current_version || "?").slice(0, 12) +
+        "…; its state was last set by " + who + ".",
+    },
+  };
+
+  document.addEventListener("submit", async (event) => {
+    const form = event.target;
+    const name = form.classList && Object.keys(decisions).find((kind) => form.classList.contains(kind));
+    if (!name) return;
+    event.preventDefault();
+    const kind = decisions[name];
+    const messageClass = name + "-message";
     const reason = form.elements.reason.value.trim();
-    if (!reason) form.querySelector("." + messageClass).textContent = "Say why: the reason is kept in the review log.";
-    return reason || null;
-  }
-
-  document.addEventListener("submit", async (event) => {
-    const form = event.target;
-    if (!form.classList || !form.classList.contains("review")) return;
-    event.preventDefault();
-    const reason = reasonOf(form, "review-message");
-    if (!reason) return;
-    const body = {
-      decision: event.submitter ? event.submitter.value : "",
-      reason: reason,
-      expected_state: form.dataset.state,
-      expected_revision: Number(form.dataset.revision),
-    };
-    await decide(form, "review", body, "review-message", "Recorded.", (problem, who) =>
-      "Someone else got there first: the report is now " + (problem.current_state || "changed") +
-      " (revision " + (problem.current_revision || "?") + "), set by " + who + ".");
-  });
-
-  // A reviewer's pick among a revision's conflicting versions. It names the version shown in
-  // force, so that a pick never overwrites another reviewer's without the reviewer knowing.
-  document.addEventListener("submit", async (event) => {
-    const form = event.target;
-    if (!form.classList || !form.classList.contains("pick")) return;
-    event.preventDefault();
-    const reason = reasonOf(form, "pick-message");
-    if (!reason) return;
-    const body = {
-      revision: Number(form.dataset.revision),
-      keep: event.submitter ? event.submitter.value : "",
-      expected_version: form.dataset.expected,
-      reason: reason,
-    };
-    await decide(form, "version", body, "pick-message", "Recorded: that version counts now.", (problem, who) =>
-      "Someone else got there first: the report is now at revision " + (problem.current_revision || "?") +
-      ", counting the version " + String(problem.current_version || "?").slice(0, 12) + "…; its state was last set by " +
-      who + ".");
+    if (!reason) {
+      form.querySelector("." + messageClass).textContent = "Say why: the reason is kept in the review log.";
+      return;
+    }
+    const body = Object.assign(kind.body(form, event.submitter ? event.submitter.value : ""), { reason: reason });
+    await decide(form, kind.path, body, messageClass, kind.recorded, kind.stale);
   });
 
   if (token) start();

@@ -7,8 +7,8 @@
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 use pollwatch_api::views::{
-    CoverageView, DiscrepanciesView, HeldView, IncidentSummaryView, IncidentsView, ObserversView, ReportView,
-    ReportsView, ResultFigures, ResultsView,
+    CoverageView, DiscrepanciesView, HeldView, IncidentSummaryView, IncidentsView, ObserversView,
+    ReportSummaryView, ReportView, ReportsView, ResultFigures, ResultsView,
 };
 use pollwatch_model::{Contest, IncidentCategory, Mission, ReportKind, Severity};
 use pollwatch_store::IncidentFilter;
@@ -569,10 +569,7 @@ pub(crate) fn held(mission: &Mission, page: &HeldView, conflicted: Option<&Repor
                     tbody {
                         @for r in &conflicted.reports {
                             tr data-report=(r.report_id) {
-                                td.time { (local(mission, r.received_at)) }
-                                td { (r.kind.as_str()) }
-                                td { (station(mission, &r.station)) }
-                                td { (observer(mission, &r.observer)) }
+                                (listed(mission, r))
                                 td.num { (r.revision) }
                                 td { button.details type="button" data-report=(r.report_id) { "Details" } }
                             }
@@ -591,10 +588,7 @@ pub(crate) fn held(mission: &Mission, page: &HeldView, conflicted: Option<&Repor
                 tbody {
                     @for h in &page.reports {
                         tr data-report=(h.report.report_id) {
-                            td.time { (local(mission, h.report.received_at)) }
-                            td { (h.report.kind.as_str()) }
-                            td { (station(mission, &h.report.station)) }
-                            td { (observer(mission, &h.report.observer)) }
+                            (listed(mission, &h.report))
                             td { ul.flags { @for f in &h.flags { li { span.code { (f.code) } " " (f.message)
                                 @if !f.path.is_empty() { " " span.muted { "(" (f.path) ")" } } } } } }
                             td { button.details type="button" data-report=(h.report.report_id) { "Details" } }
@@ -606,6 +600,16 @@ pub(crate) fn held(mission: &Mission, page: &HeldView, conflicted: Option<&Repor
         }
     };
     view(mission, "Held for review", &ReportKind::ALL, &body)
+}
+
+/// A listed report's cells: received, kind, station, observer.
+fn listed(mission: &Mission, r: &ReportSummaryView) -> Markup {
+    html! {
+        td.time { (local(mission, r.received_at)) }
+        td { (r.kind.as_str()) }
+        td { (station(mission, &r.station)) }
+        td { (observer(mission, &r.observer)) }
+    }
 }
 
 /// The payload, indented when it is JSON (as it always is once stored).
