@@ -848,3 +848,105 @@ mod crash {
         all_or_nothing(&database.url).await
     }
 }
+
+/// A store whose chain was kept a row an entry (before migration 0008 on SQLite, 0007 on
+/// PostgreSQL) reads the same chain after the upgrade: the same entries and hashes, the same
+/// head, the export's revisions pointing at the same entries, and `audit verify` passing.
+#[tokio::test]
+async fn a_chain_kept_a_row_an_entry_reads_the_same_after_the_upgrade_on_sqlite() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
+    chain_upgrade(&url, 8).await
+}
+
+#[tokio::test]
+async fn a_chain_kept_a_row_an_entry_reads_the_same_after_the_upgrade_on_postgres() -> anyhow::Result<()> {
+    let database = pollwatch_tests::database().await?;
+    chain_upgrade(&database.url, 7).await
+}
+
+async fn chain_upgrade(url: &str, migration: i64) -> anyhow::Result<()> {
+    let store = Store::open(url).await?;
+    store.import_mission(mission()).await?;
+    let reports = sample(6, 41);
+    let mut batch: Vec<Incoming> = reports.iter().map(incoming).collect();
+    // A second content for one revision: a conflict entry, whose text the chain keeps.
+    let mut other = reports[0].clone();
+    other.assessment =
+        Some(if other.assessment == Some(Assessment::Bad) { Assessment::Good } else { Assessment::Bad });
+    ingest(&store, &batch).await?;
+    batch = vec![incoming(&other), incoming(&corrected(&reports[1], 2))];
+    ingest(&store, &batch).await?;
+    let entries: Vec<_> = store.audit_entries().try_collect().await?;
+    let head = store.audit_head().await?;
+    let exported: Vec<_> = store.export().try_collect().await?;
+    assert_eq!(entries.len(), 8, "seven revisions and a conflict: {entries:?}");
+    assert!(exported.iter().all(|r| r.audit.is_some()), "{exported:?}");
+    store.close().await;
+
+    // The chain as a row an entry, as the store kept it before the upgrade.
+    let old: Vec<(i64, Option<i64>, Option<String>, String)> = entries
+        .iter()
+        .map(|e| {
+            let fields: serde_json::Value = serde_json::from_str(&e.entry).expect("an entry is JSON");
+            match fields["type"].as_str() {
+                Some("revision") => (e.position, fields["seq"].as_i64(), None, e.hash.clone()),
+                _ => (e.position, None, Some(e.entry.clone()), e.hash.clone()),
+            }
+        })
+        .collect();
+    let statements = [
+        "CREATE TABLE audit_chain (position BIGINT PRIMARY KEY, revision_seq BIGINT, entry TEXT, hash TEXT NOT NULL)",
+        "CREATE INDEX audit_chain_revision ON audit_chain (revision_seq)",
+        "DROP TABLE audit_segments",
+    ];
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await?;
+        for statement in statements {
+            sqlx::query(statement).execute(&pool).await?;
+        }
+        for (position, seq, entry, hash) in &old {
+            sqlx::query("INSERT INTO audit_chain VALUES (?, ?, ?, ?)")
+                .bind(position)
+                .bind(seq)
+                .bind(entry)
+                .bind(hash)
+                .execute(&pool)
+                .await?;
+        }
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?").bind(migration).execute(&pool).await?;
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await?;
+        for statement in statements {
+            sqlx::query(statement).execute(&pool).await?;
+        }
+        for (position, seq, entry, hash) in &old {
+            sqlx::query("INSERT INTO audit_chain VALUES ($1, $2, $3, $4)")
+                .bind(position)
+                .bind(seq)
+                .bind(entry)
+                .bind(hash)
+                .execute(&pool)
+                .await?;
+        }
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1").bind(migration).execute(&pool).await?;
+        pool.close().await;
+    }
+
+    let store = Store::open(url).await?;
+    let after: Vec<_> = store.audit_entries().try_collect().await?;
+    assert_eq!(after, entries);
+    assert_eq!(store.audit_head().await?, head);
+    let exported_after: Vec<_> = store.export().try_collect().await?;
+    let audit = |records: &[pollwatch_store::AuditRecord]| {
+        records.iter().map(|r| (r.seq, r.audit.clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(audit(&exported_after), audit(&exported));
+    let verification = store.verify_audit(&()).await?;
+    assert_eq!((verification.entries, verification.failure), (8, None));
+    // And the chain goes on from there.
+    ingest(&store, &[incoming(&corrected(&reports[2], 2))]).await?;
+    assert_eq!(store.verify_audit(&()).await?.failure, None);
+    Ok(())
+}

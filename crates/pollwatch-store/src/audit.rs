@@ -14,20 +14,21 @@
 use std::collections::HashSet;
 
 use futures_core::Stream;
-use futures_util::StreamExt as _;
+use futures_util::TryStreamExt as _;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::db::{Rows, Sql, Tx, rows_per_statement};
+use crate::db::{Sql, rows_per_statement};
+use crate::segments::{CHAIN_LOCK, SEGMENT_SELECT, Segment, revision_texts};
 use crate::{Backend, Store, StoreError};
+
+/// How a conflict entry's text begins.
+const CONFLICT_PREFIX: &str = "{\"type\":\"conflict\"";
 
 /// The hash before the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The key of the advisory lock that serialises appends on PostgreSQL ("pwaudit" in ASCII).
-const CHAIN_LOCK: i64 = 0x0070_7761_7564_6974;
-
-/// Entries read per statement while verifying.
+/// Entries read per page while verifying or exporting (in whole segments).
 const VERIFY_PAGE: i64 = 2_000;
 
 /// Lower-case hexadecimal of bytes.
@@ -41,13 +42,18 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     text
 }
 
-/// The hash of the entry after `previous`.
+/// The hash of the entry after `previous`, in hexadecimal.
 pub fn chain_hash(previous: &str, entry: &str) -> String {
+    hex(&chain_digest(previous, entry))
+}
+
+/// [`chain_hash`] as bytes.
+pub(crate) fn chain_digest(previous: &str, entry: &str) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(previous.as_bytes());
     hasher.update(b"\n");
     hasher.update(entry.as_bytes());
-    hex(&hasher.finalize())
+    hasher.finalize().into()
 }
 
 /// A revision stored in `report_revisions`.
@@ -166,63 +172,10 @@ pub(crate) fn review_entry_at(row: &crate::db::Row, from: usize) -> Result<Revie
     })
 }
 
-/// An entry to append: its text, and the seq of the revision it records, if it records one.
+/// An entry to append: the seq of the revision it records, if it records one, and its text.
 pub(crate) type Pending = (Option<i64>, String);
 
-/// Appends `entries` (in order) to the chain, in `tx`. On PostgreSQL this takes the chain's lock
-/// until `tx` ends: call it last, just before the commit.
-pub(crate) async fn append(tx: &mut Tx, backend: Backend, entries: Vec<Pending>) -> Result<(), StoreError> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let (mut position, mut previous) = match head_in(tx, backend).await? {
-        Some(head) => head,
-        None => (0, GENESIS.to_owned()),
-    };
-    let mut positions = Vec::with_capacity(entries.len());
-    let mut hashes = Vec::with_capacity(entries.len());
-    for (_, entry) in &entries {
-        position += 1;
-        previous = chain_hash(&previous, entry);
-        positions.push(position);
-        hashes.push(previous.clone());
-    }
-    // A revision's text is rebuilt from its row whenever it is needed; kept, it made each batch's
-    // commit a third larger (docs/benchmarks.md).
-    let (seqs, texts): (Vec<Option<i64>>, Vec<Option<String>>) =
-        entries.into_iter().map(|(seq, text)| (seq, seq.is_none().then_some(text))).unzip();
-    let rows = Rows::default()
-        .int("position", positions)
-        .optional_int("revision_seq", seqs)
-        .optional_text("entry", texts)
-        .text("hash", hashes);
-    for sql in rows.insert(backend, "audit_chain", "") {
-        sql.execute_in(tx).await?;
-    }
-    Ok(())
-}
-
-/// The chain's last position and hash, read in `tx`; on PostgreSQL after taking the chain's lock
-/// (held until `tx` ends), in one round trip: the two statements of one simple query, each with
-/// its own snapshot, so that the head read is the one the last holder of the lock committed.
-async fn head_in(tx: &mut Tx, backend: Backend) -> Result<Option<(i64, String)>, StoreError> {
-    const HEAD: &str = "SELECT position, hash FROM audit_chain ORDER BY position DESC LIMIT 1";
-    match tx {
-        Tx::Postgres(tx) => {
-            let both = format!("SELECT pg_advisory_xact_lock({CHAIN_LOCK}); {HEAD}");
-            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(both)).fetch_all(&mut **tx).await?;
-            // The lock's row has one column (void); the head's, if the chain has one, two.
-            rows.iter()
-                .find(|row| sqlx::Row::len(*row) == 2)
-                .map(|row| Ok((sqlx::Row::try_get(row, 0)?, sqlx::Row::try_get(row, 1)?)))
-                .transpose()
-        }
-        Tx::Sqlite(_) => {
-            let rows = Sql::new(backend, HEAD).fetch_all_in(tx).await?;
-            rows.first().map(|row| Ok((row.try_get::<i64>(0)?, row.try_get::<String>(1)?))).transpose()
-        }
-    }
-}
+pub(crate) use crate::segments::append;
 
 /// The chain's last entry: what a mission publishes so that an export can be checked later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -273,8 +226,10 @@ impl Progress for () {
 impl Store {
     /// The chain's head: its number of entries and its last hash.
     pub async fn audit_head(&self) -> Result<AuditHead, StoreError> {
-        let sql =
-            Sql::new(self.backend, "SELECT position, hash FROM audit_chain ORDER BY position DESC LIMIT 1");
+        let sql = Sql::new(
+            self.backend,
+            "SELECT last_position, last_hash FROM audit_segments ORDER BY last_position DESC LIMIT 1",
+        );
         Ok(match sql.fetch_all(&self.pool).await?.first() {
             Some(row) => AuditHead { entries: row.try_get(0)?, hash: row.try_get(1)? },
             None => AuditHead { entries: 0, hash: GENESIS.to_owned() },
@@ -290,35 +245,65 @@ impl Store {
         if head <= after {
             return Ok((Vec::new(), head.max(after)));
         }
-        let mut sql = Sql::new(
-            self.backend,
-            "SELECT position FROM audit_chain WHERE revision_seq IS NULL \
-             AND substr(entry, 1, 18) = '{\"type\":\"conflict\"' AND position > ",
-        );
-        sql.bind(after).push(" AND position <= ").bind(head).push(" ORDER BY position");
-        let marks =
-            sql.fetch_all(&self.pool).await?.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?;
+        let mut sql =
+            Sql::new(self.backend, &format!("{SEGMENT_SELECT} WHERE texts IS NOT NULL AND last_position > "));
+        sql.bind(after).push(" AND last_position <= ").bind(head).push(" ORDER BY last_position");
+        let mut marks = Vec::new();
+        for row in sql.fetch_all(&self.pool).await? {
+            let Ok(segment) = Segment::read(&row, 0)? else { continue };
+            marks.extend(
+                segment
+                    .entries()
+                    .filter(|e| e.position > after && e.text.is_some_and(|t| t.starts_with(CONFLICT_PREFIX)))
+                    .map(|e| e.position),
+            );
+        }
         Ok((marks, head))
     }
 
-    /// Every entry of the chain, in order, as a stream; a revision's text rebuilt from its row
-    /// (empty if the row is gone, which no check then passes).
+    /// Every entry of the chain, in order, as a stream, a page of segments at a time; a
+    /// revision's text rebuilt from its row (empty if the row is gone, which no check then
+    /// passes). A segment that does not hold together ends the stream with an error.
     pub fn audit_entries(&self) -> impl Stream<Item = Result<AuditEntry, StoreError>> + Send + '_ {
-        Sql::new(
-            self.backend,
-            "SELECT a.position, a.hash, a.entry, v.seq, v.report_id, v.revision, v.channel, v.sender, \
-             v.received_at_us, v.payload FROM audit_chain a \
-             LEFT JOIN report_revisions v ON v.seq = a.revision_seq AND a.entry IS NULL ORDER BY a.position",
-        )
-        .fetch(&self.pool)
-        .map(|row| {
-            let row = row?;
-            let entry = match row.try_get::<Option<String>>(2)? {
-                Some(entry) => entry,
-                None => rebuilt_revision(&row, 3)?.unwrap_or_default(),
+        futures_util::stream::try_unfold(0_i64, move |after| async move {
+            let page = self.segments_after(after, i64::MAX, VERIFY_PAGE).await?;
+            let Some(last) = page.last() else { return Ok(None) };
+            let last = match last {
+                Ok(segment) => segment.last(),
+                Err((position, reason)) => {
+                    return Err(StoreError::Permanent(format!(
+                        "the audit chain at entry {position}: {reason}"
+                    )));
+                }
             };
-            Ok(AuditEntry { position: row.try_get(0)?, hash: row.try_get(1)?, entry })
+            let segments = page
+                .into_iter()
+                .map(|segment| {
+                    segment.map_err(|(position, reason)| {
+                        StoreError::Permanent(format!("the audit chain at entry {position}: {reason}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let seqs = segments.iter().flat_map(|s| s.seqs.iter().flatten().copied()).collect();
+            let texts = revision_texts(self, seqs).await?;
+            let mut entries = Vec::new();
+            for segment in &segments {
+                for entry in segment.entries() {
+                    let text = match (entry.text, entry.seq) {
+                        (Some(text), _) => text.to_owned(),
+                        (None, Some(seq)) => texts.get(&seq).cloned().unwrap_or_default(),
+                        (None, None) => String::new(),
+                    };
+                    entries.push(Ok(AuditEntry {
+                        position: entry.position,
+                        hash: hex(entry.hash),
+                        entry: text,
+                    }));
+                }
+            }
+            Ok(Some((futures_util::stream::iter(entries), last)))
         })
+        .try_flatten()
     }
 
     /// Recomputes the chain and rebuilds each entry from the rows it describes: the first entry
@@ -341,67 +326,66 @@ impl Store {
         };
         loop {
             // Up to the head read first: entries appended meanwhile are the next verification's.
-            let mut sql = Sql::new(
-                self.backend,
-                "SELECT a.position, a.hash, a.entry, a.revision_seq, v.seq, v.report_id, v.revision, v.channel, \
-                 v.sender, v.received_at_us, v.payload FROM audit_chain a \
-                 LEFT JOIN report_revisions v ON v.seq = a.revision_seq AND a.entry IS NULL WHERE a.position > ",
-            );
-            sql.bind(expected_position).push(" AND a.position <= ").bind(head.entries);
-            sql.push(" ORDER BY a.position LIMIT ").bind(VERIFY_PAGE);
-            let rows = sql.fetch_all(&self.pool).await?;
-            if rows.is_empty() {
+            let segments = self.segments_after(expected_position, head.entries, VERIFY_PAGE).await?;
+            if segments.is_empty() {
                 break;
             }
+            let seqs = segments.iter().flatten().flat_map(|s| s.seqs.iter().flatten().copied()).collect();
+            let texts = revision_texts(self, seqs).await?;
             // The entries up to the first that is out of place or whose hash does not follow;
             // rebuilt first, so that the failure named is the first in the chain's order.
-            let mut page = Vec::with_capacity(rows.len());
-            let mut page_seqs = Vec::with_capacity(rows.len());
+            let mut page = Vec::new();
+            let mut page_seqs = Vec::new();
             let mut broken = None;
-            for row in &rows {
-                let (position, hash): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
-                let revision_seq: Option<i64> = row.try_get(3)?;
-                expected_position += 1;
-                if position != expected_position {
-                    broken = Some((expected_position, format!("entry {expected_position} is missing")));
-                    break;
-                }
-                let (entry, rebuilt) = match row.try_get::<Option<String>>(2)? {
-                    // The store never keeps a revision's text: one kept was put there by hand.
-                    Some(_) if revision_seq.is_some() => {
-                        let reason = "it keeps a text for a revision, whose entry the store only rebuilds from its row";
-                        broken = Some((position, reason.to_owned()));
+            'segments: for segment in &segments {
+                let segment = match segment {
+                    Ok(segment) if segment.first == expected_position + 1 => segment,
+                    Ok(_) => {
+                        broken = Some((
+                            expected_position + 1,
+                            format!("entry {} is missing", expected_position + 1),
+                        ));
                         break;
                     }
-                    Some(entry) => (entry, false),
-                    None => match rebuilt_revision(row, 4)? {
-                        Some(entry) => (entry, true),
-                        None => {
-                            let what = revision_seq
-                                .map_or_else(|| "nothing".to_owned(), |s| format!("revision {s}"));
-                            broken =
-                                Some((position, format!("it records {what}, which is gone from the store")));
-                            break;
-                        }
-                    },
+                    Err((_, reason)) => {
+                        // Named at the position the chain has reached, wherever the row says it starts.
+                        broken = Some((expected_position + 1, reason.clone()));
+                        break;
+                    }
                 };
-                page_seqs.push((position, revision_seq));
-                if chain_hash(&previous, &entry) != hash {
-                    let reason = if rebuilt {
-                        format!(
-                            "its hash does not follow from the previous hash and the entry rebuilt from revision {}: \
-                             the revision (its payload, sender or time) or the chain was changed",
-                            revision_seq.unwrap_or_default()
-                        )
-                    } else {
-                        "its hash does not follow from the previous hash and its text: the entry was changed"
-                            .to_owned()
+                for stored in segment.entries() {
+                    expected_position += 1;
+                    let (entry, rebuilt) = match (stored.text, stored.seq) {
+                        (Some(text), _) => (text.to_owned(), false),
+                        (None, Some(seq)) => match texts.get(&seq) {
+                            Some(text) => (text.clone(), true),
+                            None => {
+                                let reason =
+                                    format!("it records revision {seq}, which is gone from the store");
+                                broken = Some((stored.position, reason));
+                                break 'segments;
+                            }
+                        },
+                        (None, None) => unreachable!("an entry has a seq or a text"),
                     };
-                    broken = Some((position, reason));
-                    break;
+                    page_seqs.push((stored.position, stored.seq));
+                    if chain_digest(&previous, &entry) != *stored.hash {
+                        let reason = if rebuilt {
+                            format!(
+                                "its hash does not follow from the previous hash and the entry rebuilt from revision {}: \
+                                 the revision (its payload, sender or time) or the chain was changed",
+                                stored.seq.unwrap_or_default()
+                            )
+                        } else {
+                            "its hash does not follow from the previous hash and its text: the entry was changed"
+                                .to_owned()
+                        };
+                        broken = Some((stored.position, reason));
+                        break 'segments;
+                    }
+                    previous = hex(stored.hash);
+                    page.push((stored.position, entry));
                 }
-                previous = hash;
-                page.push((position, entry));
             }
             if let Some((position, reason)) = self.rebuild_page(&page, &page_seqs, &mut seen).await? {
                 return fail(position, reason);
@@ -588,7 +572,7 @@ impl Store {
         }
         let row = Sql::new(
             self.backend,
-            "SELECT CAST((SELECT COUNT(*) FROM audit_chain) AS BIGINT), CAST((SELECT COUNT(*) FROM report_revisions) AS BIGINT)",
+            "SELECT CAST((SELECT COUNT(*) FROM audit_segments) AS BIGINT), CAST((SELECT COUNT(*) FROM report_revisions) AS BIGINT)",
         )
         .fetch_all_in(&mut tx)
         .await?;
@@ -652,7 +636,7 @@ impl Store {
 
 /// The entry text of the revision in `row` from column `from` on (seq, report id, revision,
 /// channel, sender, received, payload); `None` when the row is absent (a NULL seq).
-fn rebuilt_revision(row: &crate::db::Row, from: usize) -> Result<Option<String>, StoreError> {
+pub(crate) fn rebuilt_revision(row: &crate::db::Row, from: usize) -> Result<Option<String>, StoreError> {
     let Some(seq) = row.try_get::<Option<i64>>(from)? else { return Ok(None) };
     let (report_id, revision): (String, i64) = (row.try_get(from + 1)?, row.try_get(from + 2)?);
     let (channel, sender): (String, Option<String>) = (row.try_get(from + 3)?, row.try_get(from + 4)?);

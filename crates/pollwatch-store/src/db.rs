@@ -299,7 +299,6 @@ fn largest_power_of_two(n: usize) -> usize {
 pub(crate) enum Column {
     Text(Vec<Option<String>>),
     Int(Vec<i64>),
-    OptionalInt(Vec<Option<i64>>),
     Bool(Vec<bool>),
 }
 
@@ -308,7 +307,6 @@ impl Column {
         match self {
             Self::Text(v) => v.len(),
             Self::Int(v) => v.len(),
-            Self::OptionalInt(v) => v.len(),
             Self::Bool(v) => v.len(),
         }
     }
@@ -318,7 +316,6 @@ impl Column {
         match self {
             Self::Text(v) => sql.bind(v[row].take()),
             Self::Int(v) => sql.bind(v[row]),
-            Self::OptionalInt(v) => sql.bind(v[row]),
             Self::Bool(v) => sql.bind(v[row]),
         };
     }
@@ -327,7 +324,6 @@ impl Column {
         match self {
             Self::Text(v) => sql.bind_array(v, "text"),
             Self::Int(v) => sql.bind_array(v, "bigint"),
-            Self::OptionalInt(v) => sql.bind_array(v, "bigint"),
             Self::Bool(v) => sql.bind_array(v, "boolean"),
         };
     }
@@ -360,16 +356,6 @@ impl Rows {
     pub(crate) fn int(mut self, name: &'static str, values: impl IntoIterator<Item = i64>) -> Self {
         self.names.push(name);
         self.columns.push(Column::Int(values.into_iter().collect()));
-        self
-    }
-
-    pub(crate) fn optional_int(
-        mut self,
-        name: &'static str,
-        values: impl IntoIterator<Item = Option<i64>>,
-    ) -> Self {
-        self.names.push(name);
-        self.columns.push(Column::OptionalInt(values.into_iter().collect()));
         self
     }
 

@@ -20,6 +20,7 @@ mod mission;
 mod queries;
 mod read;
 mod review;
+mod segments;
 mod tokens;
 
 use std::path::Path;

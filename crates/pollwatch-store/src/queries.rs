@@ -11,7 +11,11 @@ use futures_util::StreamExt as _;
 use pollwatch_model::{ContestResults, ReportKind};
 
 use crate::db::{Row, Sql};
+use crate::segments::EntryFinder;
 use crate::{Backend, ReviewState, Store, StoreError};
+
+/// Revisions the export finds the chain's entries for at a time.
+const EXPORT_CHUNK: usize = 1_000;
 
 /// Stations expected and reported in one region, for one phase (report kind).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +125,7 @@ pub(crate) const SUMMARY_SELECT: &str = "SELECT r.revision_seq, r.report_id, r.r
 /// The columns of an [`AuditRecord`], for [`audit_record`].
 pub(crate) const AUDIT_SELECT: &str = "SELECT v.seq, v.report_id, v.revision, v.content_hash, v.sender, \
     v.channel, CAST(CASE WHEN v.redelivered THEN 1 ELSE 0 END AS BIGINT), v.received_at_us, v.flags, v.payload, \
-    a.position, a.hash, v.variant FROM report_revisions v LEFT JOIN audit_chain a ON a.revision_seq = v.seq";
+    v.variant FROM report_revisions v";
 
 pub(crate) fn audit_record(row: &Row) -> Result<AuditRecord, StoreError> {
     let seq = row.try_get(0)?;
@@ -137,11 +141,8 @@ pub(crate) fn audit_record(row: &Row) -> Result<AuditRecord, StoreError> {
         flags: serde_json::from_str(&row.try_get::<String>(8)?)
             .map_err(|e| StoreError::Permanent(format!("the flags of revision {seq} are not JSON: {e}")))?,
         payload: row.try_get(9)?,
-        audit: match (row.try_get::<Option<i64>>(10)?, row.try_get::<Option<String>>(11)?) {
-            (Some(position), Some(hash)) => Some((position, hash)),
-            _ => None,
-        },
-        variant: row.try_get(12)?,
+        audit: None,
+        variant: row.try_get(10)?,
     })
 }
 
@@ -362,9 +363,39 @@ impl Store {
     /// Every revision in the audit trail, in the order received, as a stream (the trail can be
     /// far larger than memory).
     pub fn export(&self) -> impl Stream<Item = Result<AuditRecord, StoreError>> + Send + '_ {
-        Sql::new(self.backend, &format!("{AUDIT_SELECT} ORDER BY v.seq"))
+        let records = Sql::new(self.backend, &format!("{AUDIT_SELECT} ORDER BY v.seq"))
             .fetch(&self.pool)
             .map(|row| audit_record(&row?))
+            .ready_chunks(EXPORT_CHUNK);
+        // Each chunk's entries are found by its seqs, which rise.
+        futures_util::stream::unfold(
+            (Box::pin(records), EntryFinder::default()),
+            move |(mut records, mut finder)| async move {
+                let chunk = records.next().await?;
+                let chunk = self.with_entries(&mut finder, chunk).await;
+                Some((futures_util::stream::iter(chunk), (records, finder)))
+            },
+        )
+        .flatten()
+    }
+
+    /// `records` (in rising seq order, later than any asked of `finder` before) with their
+    /// entries' positions and hashes; an error for the whole chunk if they cannot be read.
+    async fn with_entries(
+        &self,
+        finder: &mut EntryFinder,
+        records: Vec<Result<AuditRecord, StoreError>>,
+    ) -> Vec<Result<AuditRecord, StoreError>> {
+        let seqs: Vec<i64> = records.iter().flatten().map(|r| r.seq).collect();
+        let (Some(&low), Some(&high)) = (seqs.first(), seqs.last()) else { return records };
+        let mut entries = match finder.find(self, low, high).await {
+            Ok(entries) => entries,
+            Err(e) => return vec![Err(e)],
+        };
+        records
+            .into_iter()
+            .map(|record| record.map(|record| AuditRecord { audit: entries.remove(&record.seq), ..record }))
+            .collect()
     }
 }
 

@@ -452,8 +452,13 @@ impl Store {
         let mut sql =
             Sql::new(self.backend, &format!("{} WHERE v.report_id = ", crate::queries::AUDIT_SELECT));
         sql.bind(report_id.to_owned()).push(" ORDER BY v.seq");
-        let revisions =
+        let mut revisions: Vec<AuditRecord> =
             sql.fetch_all(&self.pool).await?.iter().map(audit_record).collect::<Result<_, _>>()?;
+        let seqs: Vec<i64> = revisions.iter().map(|r| r.seq).collect();
+        let mut entries = self.revision_entries(&seqs).await?;
+        for revision in &mut revisions {
+            revision.audit = entries.remove(&revision.seq);
+        }
         let mut sql = Sql::new(
             self.backend,
             "SELECT revision, content_hash, sender, received_at_us, payload FROM conflicts WHERE report_id = ",

@@ -888,10 +888,15 @@ pub(crate) mod tests {
         .execute_in(&mut tx)
         .await
         .expect("restored");
-        Sql::new(Backend::Sqlite, "DELETE FROM audit_chain WHERE position = 5")
-            .execute_in(&mut tx)
-            .await
-            .expect("removed");
+        // The chain's last entry cut from its segment, the segment made to hold together again.
+        Sql::new(
+            Backend::Sqlite,
+            "UPDATE audit_segments SET last_position = 4, max_seq = 4, seqs = '1,2,3,4', \
+             hashes = substr(hashes, 1, 128), last_hash = lower(hex(substr(hashes, 97, 32))) WHERE last_position = 5",
+        )
+        .execute_in(&mut tx)
+        .await
+        .expect("removed");
         tx.commit().await.expect("committed");
         let failure = store.verify_audit(&()).await.expect("a verification").failure.expect("a failure");
         assert_eq!(failure.position, None, "{failure:?}");
