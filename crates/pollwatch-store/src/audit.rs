@@ -266,17 +266,9 @@ impl Store {
     /// passes). A segment that does not hold together ends the stream with an error.
     pub fn audit_entries(&self) -> impl Stream<Item = Result<AuditEntry, StoreError>> + Send + '_ {
         futures_util::stream::try_unfold(0_i64, move |after| async move {
-            let page = self.segments_after(after, i64::MAX, VERIFY_PAGE).await?;
-            let Some(last) = page.last() else { return Ok(None) };
-            let last = match last {
-                Ok(segment) => segment.last(),
-                Err((position, reason)) => {
-                    return Err(StoreError::Permanent(format!(
-                        "the audit chain at entry {position}: {reason}"
-                    )));
-                }
-            };
-            let segments = page
+            let segments = self
+                .segments_after(after, i64::MAX, VERIFY_PAGE)
+                .await?
                 .into_iter()
                 .map(|segment| {
                     segment.map_err(|(position, reason)| {
@@ -284,6 +276,16 @@ impl Store {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let Some(last) = segments.last().map(Segment::last) else {
+                let head = self.audit_head().await?.entries;
+                if head > after {
+                    return Err(StoreError::Permanent(format!(
+                        "the audit chain has no entry {} but goes on to {head}: `pollwatch audit verify` says more",
+                        after + 1
+                    )));
+                }
+                return Ok(None);
+            };
             let seqs = segments.iter().flat_map(|s| s.seqs.iter().flatten().copied()).collect();
             let texts = revision_texts(self, seqs).await?;
             let mut entries = Vec::new();

@@ -880,6 +880,13 @@ pub(crate) mod tests {
         assert_eq!(failure.position, Some(4), "{failure:?}");
         assert!(failure.reason.contains("hash does not follow"), "{failure:?}");
 
+        // A segment whose range no longer says which revisions it holds fails at its first entry.
+        behind_its_back(&store, "UPDATE audit_segments SET min_seq = 2 WHERE last_position = 5").await;
+        let failure = store.verify_audit(&()).await.expect("a verification").failure.expect("a failure");
+        assert_eq!(failure.position, Some(1), "{failure:?}");
+        assert!(failure.reason.contains("gives the seqs Some(2) to Some(5)"), "{failure:?}");
+        behind_its_back(&store, "UPDATE audit_segments SET min_seq = 1 WHERE last_position = 5").await;
+
         let mut tx = store.pool.begin().await.expect("a transaction");
         Sql::new(
             Backend::Sqlite,

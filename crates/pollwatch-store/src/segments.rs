@@ -222,21 +222,22 @@ async fn head_in(tx: &mut Tx, backend: Backend) -> Result<Option<(i64, String)>,
 }
 
 impl Store {
-    /// The segments holding positions after `after` up to `upto`, in order, about `entries`
-    /// entries' worth (one at least, if there is one); each read or what is wrong with it.
+    /// The segments up to `upto` that start within `entries` positions after `after`, in
+    /// order, each read or what is wrong with it. A range of the primary key: a segment holds at
+    /// most [`SEGMENT_ENTRIES`], so those end within that many more. None when the next position
+    /// is in no segment (a gap, or a segment made longer by hand), which a caller tells from the
+    /// chain's head.
     pub(crate) async fn segments_after(
         &self,
         after: i64,
         upto: i64,
         entries: i64,
     ) -> Result<Vec<Result<Segment, (i64, String)>>, StoreError> {
+        let starts_by = after.saturating_add(entries.max(1));
+        let ends_by = upto.min(starts_by.saturating_add(SEGMENT_ENTRIES as i64 - 1));
         let mut sql = Sql::new(self.backend, &format!("{SEGMENT_SELECT} WHERE last_position > "));
-        sql.bind(after).push(" AND last_position <= ").bind(upto);
-        sql.push(" AND (first_position <= ").bind(after.saturating_add(entries));
-        sql.push(" OR last_position = (SELECT MIN(last_position) FROM audit_segments WHERE last_position > ")
-            .bind(after)
-            .push("))");
-        sql.push(" ORDER BY last_position");
+        sql.bind(after).push(" AND last_position <= ").bind(ends_by);
+        sql.push(" AND first_position <= ").bind(starts_by).push(" ORDER BY last_position");
         sql.fetch_all(&self.pool).await?.iter().map(|row| Segment::read(row, 0)).collect()
     }
 
