@@ -895,42 +895,31 @@ async fn chain_upgrade(url: &str, migration: i64) -> anyhow::Result<()> {
             }
         })
         .collect();
-    let statements = [
-        "CREATE TABLE audit_chain (position BIGINT PRIMARY KEY, revision_seq BIGINT, entry TEXT, hash TEXT NOT NULL)",
-        "CREATE INDEX audit_chain_revision ON audit_chain (revision_seq)",
-        "DROP TABLE audit_segments",
+    let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
+    let mut statements = vec![
+        "CREATE TABLE audit_chain (position BIGINT PRIMARY KEY, revision_seq BIGINT, entry TEXT, hash TEXT NOT NULL)"
+            .to_owned(),
+        "CREATE INDEX audit_chain_revision ON audit_chain (revision_seq)".to_owned(),
+        "DROP TABLE audit_segments".to_owned(),
+        format!("DELETE FROM _sqlx_migrations WHERE version = {migration}"),
     ];
+    for (position, seq, entry, hash) in &old {
+        let seq = seq.map_or_else(|| "NULL".to_owned(), |s| s.to_string());
+        let entry = entry.as_deref().map_or_else(|| "NULL".to_owned(), literal);
+        statements
+            .push(format!("INSERT INTO audit_chain VALUES ({position}, {seq}, {entry}, {})", literal(hash)));
+    }
     if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(url).await?;
         for statement in statements {
-            sqlx::query(statement).execute(&pool).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&pool).await?;
         }
-        for (position, seq, entry, hash) in &old {
-            sqlx::query("INSERT INTO audit_chain VALUES (?, ?, ?, ?)")
-                .bind(position)
-                .bind(seq)
-                .bind(entry)
-                .bind(hash)
-                .execute(&pool)
-                .await?;
-        }
-        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?").bind(migration).execute(&pool).await?;
         pool.close().await;
     } else {
         let pool = sqlx::PgPool::connect(url).await?;
         for statement in statements {
-            sqlx::query(statement).execute(&pool).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&pool).await?;
         }
-        for (position, seq, entry, hash) in &old {
-            sqlx::query("INSERT INTO audit_chain VALUES ($1, $2, $3, $4)")
-                .bind(position)
-                .bind(seq)
-                .bind(entry)
-                .bind(hash)
-                .execute(&pool)
-                .await?;
-        }
-        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1").bind(migration).execute(&pool).await?;
         pool.close().await;
     }
 
