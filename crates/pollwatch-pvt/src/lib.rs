@@ -1,0 +1,21 @@
+//! The quick count (parallel vote tabulation, PVT): observers at a random sample of stations
+//! send the counting protocol, and the result is estimated from them with a margin of error, to
+//! be set against the official result when it is announced.
+//!
+//! - [`sample`]: the roster's strata, the sample's size shared among them in proportion to their
+//!   registered voters, and the stations drawn from a seed ([`rng`]), reproducibly;
+//! - [`size`]: how large a sample a target margin needs (NDI's formula);
+//! - [`estimate`]: the stratified (combined) ratio estimate of each choice's share and of
+//!   turnout, with its standard error and margins.
+//!
+//! Pure computation on the model's types, no I/O: the store, the API and the command line call
+//! it. docs/pvt.md states every formula with its source.
+
+pub mod estimate;
+pub mod rng;
+pub mod sample;
+pub mod size;
+
+pub use estimate::{Completeness, Estimate, Ratio, ShareOf, StratumData, Z95, Z99, contest, ratio};
+pub use sample::{MIN_PER_STRATUM, Sample, SampleError, Sampled, StrataBy, Stratum, allocate, draw, strata};
+pub use size::{SizeAdvice, advise};
