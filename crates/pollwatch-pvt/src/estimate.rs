@@ -25,10 +25,23 @@ use pollwatch_model::{Contest, Mission, Protocol};
 
 use crate::sample::{Sample, strata};
 
+/// z for a two-sided 90 % interval.
+pub const Z90: f64 = 1.644_853_626_951_472;
 /// z for a two-sided 95 % interval.
 pub const Z95: f64 = 1.959_963_984_540_054;
 /// z for a two-sided 99 % interval.
 pub const Z99: f64 = 2.575_829_303_548_901;
+
+/// The confidence levels [`z_for`] knows.
+pub const CONFIDENCE_LEVELS: [&str; 3] = ["0.90", "0.95", "0.99"];
+
+/// z for a two-sided interval at `confidence` (0.90, 0.95 or 0.99).
+pub fn z_for(confidence: f64) -> Option<f64> {
+    [(0.90, Z90), (0.95, Z95), (0.99, Z99)]
+        .into_iter()
+        .find(|(c, _)| (c - confidence).abs() < 1e-9)
+        .map(|(_, z)| z)
+}
 
 /// One stratum's part of an estimate: how many stations it has, and the `(numerator,
 /// denominator)` of each that reported.

@@ -16,6 +16,12 @@ pub mod rng;
 pub mod sample;
 pub mod size;
 
-pub use estimate::{Completeness, Estimate, Ratio, ShareOf, StratumData, Z95, Z99, contest, ratio};
-pub use sample::{MIN_PER_STRATUM, Sample, SampleError, Sampled, StrataBy, Stratum, allocate, draw, strata};
-pub use size::{SizeAdvice, advise};
+pub use estimate::{
+    CONFIDENCE_LEVELS, Completeness, Estimate, Ratio, ShareOf, StratumData, Z90, Z95, Z99, contest, ratio,
+    z_for,
+};
+pub use sample::{
+    MIN_PER_STRATUM, SAMPLE_FILE, Sample, SampleError, SampleFileError, Sampled, StrataBy, Stratum, allocate,
+    draw, strata,
+};
+pub use size::{SizeAdvice, SizeError, advise};

@@ -9,8 +9,9 @@
 //! `N` is the roster's registered voters, `p = 0.5` the most demanding share. Fewer voters turn
 //! out than are registered, so the votes a station gives are its registered voters times the
 //! turnout. The formula treats voters as if drawn one by one; stations are clusters of voters,
-//! which widens the real margin (the design effect): the coverage test of this crate measures it
-//! on a simulated count, and docs/pvt.md says how far to trust it.
+//! so the real margin differs (the design effect: wider where stations differ much, narrower
+//! where they differ little and the share is far from 50 %). The estimate's own margin is the
+//! one to publish; docs/pvt.md compares the two on the simulated count.
 
 /// Why no size can be advised.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

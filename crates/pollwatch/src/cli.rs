@@ -241,6 +241,56 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The quick count (PVT): draw the sample of stations, or size it for a margin (docs/pvt.md)
+    Pvt {
+        #[command(subcommand)]
+        command: PvtCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PvtCommand {
+    /// Draw a stratified random sample of the roster's stations, in proportion to each stratum's
+    /// registered voters (at least 2 a stratum), and write it into the mission folder as
+    /// pvt-sample.csv, where every pollwatch process reads it
+    Sample {
+        /// Mission folder whose roster the sample is drawn from, and which it is written into
+        #[arg(long, value_name = "DIR")]
+        mission: PathBuf,
+        /// How many stations
+        #[arg(long, value_name = "N")]
+        size: u32,
+        /// What the roster is split into strata by: region, district, abroad or none
+        #[arg(long, value_name = "FIELD", default_value = "region", value_parser = parse_strata)]
+        strata: pollwatch_pvt::StrataBy,
+        /// Where the draw starts: the same roster, size, strata and seed give the same sample
+        /// [default: one picked now, and printed]
+        #[arg(long, value_name = "S")]
+        seed: Option<u64>,
+        /// Replace the sample the folder has (observers may already be deployed to it)
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Suggest a sample size for a margin of error, from the roster (NDI's formula, docs/pvt.md)
+    Size {
+        /// Mission folder whose roster the sample would be drawn from
+        #[arg(long, value_name = "DIR")]
+        mission: PathBuf,
+        /// The margin of error wanted, as a share (0.01 is ±1 percentage point)
+        #[arg(long, value_name = "E")]
+        margin: f64,
+        /// Confidence level: 0.90, 0.95 or 0.99
+        #[arg(long, value_name = "LEVEL", default_value_t = 0.95)]
+        confidence: f64,
+        /// Expected turnout, as a share of registered voters
+        #[arg(long, value_name = "T", default_value_t = 0.5)]
+        turnout: f64,
+    },
+}
+
+fn parse_strata(name: &str) -> Result<pollwatch_pvt::StrataBy, String> {
+    pollwatch_pvt::StrataBy::parse(name)
+        .ok_or_else(|| format!("strata are one of {}", pollwatch_pvt::StrataBy::NAMES.join(", ")))
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod http;
 pub mod mission_dir;
 pub mod publish;
+pub mod pvt;
 pub mod query;
 pub mod review;
 pub mod serve;
@@ -106,6 +107,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         | Command::Export { .. }
         | Command::Token { .. }
         | Command::Report { command: ReportCommand::Show { .. } } => unreachable!("answered by query::run"),
+        Command::Pvt { command } => pvt::run(command),
         Command::Review { .. } | Command::Dispute { .. } | Command::Audit { .. } => {
             unreachable!("answered by review::run")
         }

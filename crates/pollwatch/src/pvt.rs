@@ -1,0 +1,118 @@
+//! `pollwatch pvt …`: the quick count's sample, drawn into the mission folder, and its size.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use pollwatch_model::Mission;
+use pollwatch_pvt::{SAMPLE_FILE, Sample, StrataBy};
+
+use crate::cli::PvtCommand;
+use crate::mission_dir;
+use crate::table::{Cell, Table, thousands};
+
+pub fn run(command: &PvtCommand) -> anyhow::Result<()> {
+    match command {
+        PvtCommand::Sample { mission, size, strata, seed, replace } => {
+            sample(mission, *size, *strata, *seed, *replace)
+        }
+        PvtCommand::Size { mission, margin, confidence, turnout } => {
+            let roster = mission_dir::read(mission)?;
+            print!("{}", size(&roster, *margin, *confidence, *turnout)?);
+            Ok(())
+        }
+    }
+}
+
+fn sample(dir: &Path, size: u32, strata: StrataBy, seed: Option<u64>, replace: bool) -> anyhow::Result<()> {
+    let mission = mission_dir::read(dir)?;
+    let path = dir.join(SAMPLE_FILE);
+    if path.exists() && !replace {
+        anyhow::bail!(
+            "{} already holds a sample: observers may be deployed to it. Give --replace to draw another",
+            path.display()
+        );
+    }
+    let seed = seed.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        // Six digits are easy to read out and to write down.
+        u64::from(now.subsec_nanos()) % 1_000_000
+    });
+    let sample = pollwatch_pvt::draw(&mission, strata, size, seed)
+        .with_context(|| format!("drawing a sample of {size} from {}", dir.display()))?;
+    // Written beside and renamed over, so that a reader never sees half a sample.
+    let partial = dir.join(format!(".{SAMPLE_FILE}.partial"));
+    std::fs::write(&partial, sample.to_csv(&mission))
+        .with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))?;
+    print!("{}", summary(&mission, &sample));
+    println!("wrote {} (seed {seed}: `--seed {seed}` draws it again)", path.display());
+    Ok(())
+}
+
+/// The sample per stratum: the roster's stations and voters, and how many were drawn.
+fn summary(mission: &Mission, sample: &Sample) -> String {
+    let mut table = Table::new(&["stratum", "stations", "registered voters", "sampled"]);
+    for (name, stratum) in pollwatch_pvt::strata(mission, sample.strata_by) {
+        let drawn = sample.stations.iter().filter(|s| s.stratum == name).count();
+        table.row(vec![
+            Cell::text(name),
+            Cell::int(stratum.stations.len() as i64),
+            Cell::int(stratum.registered_voters as i64),
+            Cell::int(drawn as i64),
+        ]);
+    }
+    format!(
+        "{} stations drawn from {} in strata by {}:\n{}",
+        sample.stations.len(),
+        thousands(mission.stations.len() as i64),
+        sample.strata_by,
+        table.render()
+    )
+}
+
+/// The suggested size, with the figures it rests on.
+fn size(mission: &Mission, margin: f64, confidence: f64, turnout: f64) -> anyhow::Result<String> {
+    let z = pollwatch_pvt::z_for(confidence).with_context(|| {
+        format!("a confidence of {confidence} is none of {}", pollwatch_pvt::CONFIDENCE_LEVELS.join(", "))
+    })?;
+    let registered: u64 = mission.stations.iter().map(|s| u64::from(s.registered_voters)).sum();
+    let stations =
+        u32::try_from(mission.stations.len()).context("a roster of more than 4 billion stations")?;
+    let advice = pollwatch_pvt::advise(registered, stations, margin, z, turnout, 0.5)?;
+    Ok(format!(
+        "for ±{:.2} points at {:.0} % confidence (z = {z:.3}), a share of 50 % and {:.0} % turnout:\n  \
+         {} votes: n = p(1−p) / (E²/z² + p(1−p)/N) with N = {} registered voters\n  \
+         {} stations: n / (turnout × {} registered voters a station, the roster's mean), of {}\n\
+         The formula takes voters as drawn one by one and p = 50 %; a sample of stations takes\n\
+         them a station at a time, which makes its real margin wider or narrower (docs/pvt.md):\n\
+         publish the margin the quick count's own estimate gives.\n",
+        margin * 100.0,
+        confidence * 100.0,
+        turnout * 100.0,
+        thousands(advice.votes.ceil() as i64),
+        thousands(registered as i64),
+        thousands(i64::from(advice.stations)),
+        thousands(advice.mean_station.round() as i64),
+        thousands(i64::from(stations)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_size_says_what_it_rests_on() {
+        let mission = pollwatch_model::sample::kg_2021();
+        let text = size(&mission, 0.01, 0.95, 0.4).expect("advice");
+        assert!(
+            text.starts_with(
+                "for ±1.00 points at 95 % confidence (z = 1.960), a share of 50 % and 40 % turnout"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("× 1,439 registered voters a station, the roster's mean), of 2,476"), "{text}");
+        let error = size(&mission, 0.01, 0.8, 0.4).expect_err("no such level").to_string();
+        assert!(error.contains("0.90, 0.95, 0.99"), "{error}");
+    }
+}
