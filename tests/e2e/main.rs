@@ -7,6 +7,7 @@ mod faults;
 mod hostile;
 mod pipeline;
 mod publisher;
+mod pvt;
 mod review;
 mod simulator;
 mod smoke;

@@ -13,6 +13,7 @@ pub mod export;
 pub mod openapi;
 pub mod params;
 pub mod problem;
+pub mod pvt;
 pub mod review;
 mod routes;
 pub mod views;

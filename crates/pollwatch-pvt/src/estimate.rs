@@ -157,36 +157,61 @@ pub enum ShareOf {
     Ballots,
 }
 
-impl ShareOf {
-    fn of(self, protocol: &Protocol) -> f64 {
-        match self {
-            Self::Valid => protocol.valid_votes() as f64,
-            Self::Ballots => f64::from(protocol.ballots_in_box),
+/// What the estimate reads of a station's counted protocol for a contest.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Counted {
+    pub registered_voters: u64,
+    pub ballots_in_box: u64,
+    /// Valid votes per choice code.
+    pub votes: BTreeMap<String, u64>,
+}
+
+impl Counted {
+    fn valid(&self) -> u64 {
+        self.votes.values().sum()
+    }
+}
+
+impl From<&Protocol> for Counted {
+    fn from(protocol: &Protocol) -> Self {
+        Self {
+            registered_voters: u64::from(protocol.registered_voters),
+            ballots_in_box: u64::from(protocol.ballots_in_box),
+            votes: protocol.votes.iter().map(|(code, &n)| (code.clone(), u64::from(n))).collect(),
         }
     }
 }
 
-/// The estimate for `contest` from the counting `protocols` of sampled stations (by station code;
+impl ShareOf {
+    fn of(self, counted: &Counted) -> f64 {
+        match self {
+            Self::Valid => counted.valid() as f64,
+            Self::Ballots => counted.ballots_in_box as f64,
+        }
+    }
+}
+
+/// The estimate for `contest` from the `counted` protocols of sampled stations (by station code;
 /// those of other stations are ignored): each choice's share of what `share_of` says, turnout
 /// (ballots in the box over the protocol's registered voters), and each stratum's completeness.
 pub fn contest(
     mission: &Mission,
     sample: &Sample,
     contest: &Contest,
-    protocols: &BTreeMap<&str, &Protocol>,
+    counted: &BTreeMap<&str, Counted>,
     share_of: ShareOf,
 ) -> Estimate {
     let frame = strata(mission, sample.strata_by);
-    let mut sampled: BTreeMap<&str, Vec<&Protocol>> = BTreeMap::new();
+    let mut sampled: BTreeMap<&str, Vec<&Counted>> = BTreeMap::new();
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for station in &sample.stations {
         *counts.entry(station.stratum.as_str()).or_default() += 1;
         let reported = sampled.entry(station.stratum.as_str()).or_default();
-        if let Some(protocol) = protocols.get(station.station.as_str()) {
-            reported.push(protocol);
+        if let Some(station) = counted.get(station.station.as_str()) {
+            reported.push(station);
         }
     }
-    let data = |pair: &dyn Fn(&Protocol) -> (f64, f64)| -> Vec<StratumData> {
+    let data = |pair: &dyn Fn(&Counted) -> (f64, f64)| -> Vec<StratumData> {
         frame
             .iter()
             .map(|(name, stratum)| StratumData {
@@ -200,11 +225,11 @@ pub fn contest(
         .iter()
         .filter_map(|choice| {
             let votes =
-                |p: &Protocol| (f64::from(p.votes.get(&choice.code).copied().unwrap_or(0)), share_of.of(p));
+                |c: &Counted| (c.votes.get(&choice.code).copied().unwrap_or(0) as f64, share_of.of(c));
             ratio(&data(&votes)).map(|r| (choice.code.clone(), r))
         })
         .collect();
-    let turnout = ratio(&data(&|p: &Protocol| (f64::from(p.ballots_in_box), f64::from(p.registered_voters))));
+    let turnout = ratio(&data(&|c: &Counted| (c.ballots_in_box as f64, c.registered_voters as f64)));
     let strata = frame
         .iter()
         .map(|(name, stratum)| Completeness {

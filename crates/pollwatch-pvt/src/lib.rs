@@ -17,8 +17,8 @@ pub mod sample;
 pub mod size;
 
 pub use estimate::{
-    CONFIDENCE_LEVELS, Completeness, Estimate, Ratio, ShareOf, StratumData, Z90, Z95, Z99, contest, ratio,
-    z_for,
+    CONFIDENCE_LEVELS, Completeness, Counted, Estimate, Ratio, ShareOf, StratumData, Z90, Z95, Z99, contest,
+    ratio, z_for,
 };
 pub use sample::{
     MIN_PER_STRATUM, SAMPLE_FILE, Sample, SampleError, SampleFileError, Sampled, StrataBy, Stratum, allocate,

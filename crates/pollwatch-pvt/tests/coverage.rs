@@ -7,8 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use pollwatch_model::Protocol;
-use pollwatch_pvt::{ShareOf, StrataBy, Z95, Z99, contest, draw};
+use pollwatch_pvt::{Counted, ShareOf, StrataBy, Z95, Z99, contest, draw};
 
 const SAMPLES: u64 = 1_000;
 const SIZE: u32 = 300;
@@ -21,17 +20,17 @@ fn intervals_cover_the_true_share_as_often_as_they_say() {
     let count = pollwatch_sim::truth::draw(&mission, &truth, &mut pollwatch_sim::generate::Rng::new(2021));
     let president = mission.contest("president").expect("the presidential contest");
     let index = mission.contests.iter().position(|c| c.id == "president").expect("a contest");
-    let population: BTreeMap<&str, &Protocol> = mission
+    let population: BTreeMap<&str, Counted> = mission
         .stations
         .iter()
         .zip(&count.stations)
-        .map(|(station, protocols)| (station.code.as_str(), &protocols[index]))
+        .map(|(station, protocols)| (station.code.as_str(), Counted::from(&protocols[index])))
         .collect();
     let national = &count.national["president"];
     let leader = president.choices.iter().max_by_key(|c| national.votes_for(&c.code)).expect("a choice");
-    let valid: f64 = population.values().map(|p| p.valid_votes() as f64).sum();
-    let ballots: f64 = population.values().map(|p| f64::from(p.ballots_in_box)).sum();
-    let registered: f64 = population.values().map(|p| f64::from(p.registered_voters)).sum();
+    let valid: f64 = population.values().map(|c| c.votes.values().sum::<u64>() as f64).sum();
+    let ballots: f64 = population.values().map(|c| c.ballots_in_box as f64).sum();
+    let registered: f64 = population.values().map(|c| c.registered_voters as f64).sum();
     let votes = national.votes_for(&leader.code) as f64;
     let truths = [
         (format!("{}'s share of valid votes", leader.code), votes / valid),
@@ -43,8 +42,11 @@ fn intervals_cover_the_true_share_as_often_as_they_say() {
     let mut margins = [0.0_f64; 3];
     for seed in 1..=SAMPLES {
         let sample = draw(&mission, StrataBy::Region, SIZE, seed).expect("a sample");
-        let sampled: BTreeMap<&str, &Protocol> =
-            sample.stations.iter().map(|s| (s.station.as_str(), population[s.station.as_str()])).collect();
+        let sampled: BTreeMap<&str, Counted> = sample
+            .stations
+            .iter()
+            .map(|s| (s.station.as_str(), population[s.station.as_str()].clone()))
+            .collect();
         let of_valid = contest(&mission, &sample, president, &sampled, ShareOf::Valid);
         let of_ballots = contest(&mission, &sample, president, &sampled, ShareOf::Ballots);
         let estimates = [

@@ -166,6 +166,8 @@ pub struct CountedProtocol {
     pub report_id: String,
     pub observer: String,
     pub observed_at: DateTime<Utc>,
+    /// When the store received the revision that counts.
+    pub received_at: DateTime<Utc>,
     pub registered_voters: i64,
     pub ballots_in_box: i64,
     pub invalid: i64,
@@ -411,7 +413,7 @@ impl Store {
         picked(&mut sql, mission, contest);
         sql.push(
             "SELECT s.code, s.region, k.report_id, k.observer, k.observed_at_us, k.registered_voters, \
-             k.ballots_in_box, k.invalid, k.votes_digest FROM stations s \
+             k.ballots_in_box, k.invalid, k.votes_digest, k.received_at_us FROM stations s \
              JOIN regions g ON g.mission_id = s.mission_id AND g.code = s.region \
              LEFT JOIN picked k ON k.station = s.code WHERE s.mission_id = ",
         );
@@ -425,6 +427,7 @@ impl Store {
                         report_id,
                         observer: row.try_get(3)?,
                         observed_at: micros(row.try_get(4)?)?,
+                        received_at: micros(row.try_get(9)?)?,
                         registered_voters: row.try_get(5)?,
                         ballots_in_box: row.try_get(6)?,
                         invalid: row.try_get(7)?,
@@ -589,7 +592,7 @@ pub(crate) fn picked(sql: &mut Sql, mission: &str, contest: &str) {
     sql.push(" WHERE s.mission_id = ");
     sql.bind(mission.to_owned());
     sql.push(
-        "), picked AS (SELECT c.station, c.region, r.report_id, r.observer, r.observed_at_us, p.* \
+        "), picked AS (SELECT c.station, c.region, r.report_id, r.observer, r.observed_at_us, r.received_at_us, p.* \
          FROM chosen c JOIN reports r ON r.report_id = c.report_id \
          JOIN protocols p ON p.revision_seq = r.revision_seq AND p.contest = ",
     );

@@ -271,6 +271,27 @@ pub enum PvtCommand {
         #[arg(long)]
         replace: bool,
     },
+    /// The estimate from the counted protocols of the sampled stations: each choice's share with
+    /// its 95 % and 99 % margins, turnout, and how far each stratum's sample has come in
+    Estimate {
+        #[command(flatten)]
+        mission: MissionArg,
+        /// The contest (a contest id of the mission) [default: its first]
+        #[arg(long, value_name = "ID")]
+        contest: Option<String>,
+        /// What a share is a share of: `valid` votes, or the `ballots` in the box (those who took
+        /// part, as some election commissions count)
+        #[arg(long, value_name = "OF", default_value = "valid", value_parser = parse_share_of)]
+        share_of: pollwatch_pvt::ShareOf,
+        /// Estimate as of this moment (RFC 3339): protocols received later are left out
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
+        /// The share of each stratum's sampled stations that must be in to publish
+        #[arg(long, value_name = "SHARE", default_value_t = 0.8)]
+        threshold: f64,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Suggest a sample size for a margin of error, from the roster (NDI's formula, docs/pvt.md)
     Size {
         /// Mission folder whose roster the sample would be drawn from
@@ -286,6 +307,14 @@ pub enum PvtCommand {
         #[arg(long, value_name = "T", default_value_t = 0.5)]
         turnout: f64,
     },
+}
+
+fn parse_share_of(name: &str) -> Result<pollwatch_pvt::ShareOf, String> {
+    match name {
+        "valid" => Ok(pollwatch_pvt::ShareOf::Valid),
+        "ballots" => Ok(pollwatch_pvt::ShareOf::Ballots),
+        _ => Err("a share is of `valid` votes or of `ballots`".to_owned()),
+    }
 }
 
 fn parse_strata(name: &str) -> Result<pollwatch_pvt::StrataBy, String> {

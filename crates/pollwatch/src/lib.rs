@@ -107,7 +107,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         | Command::Export { .. }
         | Command::Token { .. }
         | Command::Report { command: ReportCommand::Show { .. } } => unreachable!("answered by query::run"),
-        Command::Pvt { command } => pvt::run(command),
+        Command::Pvt { command } => pvt::run(&loaded.settings, command),
         Command::Review { .. } | Command::Dispute { .. } | Command::Audit { .. } => {
             unreachable!("answered by review::run")
         }

@@ -9,9 +9,38 @@ use pollwatch_pvt::{SAMPLE_FILE, Sample, StrataBy};
 use crate::cli::PvtCommand;
 use crate::mission_dir;
 use crate::table::{Cell, Table, thousands};
+use pollwatch_api::pvt::PvtView;
+use pollwatch_settings::Settings;
 
-pub fn run(command: &PvtCommand) -> anyhow::Result<()> {
+pub fn run(settings: &Settings, command: &PvtCommand) -> anyhow::Result<()> {
     match command {
+        PvtCommand::Estimate { mission, contest, share_of, as_of, threshold, output } => {
+            let roster = mission_dir::read(&mission.dir)?;
+            let sample = read_sample(&mission.dir, &roster)?;
+            let contest = match contest {
+                Some(id) => roster.contest(id).with_context(|| {
+                    let ids: Vec<&str> = roster.contests.iter().map(|c| c.id.as_str()).collect();
+                    format!("mission {} has no contest `{id}`; it has {}", roster.id, ids.join(", "))
+                })?,
+                None => roster.contests.first().context("the mission has no contest")?,
+            };
+            anyhow::ensure!(
+                (0.0..=1.0).contains(threshold),
+                "the threshold is a share from 0 to 1, not {threshold}"
+            );
+            let as_of = as_of.map(|t| t.with_timezone(&chrono::Utc));
+            let view = crate::runtime()?.block_on(async {
+                let store = crate::serve::open(settings, &roster).await?;
+                let view = pollwatch_api::pvt::estimate(
+                    &store, &roster, &sample, contest, *share_of, *threshold, as_of,
+                )
+                .await
+                .context("reading the counted protocols");
+                store.close().await;
+                view
+            })?;
+            crate::query::print(output, &view, || estimate_table(&view))
+        }
         PvtCommand::Sample { mission, size, strata, seed, replace } => {
             sample(mission, *size, *strata, *seed, *replace)
         }
@@ -47,6 +76,68 @@ fn sample(dir: &Path, size: u32, strata: StrataBy, seed: Option<u64>, replace: b
     print!("{}", summary(&mission, &sample));
     println!("wrote {} (seed {seed}: `--seed {seed}` draws it again)", path.display());
     Ok(())
+}
+
+/// The mission folder's sample, read against its roster.
+fn read_sample(dir: &Path, mission: &Mission) -> anyhow::Result<Sample> {
+    let path = dir.join(SAMPLE_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("reading {}: draw the sample first, with `pollwatch pvt sample`", path.display())
+    })?;
+    Sample::parse(&text, mission).with_context(|| format!("{} does not fit the roster", path.display()))
+}
+
+/// The estimate as tables: the choices, turnout, the strata, and whether it may be published.
+fn estimate_table(view: &PvtView) -> String {
+    let share = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |m| format!("±{:.2}", m * 100.0));
+    let mut choices = Table::new(&["choice", "estimate %", "95 % margin", "99 % margin"]);
+    for choice in &view.choices {
+        choices.row(vec![
+            Cell::text(&choice.name),
+            Cell::Number(format!("{:.2}", choice.ratio.estimate * 100.0)),
+            Cell::Number(share(choice.ratio.margin_95)),
+            Cell::Number(share(choice.ratio.margin_99)),
+        ]);
+    }
+    if let Some(turnout) = &view.turnout {
+        choices.row(vec![
+            Cell::text("turnout"),
+            Cell::Number(format!("{:.2}", turnout.estimate * 100.0)),
+            Cell::Number(share(turnout.margin_95)),
+            Cell::Number(share(turnout.margin_99)),
+        ]);
+    }
+    let mut strata = Table::new(&["stratum", "stations", "sampled", "reported"]);
+    for stratum in &view.strata {
+        strata.row(vec![
+            Cell::text(&stratum.stratum),
+            Cell::int(stratum.stations as i64),
+            Cell::int(stratum.sampled as i64),
+            Cell::int(stratum.reported as i64),
+        ]);
+    }
+    let when = view.as_of.as_deref().map_or_else(String::new, |t| format!(" as of {t}"));
+    let verdict = if view.publishable {
+        format!("every stratum is at least {:.0} % in: the estimate may be published", view.threshold * 100.0)
+    } else {
+        format!("NOT YET PUBLISHABLE: a stratum is less than {:.0} % in", view.threshold * 100.0)
+    };
+    let disputed = if view.disputed.is_empty() {
+        String::new()
+    } else {
+        format!("left out until a reviewer settles them (disputed): {}\n", view.disputed.join(", "))
+    };
+    format!(
+        "quick count, {}{when}: {} of {} sampled stations in (shares of the {}, strata by {}, seed {})\n{}\n{}{disputed}{verdict}\n",
+        view.contest,
+        view.reported,
+        view.sampled,
+        if view.share_of == "ballots" { "ballots in the box" } else { "valid votes" },
+        view.strata_by,
+        view.seed,
+        choices.render(),
+        strata.render(),
+    )
 }
 
 /// The sample per stratum: the roster's stations and voters, and how many were drawn.
