@@ -1,15 +1,19 @@
 //! The quick count's estimate from a store, on both backends: the sampled stations' counting
 //! reports stored as the worker stores them, one from a station outside the sample, one from a
 //! station whose two teams disagree; the estimate then equals the estimator's over exactly the
-//! sampled stations that count, and replaying it before the reports arrived finds none in.
+//! sampled stations that count, and replaying it before the reports arrived finds none in. The
+//! API serves the same view once the mission folder has the sample.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use pollwatch_api::Api;
 use pollwatch_model::{Content, ReportKind};
 use pollwatch_pvt::{Counted, ShareOf, StrataBy};
 use pollwatch_store::Store;
 use pollwatch_tests::fixtures::{self, Rng};
+use pollwatch_tests::{free_address, http_request, within};
 
 use crate::store::{on_both_backends, postgres, sqlite};
 
@@ -83,5 +87,42 @@ async fn the_estimate_reads_the_sampled_stations_that_count(store: &Store) -> an
         pollwatch_api::pvt::estimate(store, &mission, &sample, president, ShareOf::Valid, 0.8, Some(before))
             .await?;
     assert_eq!((then.reported, then.choices.len(), then.publishable), (0, 0, false));
+
+    // The same through the API: 404 until the mission folder has the sample, then the view.
+    let folder = tempfile::tempdir()?;
+    let address = free_address()?;
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let endpoints = pollwatch::http::Endpoints {
+        health: pollwatch::http::Health { metrics: None, store: store.clone() },
+        api: Some(Api::new(store.clone(), Arc::new(mission.clone())).with_mission_dir(folder.path())),
+        metrics_need_token: false,
+    };
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(pollwatch::http::serve(listener, endpoints, async {
+        let _ = stopped.await;
+    }));
+    store.add_token("statistician", "viewer", &pollwatch_api::auth::token_hash(TOKEN)).await?;
+    let get = |path: &'static str| {
+        within(std::time::Duration::from_secs(30), path, http_request(address, "GET", path, Some(TOKEN)))
+    };
+    let missing = get("/api/v1/pvt").await??;
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    assert!(missing.text().contains("pollwatch pvt sample"), "{}", missing.text());
+    std::fs::write(folder.path().join(pollwatch_pvt::SAMPLE_FILE), sample.to_csv(&mission))?;
+    let answer = get("/api/v1/pvt?contest=president").await??;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()?, serde_json::to_value(&view)?);
+    let then = get("/api/v1/pvt?as_of=2000-01-01T00:00:00Z&share_of=ballots").await??.json()?;
+    assert_eq!((then["reported"].as_u64(), then["share_of"].as_str()), (Some(0), Some("ballots")));
+    let bad = get("/api/v1/pvt?share_of=everyone").await??;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    // A sample that no longer fits the roster says so.
+    let broken = sample.to_csv(&mission).replace(&format!("\n{},", sample.stations[0].station), "\n99999,");
+    std::fs::write(folder.path().join(pollwatch_pvt::SAMPLE_FILE), broken)?;
+    let broken = get("/api/v1/pvt").await??;
+    assert_eq!(broken.status, 500, "{}", broken.text());
+    assert!(broken.text().contains("not in the roster"), "{}", broken.text());
     Ok(())
 }
+
+const TOKEN: &str = "pw_test-token-for-the-quick-count";

@@ -35,6 +35,8 @@ use crate::problem::Problem;
 pub struct Api {
     pub store: Store,
     pub mission: Arc<Mission>,
+    /// The mission folder, where the quick count's sample is read from (none: no quick count).
+    pub mission_dir: Option<Arc<std::path::PathBuf>>,
     tokens: auth::Tokens,
     answers: cache::Answers,
     feed: events::Feed,
@@ -45,6 +47,7 @@ impl Api {
         Self {
             store,
             mission,
+            mission_dir: None,
             tokens: auth::Tokens::default(),
             answers: cache::Answers::default(),
             feed: events::Feed::default(),
@@ -53,6 +56,12 @@ impl Api {
 }
 
 impl Api {
+    /// The same, reading the quick count's sample from the mission folder `dir`.
+    pub fn with_mission_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.mission_dir = Some(Arc::new(dir.into()));
+        self
+    }
+
     /// The answer to `question`, shared by everyone asking it and kept up with the store's
     /// changes as this process's change feed sees them ([`cache::Answers::as_of`]).
     /// `compute` is given the highest sequence number the answer holds for certain, for the
@@ -93,6 +102,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/incidents/summary", get(routes::incident_summary))
         .route("/api/v1/results/{contest}", get(routes::results))
         .route("/api/v1/discrepancies", get(routes::discrepancies))
+        .route("/api/v1/pvt", get(routes::pvt))
         .route("/api/v1/reports", get(routes::reports))
         .route("/api/v1/reports/{report_id}", get(routes::report))
         .route("/api/v1/held", get(routes::held))

@@ -196,6 +196,27 @@ impl Problem {
         problem
     }
 
+    /// The mission folder has no quick-count sample.
+    pub fn no_pvt_sample() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "no-pvt-sample",
+            "No quick-count sample",
+            "the mission folder has no quick-count sample (pvt-sample.csv): draw one with `pollwatch pvt sample`"
+                .to_owned(),
+        )
+    }
+
+    /// The mission folder's quick-count sample does not fit its roster.
+    pub fn invalid_pvt_sample(reason: &str) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "invalid-pvt-sample",
+            "The quick-count sample does not fit the roster",
+            format!("pvt-sample.csv: {}", quoted(reason)),
+        )
+    }
+
     /// No path under the API matches.
     pub fn no_such_endpoint(path: &str) -> Self {
         Self::new(

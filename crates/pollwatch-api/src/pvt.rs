@@ -1,6 +1,6 @@
 //! The quick count's estimate as the team reads it: from the store's counted protocols of the
 //! sampled stations, each choice's share with its margins, turnout, and how far each stratum's
-//! sample has come in (docs/pvt.md). The command line prints it; the API will serve it.
+//! sample has come in (docs/pvt.md). The command line prints it; `/api/v1/pvt` serves it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,6 +10,32 @@ use pollwatch_pvt::{Counted, Ratio, Sample, ShareOf, Z95, Z99};
 use pollwatch_store::{Store, StoreError};
 use schemars::JsonSchema;
 use serde::Serialize;
+
+/// The share of each stratum's sampled stations that must be in before the API calls the
+/// estimate publishable.
+pub const THRESHOLD: f64 = 0.8;
+
+/// The mission folder's sample, read against the roster, and a fingerprint of its text (so that a
+/// sample drawn again is a new question for the answers kept).
+pub(crate) async fn read_sample(api: &crate::Api) -> Result<(Sample, u64), crate::problem::Problem> {
+    use std::hash::{Hash as _, Hasher as _};
+
+    let Some(dir) = &api.mission_dir else { return Err(crate::problem::Problem::no_pvt_sample()) };
+    let path = dir.join(pollwatch_pvt::SAMPLE_FILE);
+    let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(path)).await;
+    let text = match read.map_err(|e| crate::problem::Problem::invalid_pvt_sample(&e.to_string()))? {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(crate::problem::Problem::no_pvt_sample());
+        }
+        Err(e) => return Err(crate::problem::Problem::invalid_pvt_sample(&e.to_string())),
+    };
+    let sample = Sample::parse(&text, &api.mission)
+        .map_err(|e| crate::problem::Problem::invalid_pvt_sample(&e.to_string()))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    Ok((sample, hasher.finish()))
+}
 
 /// The estimate for one contest.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]

@@ -138,6 +138,10 @@ fn contest() -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": 64, "examples": ["president", "referendum"]})
 }
 
+fn share_of() -> Value {
+    json!({"type": "string", "enum": ["valid", "ballots"], "default": "valid"})
+}
+
 fn station() -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": 64, "examples": ["01001"]})
 }
@@ -237,6 +241,20 @@ pub(crate) static ENDPOINTS: &[Endpoint] = &[
         summary: "A contest's results from the observers' copies of the protocols, nationally and per region",
         params: &[path("contest", "The contest id, e.g. president", contest), REGION],
         answer: Answer::Json(|g| g.subschema_for::<views::ResultsView>()),
+        may_be_missing: true,
+        method: Method::Get,
+        body: None,
+    },
+    Endpoint {
+        path: "/api/v1/pvt",
+        operation_id: "pvt",
+        summary: "The quick count: each choice's estimated share with its 95 % and 99 % margins, turnout, and how far each stratum's sample is in (docs/pvt.md); 404 until the mission folder has a sample",
+        params: &[
+            query("contest", "The contest (default: the mission's first)", contest),
+            query("share_of", "What a share is of: the valid votes, or the ballots in the box", share_of),
+            query("as_of", "Estimate as of this moment: protocols received later are left out", time),
+        ],
+        answer: Answer::Json(|g| g.subschema_for::<crate::pvt::PvtView>()),
         may_be_missing: true,
         method: Method::Get,
         body: None,
@@ -530,6 +548,42 @@ pub(crate) async fn results(
         async move {
             let contest = api.mission.contest(&contest).expect("a contest of the mission");
             views::results(&api.store, &api.mission, contest, region.as_deref()).await
+        }
+    })
+    .await
+}
+
+pub(crate) async fn pvt(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let params = endpoint("pvt").params(query.as_deref())?;
+    let contest = match params.code("contest")? {
+        Some(id) => crate::params::contest(&api.mission, "contest", &id)?.id.clone(),
+        None => match api.mission.contests.first() {
+            Some(contest) => contest.id.clone(),
+            None => return Err(Problem::not_found("contest", "contest", "", None)),
+        },
+    };
+    let share_of = match params.one_of("share_of", &["valid", "ballots"])?.as_deref() {
+        Some("ballots") => pollwatch_pvt::ShareOf::Ballots,
+        _ => pollwatch_pvt::ShareOf::Valid,
+    };
+    let as_of = params.time("as_of")?;
+    let (sample, fingerprint) = crate::pvt::read_sample(&api).await?;
+    let sample = Arc::new(sample);
+    let question = format!("pvt {contest} {share_of:?} {as_of:?} {fingerprint}");
+    shared(&api, question, move |api: Api| {
+        let (contest, sample) = (contest.clone(), Arc::clone(&sample));
+        async move {
+            let contest = api.mission.contest(&contest).expect("a contest of the mission");
+            crate::pvt::estimate(
+                &api.store,
+                &api.mission,
+                &sample,
+                contest,
+                share_of,
+                crate::pvt::THRESHOLD,
+                as_of,
+            )
+            .await
         }
     })
     .await

@@ -45,9 +45,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         return answered;
     }
     match &cli.command {
-        Command::Serve { mission } => {
-            let mission = mission_dir::read(&mission.dir)?;
-            runtime()?.block_on(serve::run(&loaded.settings, mission))
+        Command::Serve { mission: dir } => {
+            let mission = mission_dir::read(&dir.dir)?;
+            runtime()?.block_on(serve::run(&loaded.settings, mission, &dir.dir))
         }
         Command::Config { command: ConfigCommand::Show } => {
             let mut stdout = std::io::stdout().lock();
@@ -65,9 +65,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             let mission = mission_dir::read(dir)?;
             runtime()?.block_on(import_mission(&loaded.settings.store.url, &mission))
         }
-        Command::Worker { mission } => {
-            let mission = mission_dir::read(mission)?;
-            runtime()?.block_on(worker::run(&loaded.settings, &mission))
+        Command::Worker { mission: dir } => {
+            let mission = mission_dir::read(dir)?;
+            runtime()?.block_on(worker::run(&loaded.settings, &mission, dir))
         }
         Command::Publish { mission, outbox, user, input } => {
             let mission = mission_dir::read(mission)?;

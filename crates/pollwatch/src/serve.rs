@@ -11,7 +11,8 @@ use pollwatch_store::Store;
 
 use crate::http::{Endpoints, Health};
 
-pub async fn run(settings: &Settings, mission: Mission) -> anyhow::Result<()> {
+/// Serves the API for `mission`, read from the folder `dir` (where the quick count's sample is).
+pub async fn run(settings: &Settings, mission: Mission, dir: &std::path::Path) -> anyhow::Result<()> {
     let store = open(settings, &mission).await?;
     let bind = settings.http.bind;
     let listener = tokio::net::TcpListener::bind(bind)
@@ -20,7 +21,7 @@ pub async fn run(settings: &Settings, mission: Mission) -> anyhow::Result<()> {
     tracing::info!(%bind, mission = %mission.id, "serving /api/v1, /healthz and /readyz");
     let endpoints = Endpoints {
         health: Health { metrics: None, store: store.clone() },
-        api: Some(Api::new(store.clone(), Arc::new(mission))),
+        api: Some(Api::new(store.clone(), Arc::new(mission)).with_mission_dir(dir)),
         metrics_need_token: false,
     };
     crate::http::serve(listener, endpoints, crate::worker::signal()).await.context("serving HTTP")?;

@@ -46,8 +46,9 @@ pub fn rules(settings: &Settings) -> Rules {
 }
 
 /// Opens the store, imports the mission, starts the HTTP endpoint and runs the worker until
-/// SIGTERM or SIGINT.
-pub async fn run(settings: &Settings, mission: &Mission) -> anyhow::Result<()> {
+/// SIGTERM or SIGINT. `mission` was read from the folder `dir`, where the API reads the quick
+/// count's sample.
+pub async fn run(settings: &Settings, mission: &Mission, dir: &std::path::Path) -> anyhow::Result<()> {
     let url = &settings.store.url;
     let store = Store::open(url.expose()).await.with_context(|| format!("opening the store at {url}"))?;
     store.import_mission(mission).await.context("importing the mission into the store")?;
@@ -56,7 +57,8 @@ pub async fn run(settings: &Settings, mission: &Mission) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {bind} (http.bind)"))?;
     let metrics = Arc::new(Metrics::default());
-    let api = settings.http.api.then(|| Api::new(store.clone(), Arc::new(mission.clone())));
+    let api =
+        settings.http.api.then(|| Api::new(store.clone(), Arc::new(mission.clone())).with_mission_dir(dir));
     tracing::info!(
         %bind,
         "HTTP endpoint: /healthz, /readyz, /metrics{}",
