@@ -39,13 +39,24 @@ async fn the_estimate_reads_the_sampled_stations_that_count(store: &Store) -> an
         });
         report
     };
-    // Every sampled station but the last three reports; one station outside the sample does too.
-    let reporting = &sample.stations[..sample.stations.len() - 3];
+    // Every sampled station but three of the largest stratum's reports (each stratum keeps two
+    // or more, and so a margin); one station outside the sample does too.
+    let silent: Vec<&str> = sample
+        .stations
+        .iter()
+        .filter(|s| s.stratum == "osh")
+        .skip(2)
+        .take(3)
+        .map(|s| s.station.as_str())
+        .collect();
+    assert_eq!(silent.len(), 3, "osh has five sampled stations at least");
+    let reporting: Vec<_> =
+        sample.stations.iter().filter(|s| !silent.contains(&s.station.as_str())).collect();
     let mut reports: Vec<_> = reporting.iter().map(|s| counting(&s.station, 0, &mut rng)).collect();
     let outside = mission.stations.iter().find(|s| !sample.stations.iter().any(|x| x.station == s.code));
     reports.push(counting(&outside.expect("a station outside the sample").code, 0, &mut rng));
-    // A second team copies other figures at the first sampled station: disputed, left out.
-    let disputed = &reporting[0].station;
+    // A second team copies other figures at a station of the largest stratum: disputed, left out.
+    let disputed = &reporting.iter().find(|s| s.stratum == "osh").expect("osh is sampled").station;
     let mut other = counting(disputed, 2, &mut rng);
     if let Content::Counting(body) = &mut other.content {
         let votes = &mut body.protocols[0].votes;
@@ -59,13 +70,15 @@ async fn the_estimate_reads_the_sampled_stations_that_count(store: &Store) -> an
     }
     reports.push(other);
     let before = Utc::now() - Duration::seconds(1);
+    let asked =
+        |as_of| pollwatch_api::pvt::Asked { share_of: ShareOf::Valid, threshold: 0.8, as_of, official: None };
     let batch: Vec<_> = reports.iter().map(|r| fixtures::incoming(&mission, r)).collect();
     store.ingest_batch(&batch).await?;
 
-    let view =
-        pollwatch_api::pvt::estimate(store, &mission, &sample, president, ShareOf::Valid, 0.8, None).await?;
-    let counted: BTreeMap<&str, Counted> = reporting[1..]
+    let view = pollwatch_api::pvt::estimate(store, &mission, &sample, president, &asked(None)).await?;
+    let counted: BTreeMap<&str, Counted> = reporting
         .iter()
+        .filter(|s| &s.station != disputed)
         .map(|s| (s.station.as_str(), Counted::from(&protocols[s.station.as_str()][0])))
         .collect();
     let expected = pollwatch_pvt::contest(&mission, &sample, president, &counted, ShareOf::Valid);
@@ -84,8 +97,7 @@ async fn the_estimate_reads_the_sampled_stations_that_count(store: &Store) -> an
 
     // As of a moment before anything arrived: nothing in, nothing to publish.
     let then =
-        pollwatch_api::pvt::estimate(store, &mission, &sample, president, ShareOf::Valid, 0.8, Some(before))
-            .await?;
+        pollwatch_api::pvt::estimate(store, &mission, &sample, president, &asked(Some(before))).await?;
     assert_eq!((then.reported, then.choices.len(), then.publishable), (0, 0, false));
 
     // The same through the API: 404 until the mission folder has the sample, then the view.
@@ -116,6 +128,43 @@ async fn the_estimate_reads_the_sampled_stations_that_count(store: &Store) -> an
     assert_eq!((then["reported"].as_u64(), then["share_of"].as_str()), (Some(0), Some("ballots")));
     let bad = get("/api/v1/pvt?share_of=everyone").await??;
     assert_eq!(bad.status, 400, "{}", bad.text());
+    // The official result, as the whole count gives it: the leader's share is within the 99 %
+    // interval; raised by 5 points of the ballots, it is outside it.
+    let leader =
+        view.choices.iter().max_by(|a, b| a.ratio.estimate.total_cmp(&b.ratio.estimate)).expect("choices");
+    let mut figures =
+        pollwatch_pvt::OfficialContest { registered_voters: 0, ballots: 0, votes: BTreeMap::new() };
+    for protocol in protocols.values() {
+        let president = &protocol[0];
+        figures.registered_voters += u64::from(president.registered_voters);
+        figures.ballots += u64::from(president.ballots_in_box);
+        for (code, n) in &president.votes {
+            *figures.votes.entry(code.clone()).or_default() += u64::from(*n);
+        }
+    }
+    let official = |figures: &pollwatch_pvt::OfficialContest| {
+        pollwatch_pvt::Official { contests: [("president".to_owned(), figures.clone())].into() }.to_toml()
+    };
+    std::fs::write(folder.path().join(pollwatch_pvt::OFFICIAL_FILE), official(&figures))?;
+    let checked = get("/api/v1/pvt").await??.json()?;
+    assert_eq!(checked["official"], true);
+    let verdict = |view: &serde_json::Value, code: &str| {
+        view["choices"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["choice"] == code))
+            .map(|c| c["official"].clone())
+    };
+    let true_share = figures.share(&leader.choice, ShareOf::Valid).expect("a share");
+    let seen = verdict(&checked, &leader.choice).expect("the leader");
+    assert_eq!(seen["share"].as_f64(), Some(true_share));
+    assert_eq!(seen["verdict"], "consistent", "{seen}");
+    let raised = figures.ballots / 20;
+    figures.ballots += raised;
+    *figures.votes.get_mut(&leader.choice).expect("the leader") += raised;
+    std::fs::write(folder.path().join(pollwatch_pvt::OFFICIAL_FILE), official(&figures))?;
+    let checked = get("/api/v1/pvt").await??.json()?;
+    assert_eq!(verdict(&checked, &leader.choice).expect("the leader")["verdict"], "outside the margin");
+
     // A sample that no longer fits the roster says so.
     let broken = sample.to_csv(&mission).replace(&format!("\n{},", sample.stations[0].station), "\n99999,");
     std::fs::write(folder.path().join(pollwatch_pvt::SAMPLE_FILE), broken)?;

@@ -207,13 +207,14 @@ impl Problem {
         )
     }
 
-    /// The mission folder's quick-count sample does not fit its roster.
-    pub fn invalid_pvt_sample(reason: &str) -> Self {
+    /// A quick-count file of the mission folder (the sample, the official result) that cannot be
+    /// read or does not fit the mission.
+    pub fn invalid_pvt_file(file: &str, reason: &str) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "invalid-pvt-sample",
-            "The quick-count sample does not fit the roster",
-            format!("pvt-sample.csv: {}", quoted(reason)),
+            "invalid-pvt-file",
+            "A quick-count file of the mission folder does not fit the mission",
+            format!("{file}: {}", quoted(reason)),
         )
     }
 

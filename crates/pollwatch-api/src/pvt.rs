@@ -6,35 +6,56 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use pollwatch_model::{Contest, Mission};
-use pollwatch_pvt::{Counted, Ratio, Sample, ShareOf, Z95, Z99};
+use pollwatch_pvt::{Counted, Official, OfficialContest, Ratio, Sample, ShareOf, Z95, Z99};
 use pollwatch_store::{Store, StoreError};
 use schemars::JsonSchema;
 use serde::Serialize;
+
+use crate::problem::Problem;
 
 /// The share of each stratum's sampled stations that must be in before the API calls the
 /// estimate publishable.
 pub const THRESHOLD: f64 = 0.8;
 
-/// The mission folder's sample, read against the roster, and a fingerprint of its text (so that a
-/// sample drawn again is a new question for the answers kept).
-pub(crate) async fn read_sample(api: &crate::Api) -> Result<(Sample, u64), crate::problem::Problem> {
+/// A quick-count file of the mission folder, if it is there.
+async fn folder_file(api: &crate::Api, name: &'static str) -> Result<Option<String>, Problem> {
+    let Some(dir) = &api.mission_dir else { return Ok(None) };
+    let path = dir.join(name);
+    let invalid = |reason: String| Problem::invalid_pvt_file(name, &reason);
+    match tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+        .await
+        .map_err(|e| invalid(e.to_string()))?
+    {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(invalid(e.to_string())),
+    }
+}
+
+/// A fingerprint of a file's text, so that a file written again is a new question for the
+/// answers kept.
+fn fingerprint(text: &str) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
 
-    let Some(dir) = &api.mission_dir else { return Err(crate::problem::Problem::no_pvt_sample()) };
-    let path = dir.join(pollwatch_pvt::SAMPLE_FILE);
-    let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(path)).await;
-    let text = match read.map_err(|e| crate::problem::Problem::invalid_pvt_sample(&e.to_string()))? {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(crate::problem::Problem::no_pvt_sample());
-        }
-        Err(e) => return Err(crate::problem::Problem::invalid_pvt_sample(&e.to_string())),
-    };
-    let sample = Sample::parse(&text, &api.mission)
-        .map_err(|e| crate::problem::Problem::invalid_pvt_sample(&e.to_string()))?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut hasher);
-    Ok((sample, hasher.finish()))
+    hasher.finish()
+}
+
+/// The mission folder's sample, read against the roster, and its fingerprint.
+pub(crate) async fn read_sample(api: &crate::Api) -> Result<(Sample, u64), Problem> {
+    let text = folder_file(api, pollwatch_pvt::SAMPLE_FILE).await?.ok_or_else(Problem::no_pvt_sample)?;
+    let sample = Sample::parse(&text, &api.mission)
+        .map_err(|e| Problem::invalid_pvt_file(pollwatch_pvt::SAMPLE_FILE, &e.to_string()))?;
+    Ok((sample, fingerprint(&text)))
+}
+
+/// The mission folder's official result, if it has one, and its fingerprint (0 for none).
+pub(crate) async fn read_official(api: &crate::Api) -> Result<(Option<Official>, u64), Problem> {
+    let Some(text) = folder_file(api, pollwatch_pvt::OFFICIAL_FILE).await? else { return Ok((None, 0)) };
+    let official = Official::parse(&text, false, &api.mission)
+        .map_err(|e| Problem::invalid_pvt_file(pollwatch_pvt::OFFICIAL_FILE, &e.to_string()))?;
+    Ok((Some(official), fingerprint(&text)))
 }
 
 /// The estimate for one contest.
@@ -60,6 +81,9 @@ pub struct PvtView {
     pub threshold: f64,
     /// Whether every stratum is in at least as far as `threshold`.
     pub publishable: bool,
+    /// Whether an official result is stored for the contest (`pollwatch pvt official`): each
+    /// choice's and turnout's `official` then sets it against the estimate.
+    pub official: bool,
     /// Sampled stations left out because their teams' protocols disagree and no reviewer has
     /// settled which counts.
     pub disputed: Vec<String>,
@@ -74,25 +98,50 @@ pub struct PvtChoiceView {
 }
 
 /// An estimated share with its standard error and margins (`null` until every stratum that
-/// reported has two reports).
+/// reported has two reports), and the official figure beside it once one is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
 pub struct PvtRatioView {
     pub estimate: f64,
     pub standard_error: Option<f64>,
     pub margin_95: Option<f64>,
     pub margin_99: Option<f64>,
+    pub official: Option<PvtOfficialView>,
 }
 
-impl From<Ratio> for PvtRatioView {
-    fn from(ratio: Ratio) -> Self {
+/// An official figure against the estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+pub struct PvtOfficialView {
+    /// The official share (of the same thing as the estimate).
+    pub share: f64,
+    /// Official minus estimate.
+    pub difference: f64,
+    /// `consistent` when the official share lies within the estimate's 99 % interval, `outside
+    /// the margin` when not; `null` while the estimate has no margin.
+    pub verdict: Option<&'static str>,
+}
+
+impl PvtRatioView {
+    fn of(ratio: Ratio, official: Option<f64>) -> Self {
         Self {
             estimate: ratio.estimate,
             standard_error: ratio.standard_error,
             margin_95: ratio.margin(Z95),
             margin_99: ratio.margin(Z99),
+            official: official.map(|share| {
+                let comparison = pollwatch_pvt::compare(&ratio, share);
+                PvtOfficialView {
+                    share,
+                    difference: comparison.difference,
+                    verdict: comparison.consistent.map(|c| if c { CONSISTENT } else { OUTSIDE }),
+                }
+            }),
         }
     }
 }
+
+/// The verdicts on an official figure.
+pub const CONSISTENT: &str = "consistent";
+pub const OUTSIDE: &str = "outside the margin";
 
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct PvtStratumView {
@@ -103,6 +152,18 @@ pub struct PvtStratumView {
     pub reported: u64,
 }
 
+/// What an estimate is asked for, beyond the contest.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    pub share_of: ShareOf,
+    /// The share of each stratum's sampled stations that must be in to publish.
+    pub threshold: f64,
+    /// Leave out protocols received after this.
+    pub as_of: Option<DateTime<Utc>>,
+    /// The contest's official figures, to set against the estimate.
+    pub official: Option<&'a OfficialContest>,
+}
+
 /// The estimate for `contest` from `sample`: the counted protocol of each sampled station (as
 /// the results count it: accepted, or as a reviewer settled it), received by `as_of` if given;
 /// stations whose copies disagree with no settlement are left out until a reviewer decides.
@@ -111,10 +172,9 @@ pub async fn estimate(
     mission: &Mission,
     sample: &Sample,
     contest: &Contest,
-    share_of: ShareOf,
-    threshold: f64,
-    as_of: Option<DateTime<Utc>>,
+    asked: &Asked<'_>,
 ) -> Result<PvtView, StoreError> {
+    let Asked { share_of, threshold, as_of, official } = *asked;
     let sampled: BTreeSet<&str> = sample.stations.iter().map(|s| s.station.as_str()).collect();
     let settled: BTreeSet<String> =
         store.settlements(&mission.id, &contest.id).await?.into_iter().map(|(station, ..)| station).collect();
@@ -153,7 +213,7 @@ pub async fn estimate(
             estimate.shares.get(&choice.code).map(|ratio| PvtChoiceView {
                 choice: choice.code.clone(),
                 name: choice.name.clone(),
-                ratio: (*ratio).into(),
+                ratio: PvtRatioView::of(*ratio, official.and_then(|o| o.share(&choice.code, share_of))),
             })
         })
         .collect();
@@ -169,7 +229,8 @@ pub async fn estimate(
         sampled: sample.stations.len() as u64,
         reported: counted.len() as u64,
         choices,
-        turnout: estimate.turnout.map(Into::into),
+        turnout: estimate.turnout.map(|t| PvtRatioView::of(t, official.map(OfficialContest::turnout))),
+        official: official.is_some(),
         publishable: estimate.complete(threshold),
         threshold,
         strata: estimate

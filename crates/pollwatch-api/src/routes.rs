@@ -568,22 +568,17 @@ pub(crate) async fn pvt(State(api): State<Api>, RawQuery(query): RawQuery) -> An
     };
     let as_of = params.time("as_of")?;
     let (sample, fingerprint) = crate::pvt::read_sample(&api).await?;
-    let sample = Arc::new(sample);
-    let question = format!("pvt {contest} {share_of:?} {as_of:?} {fingerprint}");
+    let (official, official_fingerprint) = crate::pvt::read_official(&api).await?;
+    let (sample, official) = (Arc::new(sample), Arc::new(official));
+    let question = format!("pvt {contest} {share_of:?} {as_of:?} {fingerprint} {official_fingerprint}");
     shared(&api, question, move |api: Api| {
-        let (contest, sample) = (contest.clone(), Arc::clone(&sample));
+        let (contest, sample, official) = (contest.clone(), Arc::clone(&sample), Arc::clone(&official));
         async move {
+            let figures = official.as_ref().as_ref().and_then(|o| o.contests.get(&contest));
             let contest = api.mission.contest(&contest).expect("a contest of the mission");
-            crate::pvt::estimate(
-                &api.store,
-                &api.mission,
-                &sample,
-                contest,
-                share_of,
-                crate::pvt::THRESHOLD,
-                as_of,
-            )
-            .await
+            let asked =
+                crate::pvt::Asked { share_of, threshold: crate::pvt::THRESHOLD, as_of, official: figures };
+            crate::pvt::estimate(&api.store, &api.mission, &sample, contest, &asked).await
         }
     })
     .await

@@ -292,6 +292,17 @@ pub enum PvtCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Store the official result as announced (TOML, or JSON for a .json file: per contest,
+    /// registered_voters, ballots and the votes of every choice) in the mission folder; the
+    /// estimate then says, choice by choice, whether it lies within the 99 % interval
+    Official {
+        /// Mission folder the result is checked against and kept in (pvt-official.toml)
+        #[arg(long, value_name = "DIR")]
+        mission: PathBuf,
+        /// The announced figures
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Suggest a sample size for a margin of error, from the roster (NDI's formula, docs/pvt.md)
     Size {
         /// Mission folder whose roster the sample would be drawn from

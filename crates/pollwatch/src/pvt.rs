@@ -4,12 +4,12 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use pollwatch_model::Mission;
-use pollwatch_pvt::{SAMPLE_FILE, Sample, StrataBy};
+use pollwatch_pvt::{OFFICIAL_FILE, Official, SAMPLE_FILE, Sample, StrataBy};
 
 use crate::cli::PvtCommand;
 use crate::mission_dir;
 use crate::table::{Cell, Table, thousands};
-use pollwatch_api::pvt::PvtView;
+use pollwatch_api::pvt::{Asked, PvtRatioView, PvtView};
 use pollwatch_settings::Settings;
 
 pub fn run(settings: &Settings, command: &PvtCommand) -> anyhow::Result<()> {
@@ -28,19 +28,24 @@ pub fn run(settings: &Settings, command: &PvtCommand) -> anyhow::Result<()> {
                 (0.0..=1.0).contains(threshold),
                 "the threshold is a share from 0 to 1, not {threshold}"
             );
-            let as_of = as_of.map(|t| t.with_timezone(&chrono::Utc));
+            let official = read_official(&mission.dir, &roster)?;
+            let asked = Asked {
+                share_of: *share_of,
+                threshold: *threshold,
+                as_of: as_of.map(|t| t.with_timezone(&chrono::Utc)),
+                official: official.as_ref().and_then(|o| o.contests.get(&contest.id)),
+            };
             let view = crate::runtime()?.block_on(async {
                 let store = crate::serve::open(settings, &roster).await?;
-                let view = pollwatch_api::pvt::estimate(
-                    &store, &roster, &sample, contest, *share_of, *threshold, as_of,
-                )
-                .await
-                .context("reading the counted protocols");
+                let view = pollwatch_api::pvt::estimate(&store, &roster, &sample, contest, &asked)
+                    .await
+                    .context("reading the counted protocols");
                 store.close().await;
                 view
             })?;
             crate::query::print(output, &view, || estimate_table(&view))
         }
+        PvtCommand::Official { mission, file } => official(mission, file),
         PvtCommand::Sample { mission, size, strata, seed, replace } => {
             sample(mission, *size, *strata, *seed, *replace)
         }
@@ -87,25 +92,85 @@ fn read_sample(dir: &Path, mission: &Mission) -> anyhow::Result<Sample> {
     Sample::parse(&text, mission).with_context(|| format!("{} does not fit the roster", path.display()))
 }
 
+/// The mission folder's official result, if it has one.
+fn read_official(dir: &Path, mission: &Mission) -> anyhow::Result<Option<Official>> {
+    let path = dir.join(OFFICIAL_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Official::parse(&text, false, mission)
+            .map(Some)
+            .with_context(|| format!("{} does not fit the mission", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// `pollwatch pvt official FILE`: the announced figures checked against the mission and kept in
+/// its folder, where the estimate sets them against itself.
+fn official(dir: &Path, file: &Path) -> anyhow::Result<()> {
+    let mission = mission_dir::read(dir)?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let json = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let official = Official::parse(&text, json, &mission)
+        .with_context(|| format!("{} is not an official result of mission {}", file.display(), mission.id))?;
+    let path = dir.join(OFFICIAL_FILE);
+    let replaced = path.exists();
+    let partial = dir.join(format!(".{OFFICIAL_FILE}.partial"));
+    let kept = format!(
+        "# The official result, stored by `pollwatch pvt official {}`.\n{}",
+        file.display(),
+        official.to_toml()
+    );
+    std::fs::write(&partial, kept).with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))?;
+    for (id, figures) in &official.contests {
+        println!(
+            "{id}: {} registered voters, {} took part ({:.2} %), {} valid votes",
+            thousands(figures.registered_voters as i64),
+            thousands(figures.ballots as i64),
+            figures.turnout() * 100.0,
+            thousands(figures.votes.values().sum::<u64>() as i64)
+        );
+    }
+    println!(
+        "{} {}: `pollwatch pvt estimate` now sets it against the estimate",
+        if replaced { "replaced" } else { "wrote" },
+        path.display()
+    );
+    Ok(())
+}
+
 /// The estimate as tables: the choices, turnout, the strata, and whether it may be published.
 fn estimate_table(view: &PvtView) -> String {
     let share = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |m| format!("±{:.2}", m * 100.0));
-    let mut choices = Table::new(&["choice", "estimate %", "95 % margin", "99 % margin"]);
+    let mut header = vec!["choice", "estimate %", "95 % margin", "99 % margin"];
+    if view.official {
+        header.extend(["official %", "difference", "official result"]);
+    }
+    let mut choices = Table::new(&header);
+    let row = |name: &str, ratio: &PvtRatioView| {
+        let mut cells = vec![
+            Cell::text(name),
+            Cell::Number(format!("{:.2}", ratio.estimate * 100.0)),
+            Cell::Number(share(ratio.margin_95)),
+            Cell::Number(share(ratio.margin_99)),
+        ];
+        if view.official {
+            match &ratio.official {
+                Some(official) => cells.extend([
+                    Cell::Number(format!("{:.2}", official.share * 100.0)),
+                    Cell::Number(format!("{:+.2}", official.difference * 100.0)),
+                    Cell::text(official.verdict.unwrap_or("no margin yet")),
+                ]),
+                None => cells.extend([Cell::text("-"), Cell::text("-"), Cell::text("-")]),
+            }
+        }
+        cells
+    };
     for choice in &view.choices {
-        choices.row(vec![
-            Cell::text(&choice.name),
-            Cell::Number(format!("{:.2}", choice.ratio.estimate * 100.0)),
-            Cell::Number(share(choice.ratio.margin_95)),
-            Cell::Number(share(choice.ratio.margin_99)),
-        ]);
+        choices.row(row(&choice.name, &choice.ratio));
     }
     if let Some(turnout) = &view.turnout {
-        choices.row(vec![
-            Cell::text("turnout"),
-            Cell::Number(format!("{:.2}", turnout.estimate * 100.0)),
-            Cell::Number(share(turnout.margin_95)),
-            Cell::Number(share(turnout.margin_99)),
-        ]);
+        choices.row(row("turnout", turnout));
     }
     let mut strata = Table::new(&["stratum", "stations", "sampled", "reported"]);
     for stratum in &view.strata {
