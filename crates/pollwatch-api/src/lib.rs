@@ -37,6 +37,8 @@ pub struct Api {
     pub mission: Arc<Mission>,
     /// The mission folder, where the quick count's sample is read from (none: no quick count).
     pub mission_dir: Option<Arc<std::path::PathBuf>>,
+    /// `pvt.publish_threshold`.
+    pub pvt_threshold: f64,
     tokens: auth::Tokens,
     answers: cache::Answers,
     feed: events::Feed,
@@ -48,6 +50,7 @@ impl Api {
             store,
             mission,
             mission_dir: None,
+            pvt_threshold: pvt::THRESHOLD,
             tokens: auth::Tokens::default(),
             answers: cache::Answers::default(),
             feed: events::Feed::default(),
@@ -59,6 +62,12 @@ impl Api {
     /// The same, reading the quick count's sample from the mission folder `dir`.
     pub fn with_mission_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.mission_dir = Some(Arc::new(dir.into()));
+        self
+    }
+
+    /// The same, calling the quick count publishable once every stratum is `threshold` in.
+    pub fn with_pvt_threshold(mut self, threshold: f64) -> Self {
+        self.pvt_threshold = threshold;
         self
     }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::problem::Problem;
 
 /// The share of each stratum's sampled stations that must be in before the API calls the
-/// estimate publishable.
+/// estimate publishable, unless told otherwise ([`crate::Api::with_pvt_threshold`]).
 pub const THRESHOLD: f64 = 0.8;
 
 /// A quick-count file of the mission folder, if it is there.

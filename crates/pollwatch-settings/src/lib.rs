@@ -33,6 +33,7 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub store: StoreSettings,
     pub http: HttpSettings,
+    pub pvt: PvtSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -116,6 +117,15 @@ pub struct HttpSettings {
     pub metrics_need_token: bool,
 }
 
+/// The quick count (docs/pvt.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PvtSettings {
+    /// The share (0 to 1) of each stratum's sampled stations that must be in before the
+    /// estimate is called publishable.
+    pub publish_threshold: f64,
+}
+
 /// How the process logs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +173,9 @@ impl Settings {
         }
         if self.ingest.max_body_bytes == 0 {
             return Err(("ingest.max_body_bytes", "must be at least 1".into()));
+        }
+        if !(0.0..=1.0).contains(&self.pvt.publish_threshold) {
+            return Err(("pvt.publish_threshold", "must be a share from 0 to 1".into()));
         }
         self.amqp.url.check_scheme(&["amqp", "amqps"]).map_err(|message| ("amqp.url", message))?;
         self.store

@@ -406,6 +406,19 @@ mod tests {
     }
 
     #[test]
+    fn a_publish_threshold_outside_0_to_1_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Settings::load(&options(dir.path(), &[("POLLWATCH__PVT__PUBLISH_THRESHOLD", "1.5")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`pvt.publish_threshold`"), "{err}");
+        assert!(err.contains("from 0 to 1"), "{err}");
+        let loaded =
+            Settings::load(&options(dir.path(), &[("POLLWATCH__PVT__PUBLISH_THRESHOLD", "0.9")])).unwrap();
+        assert_eq!(loaded.settings.pvt.publish_threshold, 0.9);
+    }
+
+    #[test]
     fn zero_prefetch_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let err = Settings::load(&options(dir.path(), &[("POLLWATCH__AMQP__PREFETCH", "0")]))

@@ -286,9 +286,10 @@ pub enum PvtCommand {
         /// Estimate as of this moment (RFC 3339): protocols received later are left out
         #[arg(long, value_name = "TIME")]
         as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
-        /// The share of each stratum's sampled stations that must be in to publish
-        #[arg(long, value_name = "SHARE", default_value_t = 0.8)]
-        threshold: f64,
+        /// The share of each stratum's sampled stations that must be in to publish [default:
+        /// pvt.publish_threshold]
+        #[arg(long, value_name = "SHARE")]
+        threshold: Option<f64>,
         #[command(flatten)]
         output: OutputArgs,
     },

@@ -24,14 +24,15 @@ pub fn run(settings: &Settings, command: &PvtCommand) -> anyhow::Result<()> {
                 })?,
                 None => roster.contests.first().context("the mission has no contest")?,
             };
+            let threshold = threshold.unwrap_or(settings.pvt.publish_threshold);
             anyhow::ensure!(
-                (0.0..=1.0).contains(threshold),
+                (0.0..=1.0).contains(&threshold),
                 "the threshold is a share from 0 to 1, not {threshold}"
             );
             let official = read_official(&mission.dir, &roster)?;
             let asked = Asked {
                 share_of: *share_of,
-                threshold: *threshold,
+                threshold,
                 as_of: as_of.map(|t| t.with_timezone(&chrono::Utc)),
                 official: official.as_ref().and_then(|o| o.contests.get(&contest.id)),
             };

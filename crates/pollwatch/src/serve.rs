@@ -21,7 +21,11 @@ pub async fn run(settings: &Settings, mission: Mission, dir: &std::path::Path) -
     tracing::info!(%bind, mission = %mission.id, "serving /api/v1, /healthz and /readyz");
     let endpoints = Endpoints {
         health: Health { metrics: None, store: store.clone() },
-        api: Some(Api::new(store.clone(), Arc::new(mission)).with_mission_dir(dir)),
+        api: Some(
+            Api::new(store.clone(), Arc::new(mission))
+                .with_mission_dir(dir)
+                .with_pvt_threshold(settings.pvt.publish_threshold),
+        ),
         metrics_need_token: false,
     };
     crate::http::serve(listener, endpoints, crate::worker::signal()).await.context("serving HTTP")?;

@@ -57,8 +57,11 @@ pub async fn run(settings: &Settings, mission: &Mission, dir: &std::path::Path) 
         .await
         .with_context(|| format!("listening on {bind} (http.bind)"))?;
     let metrics = Arc::new(Metrics::default());
-    let api =
-        settings.http.api.then(|| Api::new(store.clone(), Arc::new(mission.clone())).with_mission_dir(dir));
+    let api = settings.http.api.then(|| {
+        Api::new(store.clone(), Arc::new(mission.clone()))
+            .with_mission_dir(dir)
+            .with_pvt_threshold(settings.pvt.publish_threshold)
+    });
     tracing::info!(
         %bind,
         "HTTP endpoint: /healthz, /readyz, /metrics{}",
