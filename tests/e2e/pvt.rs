@@ -91,6 +91,14 @@ async fn the_estimate_reads_the_sampled_stations_that_count(store: &Store) -> an
         assert_eq!(choice.ratio.standard_error, ratio.standard_error, "{}", choice.choice);
     }
     assert_eq!(view.turnout.map(|t| t.estimate), expected.turnout.map(|t| t.estimate));
+    // The night's history ends at the estimate above, each point counting more.
+    let last = view.history.last().expect("a history");
+    assert_eq!(last.reported, view.reported);
+    for choice in &view.choices {
+        assert_eq!(last.choices[&choice.choice].estimate, choice.ratio.estimate, "{}", choice.choice);
+    }
+    assert!(view.history.len() <= pollwatch_api::pvt::HISTORY_POINTS, "{}", view.history.len());
+    assert!(view.history.windows(2).all(|w| w[0].reported < w[1].reported && w[0].at <= w[1].at));
     let reported: u64 = view.strata.iter().map(|s| s.reported).sum();
     assert_eq!(reported, counted.len() as u64);
     assert_eq!(view.publishable, expected.complete(0.8));
@@ -99,6 +107,7 @@ async fn the_estimate_reads_the_sampled_stations_that_count(store: &Store) -> an
     let then =
         pollwatch_api::pvt::estimate(store, &mission, &sample, president, &asked(Some(before))).await?;
     assert_eq!((then.reported, then.choices.len(), then.publishable), (0, 0, false));
+    assert!(then.history.is_empty());
 
     // The same through the API: 404 until the mission folder has the sample, then the view.
     let folder = tempfile::tempdir()?;

@@ -87,6 +87,20 @@ pub struct PvtView {
     /// Sampled stations left out because their teams' protocols disagree and no reviewer has
     /// settled which counts.
     pub disputed: Vec<String>,
+    /// How the estimate came in: at most 20 points, oldest first, each the estimate from the
+    /// protocols received by then (their receive times), the last being the one above.
+    pub history: Vec<PvtPointView>,
+}
+
+/// The estimate at one moment of the night.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct PvtPointView {
+    /// When the last protocol it counts arrived (RFC 3339).
+    pub at: String,
+    pub reported: u64,
+    /// Each choice's estimate, by choice code.
+    pub choices: BTreeMap<String, PvtRatioView>,
+    pub turnout: Option<PvtRatioView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
@@ -186,25 +200,23 @@ pub async fn estimate(
         .filter(|station| sampled.contains(station.as_str()) && !settled.contains(station))
         .collect();
     let results = store.station_results(&mission.id, &contest.id).await?;
-    let mut counted: BTreeMap<&str, Counted> = BTreeMap::new();
+    // Each sampled station that counts, with when its counted protocol arrived, in that order.
+    let mut arrived: Vec<(DateTime<Utc>, &str, Counted)> = Vec::new();
     for result in &results {
         let Some(protocol) = &result.counted else { continue };
         let in_time = as_of.is_none_or(|t| protocol.received_at <= t);
         if sampled.contains(result.station.as_str()) && in_time && !disputed.contains(&result.station) {
-            counted.insert(
-                result.station.as_str(),
-                Counted {
-                    registered_voters: protocol.registered_voters.max(0) as u64,
-                    ballots_in_box: protocol.ballots_in_box.max(0) as u64,
-                    votes: protocol
-                        .votes
-                        .iter()
-                        .map(|(code, n)| (code.clone(), (*n).max(0) as u64))
-                        .collect(),
-                },
-            );
+            let counted = Counted {
+                registered_voters: protocol.registered_voters.max(0) as u64,
+                ballots_in_box: protocol.ballots_in_box.max(0) as u64,
+                votes: protocol.votes.iter().map(|(code, n)| (code.clone(), (*n).max(0) as u64)).collect(),
+            };
+            arrived.push((protocol.received_at, result.station.as_str(), counted));
         }
     }
+    arrived.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)));
+    let history = history(mission, sample, contest, share_of, &arrived);
+    let counted: BTreeMap<&str, Counted> = arrived.into_iter().map(|(_, station, c)| (station, c)).collect();
     let estimate = pollwatch_pvt::contest(mission, sample, contest, &counted, share_of);
     let choices = contest
         .choices
@@ -244,5 +256,44 @@ pub async fn estimate(
             })
             .collect(),
         disputed: disputed.into_iter().collect(),
+        history,
     })
+}
+
+/// The points of [`PvtView::history`]: at most this many, evenly spread over the arrivals.
+pub const HISTORY_POINTS: usize = 20;
+
+/// The estimate as the sample came in: after every `k`-th arrival (`k` such that there are at
+/// most [`HISTORY_POINTS`]), and after the last, each computed from the protocols that had
+/// arrived by then.
+fn history(
+    mission: &Mission,
+    sample: &Sample,
+    contest: &Contest,
+    share_of: ShareOf,
+    arrived: &[(DateTime<Utc>, &str, Counted)],
+) -> Vec<PvtPointView> {
+    let step = arrived.len().div_ceil(HISTORY_POINTS).max(1);
+    let mut points = Vec::new();
+    let mut counted: BTreeMap<&str, Counted> = BTreeMap::new();
+    for (i, (at, station, protocol)) in arrived.iter().enumerate() {
+        counted.insert(station, protocol.clone());
+        if (i + 1) % step != 0 && i + 1 != arrived.len() {
+            continue;
+        }
+        let estimate = pollwatch_pvt::contest(mission, sample, contest, &counted, share_of);
+        points.push(PvtPointView {
+            at: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            reported: counted.len() as u64,
+            choices: contest
+                .choices
+                .iter()
+                .filter_map(|c| {
+                    estimate.shares.get(&c.code).map(|r| (c.code.clone(), PvtRatioView::of(*r, None)))
+                })
+                .collect(),
+            turnout: estimate.turnout.map(|t| PvtRatioView::of(t, None)),
+        });
+    }
+    points
 }
