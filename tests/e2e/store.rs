@@ -884,7 +884,8 @@ async fn chain_upgrade(url: &str, migration: i64) -> anyhow::Result<()> {
     assert!(exported.iter().all(|r| r.audit.is_some()), "{exported:?}");
     store.close().await;
 
-    // The chain as a row an entry, as the store kept it before the upgrade.
+    // The chain as a row an entry, as the store kept it before the upgrade (the migrations from
+    // the chain's new layout on forgotten, to be applied again).
     let old: Vec<(i64, Option<i64>, Option<String>, String)> = entries
         .iter()
         .map(|e| {
@@ -901,7 +902,7 @@ async fn chain_upgrade(url: &str, migration: i64) -> anyhow::Result<()> {
             .to_owned(),
         "CREATE INDEX audit_chain_revision ON audit_chain (revision_seq)".to_owned(),
         "DROP TABLE audit_segments".to_owned(),
-        format!("DELETE FROM _sqlx_migrations WHERE version = {migration}"),
+        format!("DELETE FROM _sqlx_migrations WHERE version >= {migration}"),
     ];
     for (position, seq, entry, hash) in &old {
         let seq = seq.map_or_else(|| "NULL".to_owned(), |s| s.to_string());

@@ -276,6 +276,19 @@ impl Store {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            // Each segment must start where the one before ended: a gap or an overlap ends the
+            // export with an error (`audit verify` names the entry).
+            let mut expected = after + 1;
+            for segment in &segments {
+                if segment.first != expected {
+                    return Err(StoreError::Permanent(format!(
+                        "the audit chain has no entry {expected} where it should (a segment starts at {}): \
+                         `pollwatch audit verify` says more",
+                        segment.first
+                    )));
+                }
+                expected = segment.last() + 1;
+            }
             let Some(last) = segments.last().map(Segment::last) else {
                 let head = self.audit_head().await?.entries;
                 if head > after {

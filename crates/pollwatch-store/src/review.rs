@@ -841,6 +841,27 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn the_chains_export_stops_with_an_error_where_a_segment_is_gone() {
+        use futures_util::TryStreamExt as _;
+
+        let mission = sample::kg_2021();
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = store(&dir, &mission).await;
+        for i in 0..3 {
+            let report = counting(&mission, 40 + i, 1, &mission.stations[0].code, T0, &BOTH, 1);
+            store.ingest_batch(&[incoming(&report, false)]).await.expect("a batch commits");
+        }
+        let entries: Vec<crate::AuditEntry> = store.audit_entries().try_collect().await.expect("the chain");
+        assert_eq!(entries.iter().map(|e| e.position).collect::<Vec<_>>(), vec![1, 2, 3]);
+
+        behind_its_back(&store, "DELETE FROM audit_segments WHERE last_position = 2").await;
+        let error = store.audit_entries().try_collect::<Vec<_>>().await.expect_err("a gap");
+        assert!(error.to_string().contains("has no entry 2 where it should"), "{error}");
+        let failure = store.verify_audit(&()).await.expect("a verification").failure.expect("a failure");
+        assert_eq!(failure.position, Some(2), "{failure:?}");
+    }
+
+    #[tokio::test]
     async fn verification_names_the_entry_whose_revision_was_changed_and_a_row_added_behind_its_back() {
         let mission = sample::kg_2021();
         let dir = tempfile::tempdir().expect("a temporary folder");

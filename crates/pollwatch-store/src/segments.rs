@@ -130,8 +130,26 @@ impl Segment {
         if hashes.len() != seqs.len() * 32 {
             return Err("its segment keeps other than one hash an entry".to_owned());
         }
-        let hashes = hashes.chunks_exact(32).map(|h| h.try_into().expect("32 bytes")).collect();
-        Ok(Self { first, seqs, texts, hashes })
+        // What `append` never writes: more entries or a wider span of seqs than a segment holds
+        // (a revision's entry would then not be found by its seq), or positions out of range.
+        if seqs.len() > SEGMENT_ENTRIES {
+            return Err(format!("its segment holds {} entries, more than {SEGMENT_ENTRIES}", seqs.len()));
+        }
+        if first < 1 || first.checked_add(seqs.len() as i64).is_none() {
+            return Err(format!("its segment starts at position {first}"));
+        }
+        let segment = Self {
+            first,
+            seqs,
+            texts,
+            hashes: hashes.chunks_exact(32).map(|h| h.try_into().expect("32 bytes")).collect(),
+        };
+        if let Some((low, high)) = segment.seq_range()
+            && high - low >= SEQ_SPAN
+        {
+            return Err(format!("its segment's seqs span {low} to {high}, more than {SEQ_SPAN} apart"));
+        }
+        Ok(segment)
     }
 
     async fn insert(&self, tx: &mut Tx, backend: Backend) -> Result<(), StoreError> {
@@ -361,5 +379,11 @@ mod tests {
         assert!(Segment::decode(5, "12,13", Some("[\"x\"]"), &hashes).is_err(), "a text too many");
         assert!(Segment::decode(5, "12,x", None, &hashes).is_err(), "a seq not a number");
         assert!(Segment::decode(5, "12", None, &hashes).is_err(), "a hash too many");
+        let span = format!("1,{}", 1 + SEQ_SPAN);
+        assert!(
+            Segment::decode(5, &span, None, &hashes).expect_err("too wide").contains("more than 4096 apart")
+        );
+        assert!(Segment::decode(i64::MAX, "12,", Some("[\"x\"]"), &hashes).is_err(), "positions overflow");
+        assert!(Segment::decode(0, "12,", Some("[\"x\"]"), &hashes).is_err(), "positions start at 1");
     }
 }
