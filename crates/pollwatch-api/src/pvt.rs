@@ -44,14 +44,19 @@ fn fingerprint(text: &str) -> u64 {
 
 /// The mission folder's sample, read against the roster, and its fingerprint.
 pub(crate) async fn read_sample(api: &crate::Api) -> Result<(Sample, u64), Problem> {
-    let text = folder_file(api, pollwatch_pvt::SAMPLE_FILE).await?.ok_or_else(Problem::no_pvt_sample)?;
+    sample_if_any(api).await?.ok_or_else(Problem::no_pvt_sample)
+}
+
+/// The mission folder's sample and its fingerprint, if it has one.
+pub async fn sample_if_any(api: &crate::Api) -> Result<Option<(Sample, u64)>, Problem> {
+    let Some(text) = folder_file(api, pollwatch_pvt::SAMPLE_FILE).await? else { return Ok(None) };
     let sample = Sample::parse(&text, &api.mission)
         .map_err(|e| Problem::invalid_pvt_file(pollwatch_pvt::SAMPLE_FILE, &e.to_string()))?;
-    Ok((sample, fingerprint(&text)))
+    Ok(Some((sample, fingerprint(&text))))
 }
 
 /// The mission folder's official result, if it has one, and its fingerprint (0 for none).
-pub(crate) async fn read_official(api: &crate::Api) -> Result<(Option<Official>, u64), Problem> {
+pub async fn read_official(api: &crate::Api) -> Result<(Option<Official>, u64), Problem> {
     let Some(text) = folder_file(api, pollwatch_pvt::OFFICIAL_FILE).await? else { return Ok((None, 0)) };
     let official = Official::parse(&text, false, &api.mission)
         .map_err(|e| Problem::invalid_pvt_file(pollwatch_pvt::OFFICIAL_FILE, &e.to_string()))?;

@@ -26,6 +26,7 @@ pub fn router(api: Api) -> Router {
         .route("/ui/coverage", get(pages::coverage))
         .route("/ui/incidents", get(pages::incidents))
         .route("/ui/results", get(pages::results))
+        .route("/ui/quick-count", get(pages::quick_count))
         .route("/ui/held", get(pages::held))
         .route("/ui/reports/{report_id}", get(pages::report))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), pollwatch_api::auth::require_token));

@@ -36,12 +36,13 @@ pub(crate) enum Page {
     Coverage,
     Incidents,
     Results,
+    QuickCount,
     Held,
 }
 
 impl Page {
-    pub(crate) const ALL: [Self; 5] =
-        [Self::Overview, Self::Coverage, Self::Incidents, Self::Results, Self::Held];
+    pub(crate) const ALL: [Self; 6] =
+        [Self::Overview, Self::Coverage, Self::Incidents, Self::Results, Self::QuickCount, Self::Held];
 
     pub(crate) fn path(self) -> &'static str {
         match self {
@@ -49,6 +50,7 @@ impl Page {
             Self::Coverage => "/coverage",
             Self::Incidents => "/incidents",
             Self::Results => "/results",
+            Self::QuickCount => "/quick-count",
             Self::Held => "/held",
         }
     }
@@ -60,6 +62,7 @@ impl Page {
             Self::Coverage => "/ui/coverage",
             Self::Incidents => "/ui/incidents",
             Self::Results => "/ui/results",
+            Self::QuickCount => "/ui/quick-count",
             Self::Held => "/ui/held",
         }
     }
@@ -70,6 +73,7 @@ impl Page {
             Self::Coverage => "Coverage",
             Self::Incidents => "Incidents",
             Self::Results => "Results",
+            Self::QuickCount => "Quick count",
             Self::Held => "Held for review",
         }
     }
@@ -193,6 +197,44 @@ pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -
         let results = views::results(store, mission, contest, None).await?;
         let disputed = views::discrepancies(store, mission, Some(contest)).await?;
         Ok(render::results(mission, contest, &results, &disputed))
+    })
+    .await
+}
+
+/// The quick count: the estimate with its margins, the sample's completeness, the official
+/// result against it, and the estimate over the night; or how to draw a sample, until there is one.
+pub(crate) async fn quick_count(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let params = Params::parse(query.as_deref(), &["contest"])?;
+    let contest = match params.code("contest")? {
+        None => api
+            .mission
+            .contests
+            .first()
+            .ok_or_else(|| Problem::not_found("contest", "contest", "(any)", Some(Vec::new())))?,
+        Some(id) => pollwatch_api::params::contest(&api.mission, "contest", &id)?,
+    };
+    let contest = contest.id.clone();
+    let Some((sample, fingerprint)) = pollwatch_api::pvt::sample_if_any(&api).await? else {
+        // Nothing of the store's in it: marked as up to date with the store, so that the script
+        // does not fetch it again but after a change.
+        let seq = api.store.latest_seq().await?;
+        let page = render::quick_count(&api.mission, api.mission.contest(&contest).expect("a contest"), None);
+        return Ok(html(StatusCode::OK, maud::html! { div.view data-seq=(seq) { (page) } }.into_string()));
+    };
+    let (official, official_fingerprint) = pollwatch_api::pvt::read_official(&api).await?;
+    let (sample, official) = (std::sync::Arc::new(sample), std::sync::Arc::new(official));
+    let question = format!("quick-count {contest} {fingerprint} {official_fingerprint}");
+    shared_view(&api, Some(question), false, move |api: Api| async move {
+        let (store, mission) = (&api.store, &*api.mission);
+        let contest = mission.contest(&contest).expect("a contest of the mission");
+        let asked = pollwatch_api::pvt::Asked {
+            share_of: pollwatch_pvt::ShareOf::Valid,
+            threshold: api.pvt_threshold,
+            as_of: None,
+            official: official.as_ref().as_ref().and_then(|o| o.contests.get(&contest.id)),
+        };
+        let view = pollwatch_api::pvt::estimate(store, mission, &sample, contest, &asked).await?;
+        Ok(render::quick_count(mission, contest, Some(&view)))
     })
     .await
 }

@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
+use pollwatch_api::pvt::{PvtRatioView, PvtView};
 use pollwatch_api::views::{
     CoverageView, DiscrepanciesView, HeldView, IncidentSummaryView, IncidentsView, ObserversView,
     ReportSummaryView, ReportView, ReportsView, ResultFigures, ResultsView,
@@ -555,6 +556,151 @@ pub(crate) fn results(
         }
     };
     view(mission, "Results", &[ReportKind::Counting], &body)
+}
+
+/// The quick count's page: the estimate per choice with its margins and the official result
+/// against it, the sample's completeness per stratum, and the leading choice's estimate over the
+/// night; or, without a sample, how to draw one.
+pub(crate) fn quick_count(mission: &Mission, contest: &Contest, estimate: Option<&PvtView>) -> Markup {
+    let margin = |m: Option<f64>| m.map_or_else(|| "–".to_owned(), |m| format!("±{:.2}", m * 100.0));
+    let points = |x: f64| format!("{:.2}", x * 100.0);
+    let body = html! {
+        nav.tabs aria-label="Contest" {
+            @for other in &mission.contests {
+                a href={"/quick-count?contest=" (other.id)} aria-current=[(other.id == contest.id).then_some("page")] { (other.name) }
+            }
+        }
+        @match estimate {
+            None => {
+                section #no-sample {
+                    p { "This mission has no quick-count sample yet. Draw one into the mission folder with "
+                        code { "pollwatch pvt sample --mission DIR --size N --seed S" }
+                        " (docs/pvt.md); this page shows the estimate as the sampled stations' protocols come in." }
+                }
+            }
+            Some(view) => {
+                section.contest data-contest=(contest.id) {
+                    h2 { (contest.name) }
+                    @if view.publishable {
+                        p #publishable.ok { "Every stratum is at least " (percent(view.threshold)) " in: the estimate may be published." }
+                    } @else {
+                        p #publishable.error role="status" { "Not yet publishable: a stratum is less than " (percent(view.threshold))
+                            " in. " (count(view.reported as i64)) " of " (count(view.sampled as i64)) " sampled stations have reported." }
+                    }
+                    div.scroll {
+                        table.list #estimate {
+                            thead { tr {
+                                th { "Choice" } th.num { "Estimate %" } th.num { "95 % margin" } th.num { "99 % margin" }
+                                @if view.official { th.num { "Official %" } th.num { "Difference" } th { "Official result" } }
+                            } }
+                            tbody {
+                                @for choice in &view.choices {
+                                    (estimate_row(&choice.name, &choice.choice, &choice.ratio, view.official, &margin, &points))
+                                }
+                                @if let Some(turnout) = &view.turnout {
+                                    (estimate_row("Turnout", "turnout", turnout, view.official, &margin, &points))
+                                }
+                            }
+                        }
+                    }
+                    p.muted { "Shares of the valid votes, from the accepted counting protocols of the sampled stations; "
+                        "stratified by " (view.strata_by) ", seed " (view.seed) ". "
+                        @if !view.disputed.is_empty() { "Left out until a reviewer settles them (disputed): " (view.disputed.join(", ")) ". " }
+                        "The formulas: docs/pvt.md." }
+                }
+                @if let Some(leader) = view.choices.iter().max_by(|a, b| a.ratio.estimate.total_cmp(&b.ratio.estimate)) {
+                    section #over-time {
+                        h2 { (leader.name) " over the night " span.muted { "(estimate and its 95 % interval as the sample came in)" } }
+                        (history_chart(view, &leader.choice))
+                    }
+                }
+                section #strata {
+                    h2 { "The sample by stratum" }
+                    table.list {
+                        thead { tr { th { "Stratum" } th.num { "Stations" } th.num { "Sampled" } th.num { "Reported" } th.num { "In" } } }
+                        tbody {
+                            @for s in &view.strata {
+                                tr data-stratum=(s.stratum) .short[s.sampled > 0 && (s.reported as f64) < view.threshold * s.sampled as f64] {
+                                    th scope="row" { (region_name(mission, &s.stratum)) }
+                                    td.num { (count(s.stations as i64)) }
+                                    td.num { (count(s.sampled as i64)) }
+                                    td.num { (count(s.reported as i64)) }
+                                    td.num { (percent(if s.sampled == 0 { 1.0 } else { s.reported as f64 / s.sampled as f64 })) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    view(mission, "Quick count", &[ReportKind::Counting], &body)
+}
+
+/// One row of the estimate's table.
+fn estimate_row(
+    name: &str,
+    code: &str,
+    ratio: &PvtRatioView,
+    with_official: bool,
+    margin: &dyn Fn(Option<f64>) -> String,
+    points: &dyn Fn(f64) -> String,
+) -> Markup {
+    html! {
+        tr data-choice=(code) {
+            th scope="row" { (name) }
+            td.num.estimate { (points(ratio.estimate)) }
+            td.num { (margin(ratio.margin_95)) }
+            td.num { (margin(ratio.margin_99)) }
+            @if with_official {
+                @match &ratio.official {
+                    Some(official) => {
+                        td.num { (points(official.share)) }
+                        td.num { (format!("{:+.2}", official.difference * 100.0)) }
+                        td.verdict { (official.verdict.unwrap_or("no margin yet")) }
+                    }
+                    None => { td {} td {} td {} }
+                }
+            }
+        }
+    }
+}
+
+/// The estimate of `choice` and its 95 % interval over the night, as an SVG line in a band.
+fn history_chart(view: &PvtView, choice: &str) -> Markup {
+    let points: Vec<(u64, f64, f64)> = view
+        .history
+        .iter()
+        .filter_map(|p| p.choices.get(choice).map(|r| (p.reported, r.estimate, r.margin_95.unwrap_or(0.0))))
+        .collect();
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return html! { p.muted { "No protocol of the sample has come in yet." } };
+    };
+    let low = points.iter().map(|p| p.1 - p.2).fold(f64::INFINITY, f64::min).max(0.0);
+    let high = points.iter().map(|p| p.1 + p.2).fold(f64::NEG_INFINITY, f64::max).min(1.0);
+    let (span_x, span_y) = ((last.0 - first.0).max(1) as f64, (high - low).max(1e-6));
+    let x = |reported: u64| (reported - first.0) as f64 / span_x * 100.0;
+    let y = |share: f64| 40.0 - (share - low) / span_y * 40.0;
+    let line: Vec<String> = points.iter().map(|p| format!("{:.2},{:.2}", x(p.0), y(p.1))).collect();
+    let band: Vec<String> = points
+        .iter()
+        .map(|p| format!("{:.2},{:.2}", x(p.0), y(p.1 + p.2)))
+        .chain(points.iter().rev().map(|p| format!("{:.2},{:.2}", x(p.0), y(p.1 - p.2))))
+        .collect();
+    let label = format!(
+        "from {} % with {} stations in to {} % with {}",
+        format_args!("{:.2}", first.1 * 100.0),
+        first.0,
+        format_args!("{:.2}", last.1 * 100.0),
+        last.0
+    );
+    html! {
+        svg.history viewBox="0 0 100 40" preserveAspectRatio="none" role="img" aria-label=(label) {
+            polygon.band points=(band.join(" ")) {}
+            polyline.estimate points=(line.join(" ")) {}
+        }
+        p.muted.axis { (format!("{:.2}", low * 100.0)) "–" (format!("{:.2}", high * 100.0)) " %, against the sampled stations in (" (first.0) " to " (last.0) "): " (label) "." }
+    }
 }
 
 pub(crate) fn held(mission: &Mission, page: &HeldView, conflicted: Option<&ReportsView>) -> Markup {

@@ -276,3 +276,86 @@ async fn a_view_is_never_the_api_answer_to_the_same_question() {
         );
     }
 }
+
+#[test]
+fn the_quick_count_page_shows_the_estimate_the_official_verdict_and_the_night() {
+    use pollwatch_api::pvt::{
+        PvtChoiceView, PvtOfficialView, PvtPointView, PvtRatioView, PvtStratumView, PvtView,
+    };
+    let mission = sample::kg_2021();
+    let contest = mission.contest("president").expect("a contest");
+    let ratio = |estimate: f64, margin: f64, official: Option<(f64, &'static str)>| PvtRatioView {
+        estimate,
+        standard_error: Some(margin / 1.96),
+        margin_95: Some(margin),
+        margin_99: Some(margin * 1.31),
+        official: official.map(|(share, verdict)| PvtOfficialView {
+            share,
+            difference: share - estimate,
+            verdict: Some(verdict),
+        }),
+    };
+    let (leader, other) = (&contest.choices[3], &contest.choices[0]);
+    let point = |reported: u64, estimate: f64| PvtPointView {
+        at: "2021-01-10T15:00:00Z".to_owned(),
+        reported,
+        choices: [(leader.code.clone(), ratio(estimate, 0.02, None))].into(),
+        turnout: None,
+    };
+    let view = PvtView {
+        contest: contest.id.clone(),
+        share_of: "valid",
+        as_of: None,
+        strata_by: "region".to_owned(),
+        seed: 7,
+        sampled: 300,
+        reported: 120,
+        choices: vec![
+            PvtChoiceView {
+                choice: leader.code.clone(),
+                name: leader.name.clone(),
+                ratio: ratio(0.8073, 0.0015, Some((0.8571, "outside the margin"))),
+            },
+            PvtChoiceView {
+                choice: other.code.clone(),
+                name: other.name.clone(),
+                ratio: ratio(0.0028, 0.0004, Some((0.0027, "consistent"))),
+            },
+        ],
+        turnout: Some(ratio(0.3916, 0.0079, Some((0.3916, "consistent")))),
+        strata: vec![
+            PvtStratumView { stratum: "bishkek".into(), stations: 228, sampled: 41, reported: 40 },
+            PvtStratumView { stratum: "osh".into(), stations: 512, sampled: 61, reported: 10 },
+        ],
+        threshold: 0.8,
+        publishable: false,
+        official: true,
+        disputed: vec!["01001".to_owned()],
+        history: vec![point(20, 0.79), point(60, 0.80), point(120, 0.8073)],
+    };
+    let page = render::quick_count(&mission, contest, Some(&view)).into_string();
+    assert!(page.contains("Not yet publishable: a stratum is less than 80.0 % in"), "{page}");
+    assert!(page.contains("120 of 300 sampled stations"), "{page}");
+    let row = |code: &str| {
+        let start = page.find(&format!("<tr data-choice=\"{code}\"")).expect("a row");
+        page[start..].split("</tr>").next().expect("a row").to_owned()
+    };
+    let leading = row(&leader.code);
+    assert!(leading.contains("80.73") && leading.contains("±0.15") && leading.contains("85.71"), "{leading}");
+    assert!(leading.contains("+4.98") && leading.contains("outside the margin"), "{leading}");
+    assert!(row(&other.code).contains("consistent"));
+    assert!(row("turnout").contains("39.16"));
+    assert!(page.contains("Left out until a reviewer settles them (disputed): 01001"));
+    assert_eq!(page.matches("<polyline").count(), 1, "the estimate over the night");
+    assert!(page.contains("points=\"0.00,"), "the line starts at the left: {page}");
+    assert!(page.contains("from 79.00 % with 20 stations in to 80.73 % with 120"), "{page}");
+    assert!(
+        page.contains("<tr class=\"short\" data-stratum=\"osh\"")
+            || page.contains("data-stratum=\"osh\" class=\"short\""),
+        "{page}"
+    );
+    assert!(!page.contains("data-stratum=\"bishkek\" class=\"short\""));
+
+    let none = render::quick_count(&mission, contest, None).into_string();
+    assert!(none.contains("no quick-count sample yet") && none.contains("pollwatch pvt sample"), "{none}");
+}
