@@ -180,8 +180,10 @@ pub(crate) async fn incidents(State(api): State<Api>, RawQuery(query): RawQuery)
     .await
 }
 
-pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
-    let params = Params::parse(query.as_deref(), &["contest"])?;
+/// The id of the contest a page's `?contest=` names (404 for one the mission lacks), or of the
+/// mission's first; no other parameter is taken.
+fn contest_asked(api: &Api, query: Option<&str>) -> Result<String, Problem> {
+    let params = Params::parse(query, &["contest"])?;
     let contest = match params.code("contest")? {
         None => api
             .mission
@@ -190,7 +192,11 @@ pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -
             .ok_or_else(|| Problem::not_found("contest", "contest", "(any)", Some(Vec::new())))?,
         Some(id) => pollwatch_api::params::contest(&api.mission, "contest", &id)?,
     };
-    let contest = contest.id.clone();
+    Ok(contest.id.clone())
+}
+
+pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
+    let contest = contest_asked(&api, query.as_deref())?;
     shared_view(&api, Some(format!("results {contest}")), false, move |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
         let contest = mission.contest(&contest).expect("a contest of the mission");
@@ -204,16 +210,7 @@ pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -
 /// The quick count: the estimate with its margins, the sample's completeness, the official
 /// result against it, and the estimate over the night; or how to draw a sample, until there is one.
 pub(crate) async fn quick_count(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
-    let params = Params::parse(query.as_deref(), &["contest"])?;
-    let contest = match params.code("contest")? {
-        None => api
-            .mission
-            .contests
-            .first()
-            .ok_or_else(|| Problem::not_found("contest", "contest", "(any)", Some(Vec::new())))?,
-        Some(id) => pollwatch_api::params::contest(&api.mission, "contest", &id)?,
-    };
-    let contest = contest.id.clone();
+    let contest = contest_asked(&api, query.as_deref())?;
     let Some((sample, fingerprint)) = pollwatch_api::pvt::sample_if_any(&api).await? else {
         // Nothing of the store's in it: marked as up to date with the store, so that the script
         // does not fetch it again but after a change.
