@@ -219,6 +219,11 @@ const HEADER: &str = "# pollwatch pvt sample:";
 #[error("{0}")]
 pub struct SampleFileError(String);
 
+/// A value read from a sample file, cut short for a message (the file may hold anything).
+fn cut(value: &str) -> String {
+    value.chars().take(pollwatch_model::MAX_ECHO_CHARS).collect()
+}
+
 impl Sample {
     /// The sample as `pvt-sample.csv`: a first line saying how it was drawn, then a row per
     /// station (code, stratum, name, registered voters) in draw order, for the team deploying
@@ -277,12 +282,13 @@ impl Sample {
                 return fail(format!("line {line}: a station and its stratum are needed"));
             };
             let Some(station) = roster.get(code) else {
-                return fail(format!("line {line}: station {code:?} is not in the roster"));
+                return fail(format!("line {line}: station {:?} is not in the roster", cut(code)));
             };
             let now = strata_by.stratum_of(station);
             if now != stratum {
                 return fail(format!(
-                    "line {line}: station {code} was drawn in stratum {stratum:?}, the roster puts it in {now:?}"
+                    "line {line}: station {code} was drawn in stratum {:?}, the roster puts it in {now:?}",
+                    cut(stratum)
                 ));
             }
             if !seen.insert(code.to_owned()) {
@@ -370,5 +376,8 @@ mod tests {
         let stranger = format!("{text}99999,{},x,1\n", first.stratum);
         assert!(Sample::parse(&stranger, &mission).expect_err("a stranger").0.contains("not in the roster"));
         assert!(Sample::parse("station,stratum\n", &mission).is_err(), "no first line");
+        let huge = format!("{text}{},{}\n", "9".repeat(100_000), first.stratum);
+        let error = Sample::parse(&huge, &mission).expect_err("a stranger").to_string();
+        assert!(error.len() < 1_000, "a message of {} bytes", error.len());
     }
 }

@@ -118,7 +118,8 @@ fn official(dir: &Path, file: &Path) -> anyhow::Result<()> {
     let partial = dir.join(format!(".{OFFICIAL_FILE}.partial"));
     let kept = format!(
         "# The official result, stored by `pollwatch pvt official {}`.\n{}",
-        file.display(),
+        // A file name is one line of the comment, whatever it holds.
+        file.display().to_string().escape_debug(),
         official.to_toml()
     );
     std::fs::write(&partial, kept).with_context(|| format!("writing {}", partial.display()))?;
