@@ -577,7 +577,7 @@ pub(crate) async fn pvt(State(api): State<Api>, RawQuery(query): RawQuery) -> An
             let figures = official.as_ref().as_ref().and_then(|o| o.contests.get(&contest));
             let contest = api.mission.contest(&contest).expect("a contest of the mission");
             let asked =
-                crate::pvt::Asked { share_of, threshold: crate::pvt::THRESHOLD, as_of, official: figures };
+                crate::pvt::Asked { share_of, threshold: api.pvt_threshold, as_of, official: figures };
             crate::pvt::estimate(&api.store, &api.mission, &sample, contest, &asked).await
         }
     })
