@@ -140,6 +140,43 @@ ballots = 1395513
 votes = { presidential = 1137204, parliamentary = 152250, against_all = 62379 }
 "#;
 
+    /// `missions/kg-2021/official-result.toml` is the count the simulator draws to, contest by
+    /// contest: the official figures where they are official (the ground truth gives them), the
+    /// ground truth's synthetic ones elsewhere. `POLLWATCH_BLESS=1` writes it anew.
+    #[test]
+    fn the_shipped_official_result_is_the_simulated_counts_total() {
+        let mission = pollwatch_model::sample::kg_2021();
+        let truth =
+            pollwatch_sim::GroundTruth::parse(pollwatch_model::sample::KG_2021_GROUND_TRUTH, &mission)
+                .expect("the ground truth");
+        let count = pollwatch_sim::truth::draw(&mission, &truth, &mut pollwatch_sim::generate::Rng::new(1));
+        let contests = count
+            .national
+            .iter()
+            .map(|(id, national)| {
+                let figures = OfficialContest {
+                    registered_voters: national.registered_voters as u64,
+                    ballots: national.ballots_in_box as u64,
+                    votes: national.votes.iter().map(|(code, n)| (code.clone(), *n as u64)).collect(),
+                };
+                (id.clone(), figures)
+            })
+            .collect();
+        let expected = Official { contests };
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../missions/kg-2021/official-result.toml");
+        if std::env::var_os("POLLWATCH_BLESS").is_some() {
+            let header = std::fs::read_to_string(path).unwrap_or_default();
+            let header: String =
+                header.lines().take_while(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+            std::fs::write(path, format!("{header}\n{}", expected.to_toml())).expect("blessed");
+        }
+        let shipped = std::fs::read_to_string(path).expect("the shipped official result");
+        let official = Official::parse(&shipped, false, &mission).expect("an official result of kg-2021");
+        assert_eq!(official, expected, "POLLWATCH_BLESS=1 writes it anew");
+        let president = &official.contests["president"];
+        assert_eq!((president.ballots, president.votes["japarov"]), (1_395_513, 1_105_248));
+    }
+
     #[test]
     fn an_official_result_is_read_against_the_mission_and_compared() {
         let mission = pollwatch_model::sample::kg_2021();

@@ -14,6 +14,12 @@ Official figures built in (CEC of the Kyrgyz Republic, see ../README.md):
 Everything else -- the other regional voter totals, every per-station voter
 count, station names and coordinates, and all observers -- is synthetic.
 
+It also writes the rosters of ``../kg-2021-pvt``, the citizen network's quick
+count at the same election: the same ``stations.csv``, and an ``observers.csv``
+of PVT_OBSERVERS citizen observers, each a team of one (one can be posted to
+every station). Their names come from a random generator of their own, so the
+kg-2021 files do not change with them.
+
 Usage:  python3 missions/kg-2021/tools/generate.py
 """
 
@@ -158,6 +164,26 @@ NAME_POOLS = [
      ["Ferreira", "Carvalho", "Pereira", "Sousa", "Almeida", "Lopes"]),  # Portuguese
 ]
 
+# Citizen observers' names: synthetic combinations of common Kyrgyz given
+# names and surnames (the surname in its masculine or feminine form).
+KYRGYZ_GIVEN = [
+    ("Aibek", "m"), ("Nurlan", "m"), ("Azamat", "m"), ("Bakyt", "m"), ("Ermek", "m"),
+    ("Talant", "m"), ("Kubanychbek", "m"), ("Ulan", "m"), ("Daniyar", "m"), ("Marat", "m"),
+    ("Temirlan", "m"), ("Chyngyz", "m"), ("Almaz", "m"), ("Bolot", "m"), ("Erlan", "m"),
+    ("Aigul", "f"), ("Nurzhan", "f"), ("Aizhan", "f"), ("Gulnara", "f"), ("Cholpon", "f"),
+    ("Asel", "f"), ("Begimai", "f"), ("Kanykei", "f"), ("Aida", "f"), ("Zhyldyz", "f"),
+    ("Elnura", "f"), ("Meerim", "f"), ("Saltanat", "f"), ("Nazira", "f"), ("Aiperi", "f"),
+]
+KYRGYZ_FAMILY = [
+    "Abdyldaev", "Asanov", "Bekmuratov", "Dzhumabaev", "Esenaliev", "Isakov",
+    "Kadyrov", "Mamytov", "Nurmatov", "Omurzakov", "Sadykov", "Toktogulov",
+    "Usenov", "Zhumaliev", "Kasymov", "Osmonov", "Sultanbekov", "Tashiev",
+    "Aitmatov", "Beishenaliev", "Duishenbiev", "Karabaev", "Musaev", "Orozbekov",
+]
+PVT_SEED = SEED + 1
+PVT_OBSERVERS = 2_476
+PVT_DIR = os.path.join(os.path.dirname(MISSION_DIR), "kg-2021-pvt")
+
 STATION_HEADER = ["code", "name", "region", "district", "registered_voters", "lat", "lon", "abroad"]
 OBSERVER_HEADER = ["id", "name", "team", "device_user"]
 OBSERVERS = 200
@@ -256,6 +282,20 @@ def observer_rows(rng):
     return rows
 
 
+def citizen_observer_rows(rng):
+    seen = set()
+    names = []
+    while len(names) < PVT_OBSERVERS:
+        given, sex = rng.choice(KYRGYZ_GIVEN)
+        family = rng.choice(KYRGYZ_FAMILY)
+        full = f"{given} {rng.choice('ABDEKMNOST')}. {family}{'a' if sex == 'f' else ''}"
+        if full not in seen:
+            seen.add(full)
+            names.append(full)
+    return [[f"cit-{i:04d}", full, f"cit-{i:04d}", f"dev-cit-{i:04d}"]
+            for i, full in enumerate(names, start=1)]
+
+
 def write_csv(path, header, rows):
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
@@ -270,6 +310,10 @@ def main():
     write_csv(os.path.join(MISSION_DIR, "stations.csv"), STATION_HEADER, stations)
     write_csv(os.path.join(MISSION_DIR, "observers.csv"), OBSERVER_HEADER, observers)
     print(f"wrote {len(stations)} stations and {len(observers)} observers to {MISSION_DIR}")
+    citizens = citizen_observer_rows(random.Random(PVT_SEED))
+    write_csv(os.path.join(PVT_DIR, "stations.csv"), STATION_HEADER, stations)
+    write_csv(os.path.join(PVT_DIR, "observers.csv"), OBSERVER_HEADER, citizens)
+    print(f"wrote {len(stations)} stations and {len(citizens)} observers to {PVT_DIR}")
 
 
 if __name__ == "__main__":
