@@ -27,6 +27,7 @@ pub fn backlog(mission: &Mission, n: usize) -> Vec<Message> {
             miscounts: 0.0,
             senders: false,
             rules: Rules { max_body_bytes: 262_144, require_sender_auth: false },
+            deployment: pollwatch_sim::Deployment::Teams,
         };
         let day = pollwatch_sim::simulate(mission, &truth, &options).expect("a day");
         messages.extend(day.messages.into_iter().map(|m| m.message));

@@ -54,6 +54,21 @@ pub struct Options {
     /// whether it dead-letters reports not sent by the observer's own device or holds them for
     /// review).
     pub rules: Rules,
+    /// Where the observers go.
+    pub deployment: Deployment,
+}
+
+/// How a mission deploys its observers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Deployment {
+    /// Teams travel between seven to nine stations of a region, opening at the first and counting
+    /// at the last, as international missions deploy them.
+    #[default]
+    Teams,
+    /// One observer at each of these stations (codes of the roster) all day, from opening to the
+    /// count, as citizen networks deploy them for a quick count: the roster's observers in roster
+    /// order, one to each station in the order given.
+    Stations(Vec<String>),
 }
 
 /// Why a message is in the day.
@@ -131,13 +146,21 @@ pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Re
     if mission.observers.is_empty() {
         return Err(Unsimulable(format!("mission {} has no observers to file reports", mission.id)));
     }
-    if mission.stations.iter().all(|s| s.abroad) {
-        return Err(Unsimulable(format!(
-            "mission {} has no stations at home for its teams to visit",
-            mission.id
-        )));
-    }
-    let teams = teams(mission);
+    let (teams, routes) = match &options.deployment {
+        Deployment::Teams => {
+            if mission.stations.iter().all(|s| s.abroad) {
+                return Err(Unsimulable(format!(
+                    "mission {} has no stations at home for its teams to visit",
+                    mission.id
+                )));
+            }
+            (teams(mission), None)
+        }
+        Deployment::Stations(codes) => {
+            let (teams, routes) = posted(mission, codes)?;
+            (teams, Some(routes))
+        }
+    };
     if options.senders && options.spoofed > 0.0 && teams.len() < 2 {
         return Err(Unsimulable(format!(
             "mission {} has one team: a spoofed report names an observer of another team",
@@ -152,7 +175,7 @@ pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Re
 
     // Each team's reports, in the order they write them.
     let mut filed: Vec<(Report, Option<String>)> = Vec::new();
-    let routes = deploy(mission, teams.len(), &mut rng);
+    let routes = routes.unwrap_or_else(|| deploy(mission, teams.len(), &mut rng));
     for (team, route) in teams.iter().zip(&routes) {
         let mut day = TeamDay {
             mission,
@@ -162,7 +185,11 @@ pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Re
             turn: 0,
             filed: Vec::new(),
         };
-        day.walk(route, &mut rng);
+        // Only a deployment to stations gives a route of one station.
+        match route.as_slice() {
+            [station] => day.stay(station, &mut rng),
+            route => day.walk(route, &mut rng),
+        }
         filed.extend(day.filed.into_iter().map(|(report, observer)| (report, sender(observer))));
     }
 
@@ -267,6 +294,48 @@ fn teams(mission: &Mission) -> Vec<Vec<&Observer>> {
     teams.into_iter().map(|(_, members)| members).collect()
 }
 
+/// The teams of a day, and the stations each visits in order.
+type TeamsAndRoutes<'a> = (Vec<Vec<&'a Observer>>, Vec<Vec<&'a Station>>);
+
+/// For a deployment to `codes`: the roster's first observers, each a team of one, and the one
+/// station each stays at.
+fn posted<'a>(
+    mission: &'a Mission,
+    codes: &[String],
+) -> Result<TeamsAndRoutes<'a>, Unsimulable> {
+    if codes.is_empty() {
+        return Err(Unsimulable("a deployment to stations needs one station at least".to_owned()));
+    }
+    if codes.len() > mission.observers.len() {
+        return Err(Unsimulable(format!(
+            "mission {} has {} observers for {} stations: one observer stays at each",
+            mission.id,
+            mission.observers.len(),
+            codes.len()
+        )));
+    }
+    let mut stations = Vec::with_capacity(codes.len());
+    for code in codes {
+        let station = mission.station(code).ok_or_else(|| {
+            Unsimulable(format!("station {} is not in the roster of mission {}", bounded(code), mission.id))
+        })?;
+        if stations.iter().any(|s: &Vec<&Station>| s[0].code == station.code) {
+            return Err(Unsimulable(format!("station {} is named twice", station.code)));
+        }
+        stations.push(vec![station]);
+    }
+    let teams = mission.observers.iter().take(codes.len()).map(|o| vec![o]).collect();
+    Ok((teams, stations))
+}
+
+/// At most 40 characters of `text`, for a message.
+fn bounded(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((end, _)) => format!("`{}…`", &text[..end]),
+        None => format!("`{text}`"),
+    }
+}
+
 /// The stations each of `teams` teams visits, in order: teams spread over the regions at home in
 /// proportion to their stations, each with its own stations (while the region has enough).
 fn deploy<'a>(mission: &'a Mission, teams: usize, rng: &mut Rng) -> Vec<Vec<&'a Station>> {
@@ -346,6 +415,27 @@ impl<'a> TeamDay<'a> {
         }
         self.file(last, ReportKind::Counting, counted, rng);
         self.file(last, ReportKind::Departure, counted + minutes(rng, 10, 25), rng);
+    }
+
+    /// A day at one station: arrival before it opens, the opening, voting at midday, the
+    /// closing and the count, departure; and now and then an incident.
+    fn stay(&mut self, station: &'a Station, rng: &mut Rng) {
+        let open = on_election_day(self.mission, self.mission.polls_open);
+        let close = on_election_day(self.mission, self.mission.polls_close);
+        let minutes =
+            |rng: &mut Rng, from: u64, to: u64| Duration::minutes((from + rng.below(to - from)) as i64);
+        self.file(station, ReportKind::Arrival, open - minutes(rng, 30, 55), rng);
+        self.file(station, ReportKind::Opening, open + minutes(rng, 10, 25), rng);
+        let midday = open + (close - open) / 2;
+        self.file(station, ReportKind::Voting, midday + minutes(rng, 0, 60), rng);
+        if rng.below(INCIDENT_PER_VISIT) == 0 {
+            let at = open + minutes(rng, 30, (close - open).num_minutes() as u64);
+            self.file(station, ReportKind::Incident, at, rng);
+        }
+        self.file(station, ReportKind::Closing, close + minutes(rng, 10, 25), rng);
+        let counted = close + minutes(rng, 90, 200);
+        self.file(station, ReportKind::Counting, counted, rng);
+        self.file(station, ReportKind::Departure, counted + minutes(rng, 10, 25), rng);
     }
 
     fn visit(
@@ -535,6 +625,7 @@ pub(crate) mod tests {
             miscounts: 0.0,
             senders: true,
             rules: Rules { max_body_bytes: 256 * 1024, require_sender_auth: false },
+            deployment: Deployment::Teams,
         }
     }
 
@@ -559,6 +650,7 @@ pub(crate) mod tests {
                 miscounts: 0.1,
                 senders: true,
                 rules: Rules { max_body_bytes: 256 * 1024, require_sender_auth },
+                deployment: Deployment::Teams,
             };
             let day = simulate(&mission, &truth, &options).expect("a day");
             let corrected: std::collections::HashSet<uuid::Uuid> = day
@@ -676,5 +768,69 @@ pub(crate) mod tests {
         assert_eq!(counts.spoofed, (reports * 0.01).round() as u64);
         assert_eq!(counts.total as usize, day.messages.len());
         assert!(day.messages.windows(2).all(|w| w[0].at <= w[1].at), "sent in time order");
+    }
+
+    /// Deployed to stations, each observer stays at one all day and counts there: the station's
+    /// own protocols, from the drawn count, one counting report a station.
+    #[test]
+    fn a_deployment_to_stations_posts_one_observer_at_each_all_day() {
+        let mission = kg_2021();
+        let truth = truth(&mission);
+        // Every fourteenth station, abroad ones too: 177 stations for 200 observers.
+        let codes: Vec<String> = mission.stations.iter().step_by(14).map(|s| s.code.clone()).collect();
+        assert!(mission.stations.iter().step_by(14).any(|s| s.abroad));
+        let options = Options { deployment: Deployment::Stations(codes.clone()), ..quiet(3) };
+        let day = simulate(&mission, &truth, &options).expect("a day");
+        let count = truth::draw(&mission, &truth, &mut Rng::new(3));
+        let mut by_observer: BTreeMap<&str, Vec<&Report>> = BTreeMap::new();
+        for planned in &day.messages {
+            let Fate::Accepted { report, quarantined } = &planned.fate else { panic!("only reports") };
+            assert!(!quarantined, "{report:?}");
+            by_observer.entry(&report.observer).or_default().push(report);
+        }
+        assert_eq!(by_observer.len(), codes.len(), "one observer a station");
+        for (observer, code) in mission.observers.iter().zip(&codes) {
+            let reports = &by_observer[observer.id.as_str()];
+            assert!(reports.iter().all(|r| &r.station == code), "{} stays at {code}", observer.id);
+            let kinds: Vec<ReportKind> = reports.iter().map(|r| r.kind()).collect();
+            let position = |kind| kinds.iter().position(|k| *k == kind).expect("filed");
+            assert!(position(ReportKind::Arrival) < position(ReportKind::Opening), "{kinds:?}");
+            assert!(position(ReportKind::Opening) < position(ReportKind::Voting), "{kinds:?}");
+            assert!(position(ReportKind::Voting) < position(ReportKind::Closing), "{kinds:?}");
+            assert!(position(ReportKind::Closing) < position(ReportKind::Counting), "{kinds:?}");
+            assert!(position(ReportKind::Counting) < position(ReportKind::Departure), "{kinds:?}");
+            let counted: Vec<&Report> =
+                reports.iter().copied().filter(|r| r.kind() == ReportKind::Counting).collect();
+            let [counting] = counted.as_slice() else {
+                panic!("{}: one count, not {}", observer.id, counted.len())
+            };
+            let Content::Counting(body) = &counting.content else { unreachable!("a counting report") };
+            let index = mission.stations.iter().position(|s| &s.code == code).expect("a station");
+            assert_eq!(body.protocols, count.stations[index], "{code}");
+        }
+    }
+
+    #[test]
+    fn a_deployment_to_stations_needs_an_observer_for_each_known_station() {
+        let mission = kg_2021();
+        let truth = truth(&mission);
+        let at = |codes: Vec<String>| {
+            let options = Options { deployment: Deployment::Stations(codes), ..quiet(3) };
+            simulate(&mission, &truth, &options).map(|_| ()).map_err(|e| e.to_string())
+        };
+        let all: Vec<String> = mission.stations.iter().map(|s| s.code.clone()).collect();
+        assert_eq!(
+            at(all[..201].to_vec()),
+            Err("mission kg-2021 has 200 observers for 201 stations: one observer stays at each".to_owned())
+        );
+        assert_eq!(
+            at(vec!["01001".to_owned(), "x".repeat(100)]),
+            Err(format!("station `{}…` is not in the roster of mission kg-2021", "x".repeat(40)))
+        );
+        assert_eq!(
+            at(vec!["01001".to_owned(), "01001".to_owned()]),
+            Err("station 01001 is named twice".to_owned())
+        );
+        assert!(at(Vec::new()).is_err());
     }
 }

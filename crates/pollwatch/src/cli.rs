@@ -567,6 +567,11 @@ pub struct SimulateArgs {
     /// broker allows only if the user in amqp.url has the `impersonator` tag; `none`: no user_id
     #[arg(long, value_enum, default_value_t = Senders::None)]
     pub senders: Senders,
+    /// `teams`: teams of the roster travel between stations, opening at the first and counting
+    /// at the last; `pvt`: one observer stays at each station of the quick count's sample
+    /// (DIR/pvt-sample.csv, drawn by `pollwatch pvt sample`), the roster's observers in order
+    #[arg(long, value_enum, default_value_t = Deploy::Teams)]
+    pub deploy: Deploy,
     /// Where to write what the store and the dead-letter queue must hold afterwards
     #[arg(long, value_name = "FILE", default_value = "data/expectation.json")]
     pub expect: PathBuf,
@@ -574,8 +579,15 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N", default_value_t = 1_000)]
     pub window: usize,
     /// Instead of a day: publish N generated reports as fast as confirms allow and print the rate
-    #[arg(long, value_name = "N", conflicts_with_all = ["duration", "rate", "spoofed", "miscounts", "senders"])]
+    #[arg(long, value_name = "N", conflicts_with_all = ["duration", "rate", "spoofed", "miscounts", "senders", "deploy"])]
     pub burst: Option<usize>,
+}
+
+/// Where a simulated day's observers go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Deploy {
+    Teams,
+    Pvt,
 }
 
 /// Whose broker user a simulated message claims to come from.

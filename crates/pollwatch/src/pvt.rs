@@ -85,7 +85,7 @@ fn sample(dir: &Path, size: u32, strata: StrataBy, seed: Option<u64>, replace: b
 }
 
 /// The mission folder's sample, read against its roster.
-fn read_sample(dir: &Path, mission: &Mission) -> anyhow::Result<Sample> {
+pub(crate) fn read_sample(dir: &Path, mission: &Mission) -> anyhow::Result<Sample> {
     let path = dir.join(SAMPLE_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!("reading {}: draw the sample first, with `pollwatch pvt sample`", path.display())

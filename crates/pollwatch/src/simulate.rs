@@ -9,9 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pollwatch_model::Mission;
 use pollwatch_publish::{Flushed, Message, PublisherConfig, publish_all};
 use pollwatch_settings::Settings;
-use pollwatch_sim::{Day, GroundTruth, Options};
+use pollwatch_sim::{Day, Deployment, GroundTruth, Options};
 
-use crate::cli::{Senders, SimulateArgs};
+use crate::cli::{Deploy, Senders, SimulateArgs};
 
 /// The longest `--duration`: about twice the day's own span.
 const MAX_DURATION: Duration = Duration::from_secs(48 * 3_600);
@@ -50,6 +50,16 @@ pub async fn run(settings: &Settings, mission: &Mission, args: &SimulateArgs) ->
         miscounts: args.miscounts,
         senders: args.senders == Senders::Device,
         rules,
+        deployment: match args.deploy {
+            Deploy::Teams => Deployment::Teams,
+            Deploy::Pvt => Deployment::Stations(
+                crate::pvt::read_sample(&args.mission, mission)?
+                    .stations
+                    .into_iter()
+                    .map(|s| s.station)
+                    .collect(),
+            ),
+        },
     };
     let day = pollwatch_sim::simulate(mission, &truth, &options)?;
     // The worker rejects reports written later than its own clock (timestamp_in_future).
