@@ -183,7 +183,11 @@ pub(crate) async fn incidents(State(api): State<Api>, RawQuery(query): RawQuery)
 /// The id of the contest a page's `?contest=` names (404 for one the mission lacks), or of the
 /// mission's first; no other parameter is taken.
 fn contest_asked(api: &Api, query: Option<&str>) -> Result<String, Problem> {
-    let params = Params::parse(query, &["contest"])?;
+    contest_of(api, &Params::parse(query, &["contest"])?)
+}
+
+/// The contest `?contest=` names, or the mission's first.
+fn contest_of(api: &Api, params: &Params) -> Result<String, Problem> {
     let contest = match params.code("contest")? {
         None => api
             .mission
@@ -210,28 +214,34 @@ pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -
 /// The quick count: the estimate with its margins, the sample's completeness, the official
 /// result against it, and the estimate over the night; or how to draw a sample, until there is one.
 pub(crate) async fn quick_count(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
-    let contest = contest_asked(&api, query.as_deref())?;
+    let params = Params::parse(query.as_deref(), &["contest", "share_of"])?;
+    let contest = contest_of(&api, &params)?;
+    let share_of = match params.one_of("share_of", &["valid", "ballots"])?.as_deref() {
+        Some("ballots") => pollwatch_pvt::ShareOf::Ballots,
+        _ => pollwatch_pvt::ShareOf::Valid,
+    };
     let Some((sample, fingerprint)) = pollwatch_api::pvt::sample_if_any(&api).await? else {
         // Nothing of the store's in it: marked as up to date with the store, so that the script
         // does not fetch it again but after a change.
         let seq = api.store.latest_seq().await?;
-        let page = render::quick_count(&api.mission, api.mission.contest(&contest).expect("a contest"), None);
+        let contest = api.mission.contest(&contest).expect("a contest");
+        let page = render::quick_count(&api.mission, contest, share_of, None);
         return Ok(html(StatusCode::OK, maud::html! { div.view data-seq=(seq) { (page) } }.into_string()));
     };
     let (official, official_fingerprint) = pollwatch_api::pvt::read_official(&api).await?;
     let (sample, official) = (std::sync::Arc::new(sample), std::sync::Arc::new(official));
-    let question = format!("quick-count {contest} {fingerprint} {official_fingerprint}");
+    let question = format!("quick-count {contest} {share_of:?} {fingerprint} {official_fingerprint}");
     shared_view(&api, Some(question), false, move |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
         let contest = mission.contest(&contest).expect("a contest of the mission");
         let asked = pollwatch_api::pvt::Asked {
-            share_of: pollwatch_pvt::ShareOf::Valid,
+            share_of,
             threshold: api.pvt_threshold,
             as_of: None,
             official: official.as_ref().as_ref().and_then(|o| o.contests.get(&contest.id)),
         };
         let view = pollwatch_api::pvt::estimate(store, mission, &sample, contest, &asked).await?;
-        Ok(render::quick_count(mission, contest, Some(&view)))
+        Ok(render::quick_count(mission, contest, share_of, Some(&view)))
     })
     .await
 }

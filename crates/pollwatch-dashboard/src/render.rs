@@ -12,6 +12,7 @@ use pollwatch_api::views::{
     ReportSummaryView, ReportView, ReportsView, ResultFigures, ResultsView,
 };
 use pollwatch_model::{Contest, IncidentCategory, Mission, ReportKind, Severity};
+use pollwatch_pvt::ShareOf;
 use pollwatch_store::IncidentFilter;
 
 use crate::assets::{SCRIPT_PATH, STYLE_PATH};
@@ -561,13 +562,34 @@ pub(crate) fn results(
 /// The quick count's page: the estimate per choice with its margins and the official result
 /// against it, the sample's completeness per stratum, and the leading choice's estimate over the
 /// night; or, without a sample, how to draw one.
-pub(crate) fn quick_count(mission: &Mission, contest: &Contest, estimate: Option<&PvtView>) -> Markup {
+pub(crate) fn quick_count(
+    mission: &Mission,
+    contest: &Contest,
+    share_of: ShareOf,
+    estimate: Option<&PvtView>,
+) -> Markup {
     let margin = |m: Option<f64>| m.map_or_else(|| "–".to_owned(), |m| format!("±{:.2}", m * 100.0));
     let points = |x: f64| format!("{:.2}", x * 100.0);
+    let of = |share_of: ShareOf| match share_of {
+        ShareOf::Valid => "valid",
+        ShareOf::Ballots => "ballots",
+    };
+    let link = |contest: &str, share_of: ShareOf| {
+        format!("/quick-count?contest={contest}&share_of={}", of(share_of))
+    };
+    let shares = [
+        (ShareOf::Valid, "Shares of the valid votes"),
+        (ShareOf::Ballots, "Shares of the ballots in the box (those who took part)"),
+    ];
     let body = html! {
         nav.tabs aria-label="Contest" {
             @for other in &mission.contests {
-                a href={"/quick-count?contest=" (other.id)} aria-current=[(other.id == contest.id).then_some("page")] { (other.name) }
+                a href=(link(&other.id, share_of)) aria-current=[(other.id == contest.id).then_some("page")] { (other.name) }
+            }
+        }
+        nav.tabs #share-of aria-label="Shares of" {
+            @for (choice, label) in shares {
+                a href=(link(&contest.id, choice)) data-share-of=(of(choice)) aria-current=[(choice == share_of).then_some("page")] { (label) }
             }
         }
         @match estimate {
@@ -603,7 +625,7 @@ pub(crate) fn quick_count(mission: &Mission, contest: &Contest, estimate: Option
                             }
                         }
                     }
-                    p.muted { "Shares of the valid votes, from the accepted counting protocols of the sampled stations; "
+                    p.muted { (shares.iter().find(|(c, _)| *c == share_of).map_or("", |(_, label)| label)) ", from the accepted counting protocols of the sampled stations; "
                         "stratified by " (view.strata_by) ", seed " (view.seed) ". "
                         @if !view.disputed.is_empty() { "Left out until a reviewer settles them (disputed): " (view.disputed.join(", ")) ". " }
                         "The formulas: docs/pvt.md." }
@@ -657,7 +679,7 @@ fn estimate_row(
                     Some(official) => {
                         td.num { (points(official.share)) }
                         td.num { (format!("{:+.2}", official.difference * 100.0)) }
-                        td.verdict { (official.verdict.unwrap_or("no margin yet")) }
+                        td.verdict.outside[official.verdict == Some(pollwatch_api::pvt::OUTSIDE)] { (official.verdict.unwrap_or("no margin yet")) }
                     }
                     None => { td {} td {} td {} }
                 }
@@ -668,24 +690,33 @@ fn estimate_row(
 
 /// The estimate of `choice` and its 95 % interval over the night, as an SVG line in a band.
 fn history_chart(view: &PvtView, choice: &str) -> Markup {
-    let points: Vec<(u64, f64, f64)> = view
+    let points: Vec<(u64, f64, Option<f64>)> = view
         .history
         .iter()
-        .filter_map(|p| p.choices.get(choice).map(|r| (p.reported, r.estimate, r.margin_95.unwrap_or(0.0))))
+        .filter_map(|p| p.choices.get(choice).map(|r| (p.reported, r.estimate, r.margin_95)))
         .collect();
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return html! { p.muted { "No protocol of the sample has come in yet." } };
     };
-    let low = points.iter().map(|p| p.1 - p.2).fold(f64::INFINITY, f64::min).max(0.0);
-    let high = points.iter().map(|p| p.1 + p.2).fold(f64::NEG_INFINITY, f64::max).min(1.0);
+    let margin = |p: &(u64, f64, Option<f64>)| p.2.unwrap_or(0.0);
+    let low = points.iter().map(|p| p.1 - margin(p)).fold(f64::INFINITY, f64::min).max(0.0);
+    let high = points.iter().map(|p| p.1 + margin(p)).fold(f64::NEG_INFINITY, f64::max).min(1.0);
     let (span_x, span_y) = ((last.0 - first.0).max(1) as f64, (high - low).max(1e-6));
     let x = |reported: u64| (reported - first.0) as f64 / span_x * 100.0;
     let y = |share: f64| 40.0 - (share - low) / span_y * 40.0;
     let line: Vec<String> = points.iter().map(|p| format!("{:.2},{:.2}", x(p.0), y(p.1))).collect();
-    let band: Vec<String> = points
-        .iter()
-        .map(|p| format!("{:.2},{:.2}", x(p.0), y(p.1 + p.2)))
-        .chain(points.iter().rev().map(|p| format!("{:.2},{:.2}", x(p.0), y(p.1 - p.2))))
+    // The interval where there is one: a moment whose estimate has no margin yet (a stratum
+    // with fewer than two stations in) breaks the band rather than narrowing it to nothing.
+    let bands: Vec<String> = points
+        .split(|p| p.2.is_none())
+        .filter(|run| run.len() > 1)
+        .map(|run| {
+            let corner = |p: &(u64, f64, Option<f64>), up: f64| {
+                format!("{:.2},{:.2}", x(p.0), y(p.1 + up * margin(p)))
+            };
+            let upper = run.iter().map(|p| corner(p, 1.0));
+            upper.chain(run.iter().rev().map(|p| corner(p, -1.0))).collect::<Vec<_>>().join(" ")
+        })
         .collect();
     let label = format!(
         "from {} % with {} stations in to {} % with {}",
@@ -696,7 +727,7 @@ fn history_chart(view: &PvtView, choice: &str) -> Markup {
     );
     html! {
         svg.history viewBox="0 0 100 40" preserveAspectRatio="none" role="img" aria-label=(label) {
-            polygon.band points=(band.join(" ")) {}
+            @for band in &bands { polygon.band points=(band) {} }
             polyline.estimate points=(line.join(" ")) {}
         }
         p.muted.axis { (format!("{:.2}", low * 100.0)) "–" (format!("{:.2}", high * 100.0)) " %, against the sampled stations in (" (first.0) " to " (last.0) "): " (label) "." }

@@ -295,6 +295,13 @@ fn the_quick_count_page_shows_the_estimate_the_official_verdict_and_the_night() 
             verdict: Some(verdict),
         }),
     };
+    let ratio_without_margin = |estimate: f64| PvtRatioView {
+        estimate,
+        standard_error: None,
+        margin_95: None,
+        margin_99: None,
+        official: None,
+    };
     let (leader, other) = (&contest.choices[3], &contest.choices[0]);
     let point = |reported: u64, estimate: f64| PvtPointView {
         at: "2021-01-10T15:00:00Z".to_owned(),
@@ -331,9 +338,20 @@ fn the_quick_count_page_shows_the_estimate_the_official_verdict_and_the_night() 
         publishable: false,
         official: true,
         disputed: vec!["01001".to_owned()],
-        history: vec![point(20, 0.79), point(60, 0.80), point(120, 0.8073)],
+        history: vec![
+            point(20, 0.79),
+            point(40, 0.795),
+            // A stratum with one station in: no margin at that moment.
+            PvtPointView {
+                choices: [(leader.code.clone(), ratio_without_margin(0.80))].into(),
+                ..point(60, 0.0)
+            },
+            point(90, 0.805),
+            point(120, 0.8073),
+        ],
     };
-    let page = render::quick_count(&mission, contest, Some(&view)).into_string();
+    let page =
+        render::quick_count(&mission, contest, pollwatch_pvt::ShareOf::Ballots, Some(&view)).into_string();
     assert!(page.contains("Not yet publishable: a stratum is less than 80.0 % in"), "{page}");
     assert!(page.contains("120 of 300 sampled stations"), "{page}");
     let row = |code: &str| {
@@ -343,10 +361,20 @@ fn the_quick_count_page_shows_the_estimate_the_official_verdict_and_the_night() 
     let leading = row(&leader.code);
     assert!(leading.contains("80.73") && leading.contains("±0.15") && leading.contains("85.71"), "{leading}");
     assert!(leading.contains("+4.98") && leading.contains("outside the margin"), "{leading}");
-    assert!(row(&other.code).contains("consistent"));
+    assert!(leading.contains("class=\"verdict outside\""), "marked: {leading}");
+    assert!(row(&other.code).contains("consistent") && !row(&other.code).contains("outside"));
     assert!(row("turnout").contains("39.16"));
     assert!(page.contains("Left out until a reviewer settles them (disputed): 01001"));
+    assert!(
+        page.contains("Shares of the ballots in the box (those who took part), from the accepted"),
+        "{page}"
+    );
+    assert!(
+        page.contains("href=\"/quick-count?contest=referendum&amp;share_of=ballots\""),
+        "the other contest, the same shares: {page}"
+    );
     assert_eq!(page.matches("<polyline").count(), 1, "the estimate over the night");
+    assert_eq!(page.matches("<polygon").count(), 2, "the interval, broken where there is none: {page}");
     assert!(page.contains("points=\"0.00,"), "the line starts at the left: {page}");
     assert!(page.contains("from 79.00 % with 20 stations in to 80.73 % with 120"), "{page}");
     assert!(
@@ -356,6 +384,6 @@ fn the_quick_count_page_shows_the_estimate_the_official_verdict_and_the_night() 
     );
     assert!(!page.contains("data-stratum=\"bishkek\" class=\"short\""));
 
-    let none = render::quick_count(&mission, contest, None).into_string();
+    let none = render::quick_count(&mission, contest, pollwatch_pvt::ShareOf::Valid, None).into_string();
     assert!(none.contains("no quick-count sample yet") && none.contains("pollwatch pvt sample"), "{none}");
 }
