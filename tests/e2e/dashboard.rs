@@ -56,8 +56,16 @@ async fn sign_in(browser: &Browser, token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the dashboard at `base`, signs in with `token` and waits until the page is live.
+pub(crate) async fn sign_in_at(browser: &Browser, base: &str, token: &str) -> anyhow::Result<()> {
+    browser.client.goto(&format!("{base}/")).await?;
+    sign_in(browser, token).await?;
+    browser.until_text(SHOWN_WITHIN, "#status", |s| s == "live").await?;
+    Ok(())
+}
+
 /// Opens `path` and waits until the page is live and its view is shown.
-async fn open(browser: &Browser, base: &str, path: &str, shown: &str) -> anyhow::Result<()> {
+pub(crate) async fn open(browser: &Browser, base: &str, path: &str, shown: &str) -> anyhow::Result<()> {
     browser.client.goto(&format!("{base}{path}")).await?;
     browser.until_text(SHOWN_WITHIN, "#status", |s| s == "live").await?;
     let waited = eventually(SHOWN_WITHIN, shown, async || browser.shown(shown).await).await;

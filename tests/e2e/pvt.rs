@@ -1,8 +1,13 @@
-//! The quick count's estimate from a store, on both backends: the sampled stations' counting
-//! reports stored as the worker stores them, one from a station outside the sample, one from a
-//! station whose two teams disagree; the estimate then equals the estimator's over exactly the
-//! sampled stations that count, and replaying it before the reports arrived finds none in. The
-//! API serves the same view once the mission folder has the sample.
+//! The quick count. From a store, on both backends: the sampled stations' counting reports
+//! stored as the worker stores them, one from a station outside the sample, one from a station
+//! whose two teams disagree; the estimate then equals the estimator's over exactly the sampled
+//! stations that count, and replaying it before the reports arrived finds none in. The API
+//! serves the same view once the mission folder has the sample.
+//!
+//! And as a citizen network runs it, every process as installed: `pollwatch pvt sample` draws
+//! 300 stations of kg-2021-pvt, `pollwatch simulate --deploy pvt` posts an observer at each for
+//! the day, the worker stores their reports, and the API, the command line and the page set the
+//! estimate against the true count and against the official result, as announced and as raised.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +18,7 @@ use pollwatch_model::{Content, ReportKind};
 use pollwatch_pvt::{Counted, ShareOf, StrataBy};
 use pollwatch_store::Store;
 use pollwatch_tests::fixtures::{self, Rng};
-use pollwatch_tests::{free_address, http_request, within};
+use pollwatch_tests::{Browser, broker, free_address, http_request, spawn_worker_on, within};
 
 use crate::store::{on_both_backends, postgres, sqlite};
 
@@ -184,3 +189,214 @@ async fn the_estimate_reads_the_sampled_stations_that_count(store: &Store) -> an
 }
 
 const TOKEN: &str = "pw_test-token-for-the-quick-count";
+
+/// How long one command of the day may take (a deadline, not a target).
+const STEP: std::time::Duration = std::time::Duration::from_secs(120);
+
+#[tokio::test]
+async fn a_quick_count_day_finds_the_true_result_and_the_official_one_consistent() -> anyhow::Result<()> {
+    // The mission folder, as a network keeps it: the sample is drawn into it.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let folder = tempfile::tempdir()?;
+    for file in ["mission.toml", "forms.toml", "stations.csv", "observers.csv", "ground-truth.toml"] {
+        std::fs::copy(root.join("missions/kg-2021-pvt").join(file), folder.path().join(file))?;
+    }
+    let dir = folder.path().to_str().expect("a UTF-8 path").to_owned();
+    let mission = pollwatch_model::sample::kg_2021_pvt();
+    let drawn = run(pollwatch_tests::pollwatch_command()?.args([
+        "pvt",
+        "sample",
+        "--mission",
+        &dir,
+        "--size",
+        "300",
+        "--seed",
+        "7",
+    ]))
+    .await?;
+    assert!(drawn.contains("seed 7"), "{drawn}");
+
+    let broker = broker().await?;
+    let simulator_url =
+        broker.add_user(&broker.name("simulator"), "simulator-password", "impersonator").await?;
+    let store = tempfile::tempdir()?;
+    let store_url = format!("sqlite://{}", store.path().join("pollwatch.db").display());
+    let settings = [
+        ("POLLWATCH__INGEST__REQUIRE_SENDER_AUTH", "true".to_owned()),
+        ("POLLWATCH__PVT__PUBLISH_THRESHOLD", "0.9".to_owned()),
+    ];
+    let worker = spawn_worker_on(&broker, &store_url, &settings, folder.path()).await?;
+    let expectation = store.path().join("expectation.json");
+    let simulated = run(worker
+        .command()?
+        .env("POLLWATCH__AMQP__URL", &simulator_url)
+        .args(["simulate", "--mission", &dir, "--deploy", "pvt", "--seed", "7", "--duration", "3s"])
+        .args(["--senders", "device", "--resends", "0.03", "--corrections", "0.03", "--out-of-order", "0.05"])
+        .arg("--expect")
+        .arg(&expectation))
+    .await?;
+    assert!(simulated.contains("published "), "{simulated}");
+    let expected: pollwatch_sim::Expectation = serde_json::from_slice(&std::fs::read(&expectation)?)?;
+    assert_eq!(expected.results["president"].stations_counted, 300, "one count a sampled station");
+    let verified = run(worker.command()?.arg("verify").arg(&expectation).args(["--wait", "90s"])).await?;
+    assert!(verified.starts_with("the store matches "), "{verified}");
+
+    let token = run(worker.command()?.args(["token", "add", "statistician", "--role", "viewer"])).await?;
+    let token = token.trim().to_owned();
+    let address = worker.address();
+    let get = |path: String| {
+        let token = token.clone();
+        async move {
+            let answer =
+                within(STEP, "GET /api/v1/pvt", http_request(address, "GET", &path, Some(&token))).await??;
+            anyhow::ensure!(answer.status == 200, "{path}: {} {}", answer.status, answer.text());
+            answer.json()
+        }
+    };
+    let choice = |view: &serde_json::Value, code: &str| {
+        view["choices"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["choice"] == code))
+            .cloned()
+            .expect("a choice")
+    };
+    let within_margin = |ratio: &serde_json::Value, truth: f64| {
+        let (estimate, margin) = (ratio["estimate"].as_f64(), ratio["margin_95"].as_f64());
+        let (Some(estimate), Some(margin)) = (estimate, margin) else {
+            panic!("an estimate with a margin: {ratio}")
+        };
+        println!(
+            "estimate {:.2} % ± {:.2} (95 %), true {:.2} %",
+            estimate * 100.0,
+            margin * 100.0,
+            truth * 100.0
+        );
+        (estimate - truth).abs() <= margin
+    };
+
+    // The whole count is known: 1,105,248 of the 1,395,513 ballots for Japarov (79.20 %), and
+    // 1,395,513 of 3,563,574 registered voters took part (39.16 %).
+    let view = get("/api/v1/pvt?contest=president&share_of=ballots".to_owned()).await?;
+    assert_eq!((view["sampled"].as_u64(), view["reported"].as_u64()), (Some(300), Some(300)), "{view}");
+    assert_eq!(
+        (view["publishable"].as_bool(), view["threshold"].as_f64()),
+        (Some(true), Some(0.9)),
+        "{view}"
+    );
+    assert_eq!(view["official"], false);
+    assert!(within_margin(&choice(&view, "japarov"), 1_105_248.0 / 1_395_513.0), "Japarov: {view}");
+    assert!(within_margin(&view["turnout"], 1_395_513.0 / 3_563_574.0), "turnout: {view}");
+    assert!(view["history"].as_array().is_some_and(|h| h.len() > 1), "the night: {view}");
+
+    // The official result as announced: every choice, and turnout, consistent with the sample.
+    let announced = root.join("missions/kg-2021/official-result.toml");
+    let imported = run(pollwatch_tests::pollwatch_command()?
+        .args(["pvt", "official", "--mission", &dir])
+        .arg(&announced))
+    .await?;
+    assert!(imported.contains("president: 3,563,574 registered voters"), "{imported}");
+    let checked = get("/api/v1/pvt?contest=president&share_of=ballots".to_owned()).await?;
+    assert_eq!(checked["official"], true);
+    let verdicts = |view: &serde_json::Value| -> Vec<(String, String)> {
+        let choices = view["choices"].as_array().expect("choices").iter();
+        choices
+            .chain([&view["turnout"]])
+            .map(|c| {
+                (c["choice"].as_str().unwrap_or("turnout").to_owned(), c["official"]["verdict"].to_string())
+            })
+            .collect()
+    };
+    let all = verdicts(&checked);
+    assert_eq!(all.len(), mission.contest("president").expect("a contest").choices.len() + 1);
+    assert!(all.iter().all(|(_, v)| v == "\"consistent\""), "{all:?}");
+    let referendum = get("/api/v1/pvt?contest=referendum&share_of=ballots".to_owned()).await?;
+    assert!(verdicts(&referendum).iter().all(|(_, v)| v == "\"consistent\""), "{:?}", verdicts(&referendum));
+    // The command line says the same.
+    let printed = run(worker.command()?.args([
+        "pvt",
+        "estimate",
+        "--mission",
+        &dir,
+        "--share-of",
+        "ballots",
+        "--json",
+    ]))
+    .await?;
+    let printed: serde_json::Value = serde_json::from_str(&printed)?;
+    assert_eq!(verdicts(&printed), all);
+    assert_eq!(printed["choices"], checked["choices"]);
+
+    // The page, in a real browser: the estimate as shares of the ballots, as the commission
+    // announces them, with its verdicts, the night and the strata.
+    let browser = Browser::start(1280, 1500).await?;
+    let base = format!("http://{address}");
+    crate::dashboard::sign_in_at(&browser, &base, &token).await?;
+    crate::dashboard::open(&browser, &base, "/quick-count?contest=president&share_of=ballots", "#estimate")
+        .await?;
+    let row = |code: &'static str| {
+        let browser = &browser;
+        async move {
+            browser.text(&format!("#estimate tr[data-choice={code}]")).await.map(|t| t.unwrap_or_default())
+        }
+    };
+    let japarov = row("japarov").await?;
+    assert!(
+        japarov.contains("Japarov") && japarov.contains("79.20") && japarov.contains("consistent"),
+        "{japarov}"
+    );
+    let estimate = choice(&checked, "japarov")["estimate"].as_f64().expect("an estimate");
+    assert!(japarov.contains(&format!("{:.2}", estimate * 100.0)), "the API's figure: {japarov}");
+    assert!(browser.shown("#publishable.ok").await?, "publishable");
+    assert!(browser.shown("#over-time svg").await?, "the chart of the night");
+    let strata = browser.text("#strata").await?.unwrap_or_default();
+    assert!(strata.contains("Osh region") && strata.contains("100.0 %"), "{strata}");
+    browser.screenshot("quick-count").await?;
+
+    // Japarov's official share raised by 5 points of the ballots, the votes taken from the
+    // others in proportion: his is now outside the margin, and the page says so.
+    let mut official =
+        pollwatch_pvt::Official::parse(&std::fs::read_to_string(&announced)?, false, &mission)?;
+    let president = official.contests.get_mut("president").expect("the president's result");
+    let raised = president.ballots * 5 / 100;
+    let others: u64 = president.votes.iter().filter(|(c, _)| *c != "japarov").map(|(_, n)| n).sum();
+    let mut taken = 0;
+    for (_, votes) in president.votes.iter_mut().filter(|(c, _)| *c != "japarov") {
+        let share = *votes * raised / others;
+        *votes -= share;
+        taken += share;
+    }
+    let runner_up = president
+        .votes
+        .iter()
+        .filter(|(c, _)| *c != "japarov")
+        .max_by_key(|(_, n)| **n)
+        .map(|(c, _)| c.clone());
+    *president.votes.get_mut(&runner_up.expect("a runner-up")).expect("a choice") -= raised - taken;
+    *president.votes.get_mut("japarov").expect("Japarov") += raised;
+    let doctored = folder.path().join("doctored.toml");
+    std::fs::write(&doctored, official.to_toml())?;
+    run(pollwatch_tests::pollwatch_command()?.args(["pvt", "official", "--mission", &dir]).arg(&doctored))
+        .await?;
+    let checked = get("/api/v1/pvt?contest=president&share_of=ballots".to_owned()).await?;
+    let japarov_official = &choice(&checked, "japarov")["official"];
+    assert_eq!(japarov_official["verdict"], "outside the margin", "{japarov_official}");
+    let difference = japarov_official["difference"].as_f64().expect("a difference");
+    assert!(difference > 0.04, "{japarov_official}");
+    assert_eq!(checked["turnout"]["official"]["verdict"], "consistent", "the same turnout");
+    // The page follows the store, not the folder: opened again, it reads the new result.
+    crate::dashboard::open(&browser, &base, "/quick-count?contest=president&share_of=ballots", "#estimate")
+        .await?;
+    let japarov = row("japarov").await?;
+    assert!(japarov.contains("outside the margin"), "{japarov}");
+    browser.screenshot("quick-count-outside").await?;
+    browser.close().await?;
+    Ok(())
+}
+
+/// What `command` prints, once it has succeeded.
+async fn run(command: &mut tokio::process::Command) -> anyhow::Result<String> {
+    let output = within(STEP, "a pollwatch command", command.output()).await??;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    anyhow::ensure!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    Ok(stdout)
+}
