@@ -299,10 +299,7 @@ type TeamsAndRoutes<'a> = (Vec<Vec<&'a Observer>>, Vec<Vec<&'a Station>>);
 
 /// For a deployment to `codes`: the roster's first observers, each a team of one, and the one
 /// station each stays at.
-fn posted<'a>(
-    mission: &'a Mission,
-    codes: &[String],
-) -> Result<TeamsAndRoutes<'a>, Unsimulable> {
+fn posted<'a>(mission: &'a Mission, codes: &[String]) -> Result<TeamsAndRoutes<'a>, Unsimulable> {
     if codes.is_empty() {
         return Err(Unsimulable("a deployment to stations needs one station at least".to_owned()));
     }
