@@ -351,6 +351,11 @@ async fn a_quick_count_day_finds_the_true_result_and_the_official_one_consistent
     let strata = browser.text("#strata").await?.unwrap_or_default();
     assert!(strata.contains("Osh region") && strata.contains("100.0 %"), "{strata}");
     browser.screenshot("quick-count").await?;
+    // Replayed before any protocol arrived: nothing in, nothing to publish.
+    let before = "/quick-count?contest=president&share_of=ballots&as_of=2021-01-10T14:00:00Z";
+    crate::dashboard::open(&browser, &base, before, "#replayed").await?;
+    let publishable = browser.text("#publishable").await?.unwrap_or_default();
+    assert!(publishable.contains("0 of 300 sampled stations have reported"), "{publishable}");
 
     // Japarov's official share raised by 5 points of the ballots, the votes taken from the
     // others in proportion: his is now outside the margin, and the page says so.

@@ -214,7 +214,8 @@ pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -
 /// The quick count: the estimate with its margins, the sample's completeness, the official
 /// result against it, and the estimate over the night; or how to draw a sample, until there is one.
 pub(crate) async fn quick_count(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
-    let params = Params::parse(query.as_deref(), &["contest", "share_of"])?;
+    let params = Params::parse(query.as_deref(), &["contest", "share_of", "as_of"])?;
+    let as_of = params.time("as_of")?;
     let contest = contest_of(&api, &params)?;
     let share_of = match params.one_of("share_of", &["valid", "ballots"])?.as_deref() {
         Some("ballots") => pollwatch_pvt::ShareOf::Ballots,
@@ -225,23 +226,24 @@ pub(crate) async fn quick_count(State(api): State<Api>, RawQuery(query): RawQuer
         // does not fetch it again but after a change.
         let seq = api.store.latest_seq().await?;
         let contest = api.mission.contest(&contest).expect("a contest");
-        let page = render::quick_count(&api.mission, contest, share_of, None);
+        let page = render::quick_count(&api.mission, contest, share_of, as_of, None);
         return Ok(html(StatusCode::OK, maud::html! { div.view data-seq=(seq) { (page) } }.into_string()));
     };
     let (official, official_fingerprint) = pollwatch_api::pvt::read_official(&api).await?;
     let (sample, official) = (std::sync::Arc::new(sample), std::sync::Arc::new(official));
-    let question = format!("quick-count {contest} {share_of:?} {fingerprint} {official_fingerprint}");
+    let question =
+        format!("quick-count {contest} {share_of:?} {as_of:?} {fingerprint} {official_fingerprint}");
     shared_view(&api, Some(question), false, move |api: Api| async move {
         let (store, mission) = (&api.store, &*api.mission);
         let contest = mission.contest(&contest).expect("a contest of the mission");
         let asked = pollwatch_api::pvt::Asked {
             share_of,
             threshold: api.pvt_threshold,
-            as_of: None,
+            as_of,
             official: official.as_ref().as_ref().and_then(|o| o.contests.get(&contest.id)),
         };
         let view = pollwatch_api::pvt::estimate(store, mission, &sample, contest, &asked).await?;
-        Ok(render::quick_count(mission, contest, share_of, Some(&view)))
+        Ok(render::quick_count(mission, contest, share_of, as_of, Some(&view)))
     })
     .await
 }

@@ -566,6 +566,7 @@ pub(crate) fn quick_count(
     mission: &Mission,
     contest: &Contest,
     share_of: ShareOf,
+    as_of: Option<DateTime<Utc>>,
     estimate: Option<&PvtView>,
 ) -> Markup {
     let margin = |m: Option<f64>| m.map_or_else(|| "–".to_owned(), |m| format!("±{:.2}", m * 100.0));
@@ -574,8 +575,11 @@ pub(crate) fn quick_count(
         ShareOf::Valid => "valid",
         ShareOf::Ballots => "ballots",
     };
+    // In `Z` form, which a query string carries as it is.
+    let replayed = as_of.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     let link = |contest: &str, share_of: ShareOf| {
-        format!("/quick-count?contest={contest}&share_of={}", of(share_of))
+        let at = replayed.as_ref().map(|t| format!("&as_of={t}")).unwrap_or_default();
+        format!("/quick-count?contest={contest}&share_of={}{at}", of(share_of))
     };
     let shares = [
         (ShareOf::Valid, "Shares of the valid votes"),
@@ -603,6 +607,10 @@ pub(crate) fn quick_count(
             Some(view) => {
                 section.contest data-contest=(contest.id) {
                     h2 { (contest.name) }
+                    @if let Some(at) = as_of {
+                        p #replayed role="status" { "Replayed as of " (local(mission, at)) " (" (mission.time_zone.name()) "): protocols received later are left out. "
+                            a href={"/quick-count?contest=" (contest.id) "&share_of=" (of(share_of))} { "Now" } }
+                    }
                     @if view.publishable {
                         p #publishable.ok { "Every stratum is at least " (percent(view.threshold)) " in: the estimate may be published." }
                     } @else {
@@ -633,7 +641,7 @@ pub(crate) fn quick_count(
                 @if let Some(leader) = view.choices.iter().max_by(|a, b| a.ratio.estimate.total_cmp(&b.ratio.estimate)) {
                     section #over-time {
                         h2 { (leader.name) " over the night " span.muted { "(estimate and its 95 % interval as the sample came in)" } }
-                        (history_chart(view, &leader.choice))
+                        (history_chart(mission, view, &leader.choice))
                     }
                 }
                 section #strata {
@@ -689,48 +697,63 @@ fn estimate_row(
 }
 
 /// The estimate of `choice` and its 95 % interval over the night, as an SVG line in a band.
-fn history_chart(view: &PvtView, choice: &str) -> Markup {
-    let points: Vec<(u64, f64, Option<f64>)> = view
+fn history_chart(mission: &Mission, view: &PvtView, choice: &str) -> Markup {
+    // (received, stations in, estimate, 95 % margin) at each moment.
+    let points: Vec<(DateTime<Utc>, u64, f64, Option<f64>)> = view
         .history
         .iter()
-        .filter_map(|p| p.choices.get(choice).map(|r| (p.reported, r.estimate, r.margin_95)))
+        .filter_map(|p| {
+            let at = DateTime::parse_from_rfc3339(&p.at).ok()?.to_utc();
+            p.choices.get(choice).map(|r| (at, p.reported, r.estimate, r.margin_95))
+        })
         .collect();
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return html! { p.muted { "No protocol of the sample has come in yet." } };
     };
-    let margin = |p: &(u64, f64, Option<f64>)| p.2.unwrap_or(0.0);
-    let low = points.iter().map(|p| p.1 - margin(p)).fold(f64::INFINITY, f64::min).max(0.0);
-    let high = points.iter().map(|p| p.1 + margin(p)).fold(f64::NEG_INFINITY, f64::max).min(1.0);
-    let (span_x, span_y) = ((last.0 - first.0).max(1) as f64, (high - low).max(1e-6));
-    let x = |reported: u64| (reported - first.0) as f64 / span_x * 100.0;
+    let margin = |p: &(DateTime<Utc>, u64, f64, Option<f64>)| p.3.unwrap_or(0.0);
+    let low = points.iter().map(|p| p.2 - margin(p)).fold(f64::INFINITY, f64::min).max(0.0);
+    let high = points.iter().map(|p| p.2 + margin(p)).fold(f64::NEG_INFINITY, f64::max).min(1.0);
+    let span_y = (high - low).max(1e-6);
+    // Against the time each moment's last protocol arrived; all in one millisecond, against
+    // the stations in.
+    let span_ms = (last.0 - first.0).num_milliseconds();
+    let x = |p: &(DateTime<Utc>, u64, f64, Option<f64>)| {
+        if span_ms > 0 {
+            (p.0 - first.0).num_milliseconds() as f64 / span_ms as f64 * 100.0
+        } else {
+            (p.1 - first.1) as f64 / (last.1 - first.1).max(1) as f64 * 100.0
+        }
+    };
     let y = |share: f64| 40.0 - (share - low) / span_y * 40.0;
-    let line: Vec<String> = points.iter().map(|p| format!("{:.2},{:.2}", x(p.0), y(p.1))).collect();
+    let line: Vec<String> = points.iter().map(|p| format!("{:.2},{:.2}", x(p), y(p.2))).collect();
     // The interval where there is one: a moment whose estimate has no margin yet (a stratum
     // with fewer than two stations in) breaks the band rather than narrowing it to nothing.
     let bands: Vec<String> = points
-        .split(|p| p.2.is_none())
+        .split(|p| p.3.is_none())
         .filter(|run| run.len() > 1)
         .map(|run| {
-            let corner = |p: &(u64, f64, Option<f64>), up: f64| {
-                format!("{:.2},{:.2}", x(p.0), y(p.1 + up * margin(p)))
+            let corner = |p: &(DateTime<Utc>, u64, f64, Option<f64>), up: f64| {
+                format!("{:.2},{:.2}", x(p), y(p.2 + up * margin(p)))
             };
             let upper = run.iter().map(|p| corner(p, 1.0));
             upper.chain(run.iter().rev().map(|p| corner(p, -1.0))).collect::<Vec<_>>().join(" ")
         })
         .collect();
     let label = format!(
-        "from {} % with {} stations in to {} % with {}",
-        format_args!("{:.2}", first.1 * 100.0),
-        first.0,
-        format_args!("{:.2}", last.1 * 100.0),
-        last.0
+        "from {:.2} % at {} with {} stations in to {:.2} % at {} with {}",
+        first.2 * 100.0,
+        local(mission, first.0),
+        first.1,
+        last.2 * 100.0,
+        local(mission, last.0),
+        last.1
     );
     html! {
         svg.history viewBox="0 0 100 40" preserveAspectRatio="none" role="img" aria-label=(label) {
             @for band in &bands { polygon.band points=(band) {} }
             polyline.estimate points=(line.join(" ")) {}
         }
-        p.muted.axis { (format!("{:.2}", low * 100.0)) "–" (format!("{:.2}", high * 100.0)) " %, against the sampled stations in (" (first.0) " to " (last.0) "): " (label) "." }
+        p.muted.axis { (format!("{:.2}", low * 100.0)) "–" (format!("{:.2}", high * 100.0)) " % against the time each protocol arrived (" (mission.time_zone.name()) "): " (label) "." }
     }
 }
 

@@ -303,8 +303,9 @@ fn the_quick_count_page_shows_the_estimate_the_official_verdict_and_the_night() 
         official: None,
     };
     let (leader, other) = (&contest.choices[3], &contest.choices[0]);
+    // A protocol a minute from 21:00 at the stations (15:00 UTC).
     let point = |reported: u64, estimate: f64| PvtPointView {
-        at: "2021-01-10T15:00:00Z".to_owned(),
+        at: format!("2021-01-10T{:02}:{:02}:00Z", 15 + reported / 60, reported % 60),
         reported,
         choices: [(leader.code.clone(), ratio(estimate, 0.02, None))].into(),
         turnout: None,
@@ -350,8 +351,9 @@ fn the_quick_count_page_shows_the_estimate_the_official_verdict_and_the_night() 
             point(120, 0.8073),
         ],
     };
-    let page =
-        render::quick_count(&mission, contest, pollwatch_pvt::ShareOf::Ballots, Some(&view)).into_string();
+    let as_of = Some(chrono::DateTime::parse_from_rfc3339("2021-01-10T17:30:00Z").expect("a time").to_utc());
+    let page = render::quick_count(&mission, contest, pollwatch_pvt::ShareOf::Ballots, as_of, Some(&view))
+        .into_string();
     assert!(page.contains("Not yet publishable: a stratum is less than 80.0 % in"), "{page}");
     assert!(page.contains("120 of 300 sampled stations"), "{page}");
     let row = |code: &str| {
@@ -370,13 +372,26 @@ fn the_quick_count_page_shows_the_estimate_the_official_verdict_and_the_night() 
         "{page}"
     );
     assert!(
-        page.contains("href=\"/quick-count?contest=referendum&amp;share_of=ballots\""),
+        page.contains(
+            "href=\"/quick-count?contest=referendum&amp;share_of=ballots&amp;as_of=2021-01-10T17:30:00Z\""
+        ),
         "the other contest, the same shares: {page}"
     );
     assert_eq!(page.matches("<polyline").count(), 1, "the estimate over the night");
     assert_eq!(page.matches("<polygon").count(), 2, "the interval, broken where there is none: {page}");
     assert!(page.contains("points=\"0.00,"), "the line starts at the left: {page}");
-    assert!(page.contains("from 79.00 % with 20 stations in to 80.73 % with 120"), "{page}");
+    assert!(
+        page.contains("from 79.00 % at 21:20:00 with 20 stations in to 80.73 % at 23:00:00 with 120"),
+        "{page}"
+    );
+    // Against time: 21:20, 21:40, (22:00), 22:30 and 23:00 over the 100 points of the width.
+    assert!(page.contains(" 100.00,"), "{page}");
+    assert!(page.contains("<polygon class=\"band\" points=\"0.00,") && page.contains(" 70.00,"), "{page}");
+    assert!(page.contains("Replayed as of 23:30:00 (Asia/Bishkek)"), "{page}");
+    assert!(
+        page.contains("share_of=ballots&amp;as_of=2021-01-10T17:30:00Z"),
+        "the links keep the moment: {page}"
+    );
     assert!(
         page.contains("<tr class=\"short\" data-stratum=\"osh\"")
             || page.contains("data-stratum=\"osh\" class=\"short\""),
@@ -384,6 +399,7 @@ fn the_quick_count_page_shows_the_estimate_the_official_verdict_and_the_night() 
     );
     assert!(!page.contains("data-stratum=\"bishkek\" class=\"short\""));
 
-    let none = render::quick_count(&mission, contest, pollwatch_pvt::ShareOf::Valid, None).into_string();
+    let none =
+        render::quick_count(&mission, contest, pollwatch_pvt::ShareOf::Valid, None, None).into_string();
     assert!(none.contains("no quick-count sample yet") && none.contains("pollwatch pvt sample"), "{none}");
 }
