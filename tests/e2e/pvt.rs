@@ -1,6 +1,6 @@
 //! The quick count. From a store, on both backends: the sampled stations' counting reports
 //! stored as the worker stores them, one from a station outside the sample, one from a station
-//! whose two teams disagree; the estimate then equals the estimator's over exactly the sampled
+//! whose two teams disagree, one held for review; the estimate then equals the estimator's over exactly the sampled
 //! stations that count, and replaying it before the reports arrived finds none in. The API
 //! serves the same view once the mission folder has the sample.
 //!
@@ -74,16 +74,25 @@ async fn the_estimate_reads_the_sampled_stations_that_count(store: &Store) -> an
         *votes.get_mut(&second).expect("a choice") += moved;
     }
     reports.push(other);
+    // A sampled station of another stratum whose protocol does not add up: held for review, out.
+    let held = reporting.iter().find(|s| s.stratum == "bishkek").expect("bishkek is sampled").station.clone();
+    let slip = reports.iter_mut().find(|r| r.station == held).expect("its report");
+    if let Content::Counting(body) = &mut slip.content {
+        *body.protocols[0].votes.values_mut().next().expect("a choice") += 10;
+    }
     let before = Utc::now() - Duration::seconds(1);
     let asked =
         |as_of| pollwatch_api::pvt::Asked { share_of: ShareOf::Valid, threshold: 0.8, as_of, official: None };
     let batch: Vec<_> = reports.iter().map(|r| fixtures::incoming(&mission, r)).collect();
+    let flagged = batch.iter().zip(&reports).filter(|(incoming, _)| !incoming.flags.is_empty());
+    let flagged: Vec<&str> = flagged.map(|(_, r)| r.station.as_str()).collect();
+    assert_eq!(flagged, vec![held.as_str()], "only the slip is held");
     store.ingest_batch(&batch).await?;
 
     let view = pollwatch_api::pvt::estimate(store, &mission, &sample, president, &asked(None)).await?;
     let counted: BTreeMap<&str, Counted> = reporting
         .iter()
-        .filter(|s| &s.station != disputed)
+        .filter(|s| &s.station != disputed && s.station != held)
         .map(|s| (s.station.as_str(), Counted::from(&protocols[s.station.as_str()][0])))
         .collect();
     let expected = pollwatch_pvt::contest(&mission, &sample, president, &counted, ShareOf::Valid);
