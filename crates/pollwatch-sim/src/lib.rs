@@ -161,11 +161,20 @@ pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Re
             (teams, Some(routes))
         }
     };
-    if options.senders && options.spoofed > 0.0 && teams.len() < 2 {
-        return Err(Unsimulable(format!(
-            "mission {} has one team: a spoofed report names an observer of another team",
-            mission.id
-        )));
+    if options.senders && options.spoofed > 0.0 {
+        // A spoof names any observer of the roster but the sender's team, at a station at home.
+        if self::teams(mission).len() < 2 {
+            return Err(Unsimulable(format!(
+                "mission {} has one team: a spoofed report names an observer of another team",
+                mission.id
+            )));
+        }
+        if mission.stations.iter().all(|s| s.abroad) {
+            return Err(Unsimulable(format!(
+                "mission {} has no stations at home for a spoofed report to name",
+                mission.id
+            )));
+        }
     }
     let mut rng = Rng::new(options.seed);
     let count = truth::draw(mission, truth, &mut rng);
@@ -185,10 +194,9 @@ pub fn simulate(mission: &Mission, truth: &GroundTruth, options: &Options) -> Re
             turn: 0,
             filed: Vec::new(),
         };
-        // Only a deployment to stations gives a route of one station.
-        match route.as_slice() {
-            [station] => day.stay(station, &mut rng),
-            route => day.walk(route, &mut rng),
+        match (&options.deployment, route.as_slice()) {
+            (Deployment::Stations(_), [station]) => day.stay(station, &mut rng),
+            _ => day.walk(route, &mut rng),
         }
         filed.extend(day.filed.into_iter().map(|(report, observer)| (report, sender(observer))));
     }
@@ -423,11 +431,12 @@ impl<'a> TeamDay<'a> {
             |rng: &mut Rng, from: u64, to: u64| Duration::minutes((from + rng.below(to - from)) as i64);
         self.file(station, ReportKind::Arrival, open - minutes(rng, 30, 55), rng);
         self.file(station, ReportKind::Opening, open + minutes(rng, 10, 25), rng);
-        let midday = open + (close - open) / 2;
-        self.file(station, ReportKind::Voting, midday + minutes(rng, 0, 60), rng);
+        // Polling hours of any length: a mission may keep its stations open for minutes only.
+        let hours = (close - open).num_minutes().max(2) as u64;
+        let midday = open + Duration::minutes(hours as i64 / 2);
+        self.file(station, ReportKind::Voting, midday + minutes(rng, 0, (hours / 2).min(60)), rng);
         if rng.below(INCIDENT_PER_VISIT) == 0 {
-            let at = open + minutes(rng, 30, (close - open).num_minutes() as u64);
-            self.file(station, ReportKind::Incident, at, rng);
+            self.file(station, ReportKind::Incident, open + minutes(rng, 0, hours), rng);
         }
         self.file(station, ReportKind::Closing, close + minutes(rng, 10, 25), rng);
         let counted = close + minutes(rng, 90, 200);
@@ -805,6 +814,17 @@ pub(crate) mod tests {
             let index = mission.stations.iter().position(|s| &s.code == code).expect("a station");
             assert_eq!(body.protocols, count.stations[index], "{code}");
         }
+    }
+
+    /// Polls open ten minutes: the day still fits, every observer still counting.
+    #[test]
+    fn a_deployment_to_stations_fits_polling_hours_of_any_length() {
+        let mut mission = kg_2021();
+        mission.polls_close = mission.polls_open + Duration::minutes(10);
+        let codes: Vec<String> = mission.stations.iter().take(150).map(|s| s.code.clone()).collect();
+        let options = Options { deployment: Deployment::Stations(codes), ..quiet(8) };
+        let day = simulate(&mission, &truth(&mission), &options).expect("a day");
+        assert_eq!(day.expectation.results["president"].stations_counted, 150);
     }
 
     #[test]
