@@ -100,7 +100,9 @@ pub struct PvtView {
 /// The estimate at one moment of the night.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct PvtPointView {
-    /// When the last protocol it counts arrived (RFC 3339).
+    /// When the last protocol it counts arrived, rounded up to the millisecond (RFC 3339): the
+    /// estimate replayed as of this time counts this point's protocols, and any that arrived
+    /// in the same millisecond.
     pub at: String,
     pub reported: u64,
     /// Each choice's estimate, by choice code.
@@ -240,7 +242,7 @@ pub async fn estimate(
             ShareOf::Valid => "valid",
             ShareOf::Ballots => "ballots",
         },
-        as_of: as_of.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        as_of: as_of.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
         strata_by: sample.strata_by.to_string(),
         seed: sample.seed,
         sampled: sample.stations.len() as u64,
@@ -263,6 +265,13 @@ pub async fn estimate(
         disputed: disputed.into_iter().collect(),
         history,
     })
+}
+
+/// `at` rounded up to a whole millisecond: the millisecond by which a protocol received at
+/// `at` is in, so that an estimate replayed `as_of` a point's time counts that point's protocols.
+fn by_millisecond(at: DateTime<Utc>) -> DateTime<Utc> {
+    let whole = chrono::SubsecRound::trunc_subsecs(at, 3);
+    if whole == at { at } else { whole + chrono::Duration::milliseconds(1) }
 }
 
 /// The points of [`PvtView::history`]: at most this many, evenly spread over the arrivals.
@@ -288,7 +297,7 @@ fn history(
         }
         let estimate = pollwatch_pvt::contest(mission, sample, contest, &counted, share_of);
         points.push(PvtPointView {
-            at: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            at: by_millisecond(*at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             reported: counted.len() as u64,
             choices: contest
                 .choices

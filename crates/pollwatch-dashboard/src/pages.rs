@@ -215,7 +215,9 @@ pub(crate) async fn results(State(api): State<Api>, RawQuery(query): RawQuery) -
 /// result against it, and the estimate over the night; or how to draw a sample, until there is one.
 pub(crate) async fn quick_count(State(api): State<Api>, RawQuery(query): RawQuery) -> Answered {
     let params = Params::parse(query.as_deref(), &["contest", "share_of", "as_of"])?;
-    let as_of = params.time("as_of")?;
+    // To the millisecond, as the page's links carry it: the view, its cache key and its links
+    // agree.
+    let as_of = params.time("as_of")?.map(|t| chrono::SubsecRound::trunc_subsecs(t, 3));
     let contest = contest_of(&api, &params)?;
     let share_of = match params.one_of("share_of", &["valid", "ballots"])?.as_deref() {
         Some("ballots") => pollwatch_pvt::ShareOf::Ballots,

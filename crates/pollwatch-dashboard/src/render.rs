@@ -575,8 +575,8 @@ pub(crate) fn quick_count(
         ShareOf::Valid => "valid",
         ShareOf::Ballots => "ballots",
     };
-    // In `Z` form, which a query string carries as it is.
-    let replayed = as_of.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    // In `Z` form, which a query string carries as it is (but for a year's sign past 9999).
+    let replayed = as_of.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true).replace('+', "%2B"));
     let link = |contest: &str, share_of: ShareOf| {
         let at = replayed.as_ref().map(|t| format!("&as_of={t}")).unwrap_or_default();
         format!("/quick-count?contest={contest}&share_of={}{at}", of(share_of))
@@ -608,7 +608,7 @@ pub(crate) fn quick_count(
                 section.contest data-contest=(contest.id) {
                     h2 { (contest.name) }
                     @if let Some(at) = as_of {
-                        p #replayed role="status" { "Replayed as of " (local(mission, at)) " (" (mission.time_zone.name()) "): protocols received later are left out. "
+                        p #replayed role="status" { "Replayed as of " (local(mission, at)) " (" (mission.time_zone.name()) "): protocols received later are left out; disputes and reviewers' decisions are as they are now. "
                             a href={"/quick-count?contest=" (contest.id) "&share_of=" (of(share_of))} { "Now" } }
                     }
                     @if view.publishable {
@@ -714,8 +714,8 @@ fn history_chart(mission: &Mission, view: &PvtView, choice: &str) -> Markup {
     let low = points.iter().map(|p| p.2 - margin(p)).fold(f64::INFINITY, f64::min).max(0.0);
     let high = points.iter().map(|p| p.2 + margin(p)).fold(f64::NEG_INFINITY, f64::max).min(1.0);
     let span_y = (high - low).max(1e-6);
-    // Against the time each moment's last protocol arrived; all in one millisecond, against
-    // the stations in.
+    // Against the time each moment's last protocol arrived; all in one millisecond (the
+    // times' resolution), against the stations in.
     let span_ms = (last.0 - first.0).num_milliseconds();
     let x = |p: &(DateTime<Utc>, u64, f64, Option<f64>)| {
         if span_ms > 0 {

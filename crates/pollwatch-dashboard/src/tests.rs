@@ -389,8 +389,14 @@ fn the_quick_count_page_shows_the_estimate_the_official_verdict_and_the_night() 
     assert!(page.contains("<polygon class=\"band\" points=\"0.00,") && page.contains(" 70.00,"), "{page}");
     assert!(page.contains("Replayed as of 23:30:00 (Asia/Bishkek)"), "{page}");
     assert!(
-        page.contains("share_of=ballots&amp;as_of=2021-01-10T17:30:00Z"),
-        "the links keep the moment: {page}"
+        page.contains(
+            "href=\"/quick-count?contest=president&amp;share_of=valid&amp;as_of=2021-01-10T17:30:00Z\""
+        ),
+        "the other shares, the same moment: {page}"
+    );
+    assert!(
+        page.contains("<a href=\"/quick-count?contest=president&amp;share_of=ballots\">Now</a>"),
+        "{page}"
     );
     assert!(
         page.contains("<tr class=\"short\" data-stratum=\"osh\"")
