@@ -56,7 +56,7 @@ fn options() -> Options {
 /// The worker's names for `broker` (as `spawn_worker` sets them) and its default batching.
 fn config(broker: &TestBroker) -> Config {
     Config {
-        amqp_url: pollwatch_settings::SecretUrl::new(broker.url.clone()),
+        amqp_url: pollwatch_settings::SecretUrl::new(broker.url.clone()).into(),
         exchange: broker.name("reports"),
         queue: broker.name("ingest"),
         dead_letter_exchange: broker.name("dead-letter"),

@@ -155,7 +155,7 @@ fn delivery_limit() -> u32 {
 
 fn config(broker: &TestBroker, run: &str, options: &Options) -> Config {
     Config {
-        amqp_url: pollwatch_settings::SecretUrl::new(broker.url.clone()),
+        amqp_url: pollwatch_settings::SecretUrl::new(broker.url.clone()).into(),
         exchange: broker.name(&format!("{run}.reports")),
         queue: broker.name(&format!("{run}.ingest")),
         dead_letter_exchange: broker.name(&format!("{run}.dead-letter")),
@@ -338,7 +338,7 @@ async fn publish_paced(
 ) -> anyhow::Result<()> {
     let due: Vec<Duration> = (0..messages.len()).map(|i| Duration::from_secs_f64(i as f64 / rate)).collect();
     let publisher = PublisherConfig {
-        url: broker.url.clone(),
+        nodes: broker.nodes(),
         exchange: config.exchange.clone(),
         user_id: None,
         window: 1_000,

@@ -188,7 +188,7 @@ pub(crate) async fn until_settled(store: &Store, revisions: usize) -> anyhow::Re
 }
 
 fn publisher(broker: &TestBroker) -> PublisherConfig {
-    PublisherConfig { url: broker.url.clone(), exchange: broker.name("reports"), user_id: None, window: 500 }
+    PublisherConfig { nodes: broker.nodes(), exchange: broker.name("reports"), user_id: None, window: 500 }
 }
 
 /// The worker SIGKILLed at random moments while reports flow, started again each time.

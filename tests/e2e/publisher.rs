@@ -40,7 +40,7 @@ async fn queued(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
 }
 
 fn config(broker: &TestBroker) -> PublisherConfig {
-    PublisherConfig { url: broker.url.clone(), exchange: broker.name("reports"), user_id: None, window: 200 }
+    PublisherConfig { nodes: broker.nodes(), exchange: broker.name("reports"), user_id: None, window: 200 }
 }
 
 #[tokio::test]

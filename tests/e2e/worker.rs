@@ -22,7 +22,7 @@ pub(crate) const STEP: Duration = Duration::from_secs(30);
 
 pub(crate) fn config(broker: &TestBroker, rules: Rules) -> Config {
     Config {
-        amqp_url: pollwatch_settings::SecretUrl::new(broker.url.clone()),
+        amqp_url: pollwatch_settings::SecretUrl::new(broker.url.clone()).into(),
         exchange: broker.name("reports"),
         queue: broker.name("ingest"),
         dead_letter_exchange: broker.name("dead-letter"),
@@ -429,6 +429,59 @@ async fn nothing_is_acked_while_the_store_is_unavailable() -> anyhow::Result<()>
 
 /// The broker stopped and started again while 10,000 reports are being ingested: the same worker
 /// reconnects and stores every report exactly once.
+/// `amqp.url` listing several nodes: the worker passes over one that refuses, consumes from the
+/// first that answers and, when that node goes, from the next; a device publisher given the
+/// same kind of list publishes to the first that answers. Two independent brokers stand in for
+/// a cluster's nodes here (each holds its own queue), so what is checked is the choosing of a
+/// node, not a cluster's replication: every report sent to either is stored once.
+#[tokio::test]
+async fn a_worker_given_several_nodes_moves_to_the_next_when_one_goes() -> anyhow::Result<()> {
+    let (a, b) = tokio::try_join!(
+        pollwatch_tests::DedicatedBroker::start(),
+        pollwatch_tests::DedicatedBroker::start()
+    )?;
+    // The same exchange and queue names on both.
+    let on_b = TestBroker { prefix: a.broker.prefix.clone(), ..b.broker.clone() };
+    let refusing = "amqp://guest:guest@127.0.0.1:1/%2f";
+    let mission = fixtures::kg_2021();
+    let mut config = config(&a.broker, RULES);
+    config.amqp_url = pollwatch_settings::BrokerUrls::new(
+        [refusing, a.broker.url.as_str(), on_b.url.as_str()].map(pollwatch_settings::SecretUrl::new).to_vec(),
+    );
+    let worker = InProcessWorker::start(&config, &mission).await?;
+    let reports = fixtures::reports(&mission, 600, 43);
+    let (to_a, rest) = reports.split_at(200);
+    let (to_b, published) = rest.split_at(200);
+    send_stream(&a.broker, &a.broker.publisher().await?, &config, to_a).await?;
+    until_stored(&worker.store, 200).await?;
+
+    a.stop().await?;
+    // The worker declares its queue on B when it gets there; until then a report to B is
+    // unroutable, and `send_stream` waits for that to change.
+    send_stream(&on_b, &on_b.publisher().await?, &config, to_b).await?;
+    until_stored(&worker.store, 400).await?;
+    let nodes =
+        pollwatch_publish::Nodes::new(vec![refusing.to_owned(), on_b.url.clone()]).context("two nodes")?;
+    let device = pollwatch_publish::PublisherConfig {
+        nodes: std::sync::Arc::new(nodes),
+        exchange: config.exchange.clone(),
+        user_id: None,
+        window: 100,
+    };
+    let messages: Vec<_> = published.iter().map(|r| pollwatch_publish::Message::report(r, None)).collect();
+    let flushed =
+        within(STEP, "publishing", pollwatch_publish::publish_all(&device, &messages, None, &|_| {}))
+            .await??;
+    assert_eq!(flushed.confirmed, 200, "{flushed:?}");
+    until_stored(&worker.store, 600).await?;
+
+    let (summary, store, _dir) = worker.stop().await?;
+    assert!(summary.reconnects >= 1, "{summary:?}");
+    let totals = store.totals().await?;
+    assert_eq!((totals.reports, totals.revisions), (600, 600), "each report once: {totals:?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice() -> anyhow::Result<()> {
     const N: usize = 10_000;

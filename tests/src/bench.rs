@@ -43,7 +43,7 @@ pub async fn preload(broker: &TestBroker, config: &Config, messages: &[Message])
     let channel = connection.create_channel().await?;
     pollwatch_ingest::topology::declare(&channel, config).await?;
     let publisher = PublisherConfig {
-        url: broker.url.clone(),
+        nodes: broker.nodes(),
         exchange: config.exchange.clone(),
         user_id: None,
         window: 1_000,

@@ -45,6 +45,12 @@ pub struct TestBroker {
 }
 
 impl TestBroker {
+    /// The broker as a publisher's one node.
+    pub fn nodes(&self) -> std::sync::Arc<pollwatch_publish::Nodes> {
+        let nodes = pollwatch_publish::Nodes::new(vec![self.url.clone()]);
+        std::sync::Arc::new(nodes.expect("one node"))
+    }
+
     /// A name for an exchange or queue that belongs to this test only.
     pub fn name(&self, what: &str) -> String {
         format!("{}.{what}", self.prefix)

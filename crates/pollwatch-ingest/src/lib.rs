@@ -20,7 +20,7 @@ mod worker;
 use std::time::Duration;
 
 use pollwatch_model::{RejectCode, Rejection};
-use pollwatch_settings::SecretUrl;
+use pollwatch_settings::BrokerUrls;
 use pollwatch_store::{Outcome, StoreError};
 
 pub use metrics::Metrics;
@@ -43,8 +43,9 @@ pub enum QueueKind {
 /// Everything the worker is told (from the `[amqp]` and `[ingest]` settings).
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// It carries the worker's password: it prints redacted, and only connecting exposes it.
-    pub amqp_url: SecretUrl,
+    /// The broker's nodes, tried in order. They carry the worker's password: they print
+    /// redacted, and only connecting exposes them.
+    pub amqp_url: BrokerUrls,
     pub exchange: String,
     pub queue: String,
     pub dead_letter_exchange: String,
@@ -129,7 +130,8 @@ mod tests {
     #[test]
     fn the_config_never_prints_the_password() {
         let config = Config {
-            amqp_url: SecretUrl::new("amqp://worker:s3cr3t@broker.example:5672/%2f"),
+            amqp_url: pollwatch_settings::SecretUrl::new("amqp://worker:s3cr3t@broker.example:5672/%2f")
+                .into(),
             exchange: "reports".into(),
             queue: "ingest".into(),
             dead_letter_exchange: "dead".into(),

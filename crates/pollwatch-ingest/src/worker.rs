@@ -21,7 +21,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer};
 use pollwatch_model::wire::PUBLISHED_AT_HEADER;
 use pollwatch_model::{Envelope, Mission, Rejection};
-use pollwatch_publish::{CONNECT_TIMEOUT, ConnectError, connect};
+use pollwatch_publish::{CONNECT_TIMEOUT, ConnectError, Nodes};
 use pollwatch_store::{Incoming, Outcome, Store, StoreError};
 
 use crate::letter::{Carry, letter};
@@ -213,10 +213,18 @@ pub async fn run(
     let mut backoff = Backoff::new();
     let mut broker = BrokerState::default();
     let suspects = Suspects::default();
-    let worker_user = broker_user(config.amqp_url.expose());
+    let worker_user = broker_user(config.amqp_url.first().expose());
+    let nodes = Nodes::new(config.amqp_url.expose()).expect("settings give a node at least");
     loop {
-        let context =
-            Context { config, store, mission, metrics, suspects: &suspects, worker_user: &worker_user };
+        let context = Context {
+            config,
+            store,
+            mission,
+            metrics,
+            suspects: &suspects,
+            worker_user: &worker_user,
+            nodes: &nodes,
+        };
         let ended = session(&context, &mut stop, &mut summary).await;
         metrics.set_broker_connected(false);
         metrics.unacknowledged_returned();
@@ -258,6 +266,8 @@ struct Context<'a> {
     suspects: &'a Suspects,
     /// The broker user the worker connects as: the `user_id` of its dead letters.
     worker_user: &'a str,
+    /// The broker's nodes: a session connects to the first that answers.
+    nodes: &'a Nodes,
 }
 
 /// One connection: set up, then batches until shutdown or a broker failure.
@@ -267,21 +277,29 @@ async fn session(
     summary: &mut Summary,
 ) -> Result<SessionEnd, WorkerError> {
     let config = context.config;
-    let connection = match connect(config.amqp_url.expose(), CONNECT_TIMEOUT).await {
-        Ok(connection) => connection,
+    let (connection, node) = match context.nodes.connect(CONNECT_TIMEOUT).await {
+        Ok(connected) => connected,
         Err(error) => return Ok(SessionEnd::Broker(error.into())),
     };
     let (consume, publish, consumer) = match open(&connection, config).await {
         Ok(opened) => opened,
         Err(error) if is_refusal(&error) => return Err(WorkerError::Setup(error.to_string())),
-        Err(error) => return Ok(SessionEnd::Broker(BrokerFailure::Unreachable(error))),
+        Err(error) => {
+            context.nodes.failed(node);
+            return Ok(SessionEnd::Broker(BrokerFailure::Unreachable(error)));
+        }
     };
     let frame_max = connection.configuration().frame_max();
-    tracing::info!(queue = %config.queue, prefetch = config.prefetch, frame_max, "consuming");
+    let at = &config.amqp_url.nodes()[node];
+    tracing::info!(queue = %config.queue, prefetch = config.prefetch, frame_max, node = %at, "consuming");
     context.metrics.set_broker_connected(true);
 
     let session = Session { consume: &consume, publish: &publish, frame_max };
     let end = batches(context, stop, summary, &session, consumer).await;
+    if matches!(end, SessionEnd::Broker(_)) {
+        // The node went: the next session tries the others first.
+        context.nodes.failed(node);
+    }
     if matches!(end, SessionEnd::Stopped) {
         // Unacknowledged deliveries (none, unless time ran out) go back to the queue on close.
         let _ = consume.close(200, "worker stopping".into()).await;

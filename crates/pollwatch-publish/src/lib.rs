@@ -16,6 +16,6 @@ pub mod publisher;
 
 pub use outbox::{Outbox, OutboxError, Pending};
 pub use publisher::{
-    CONNECT_TIMEOUT, ConnectError, Flushed, Message, PublishError, PublisherConfig, connect, flush,
+    CONNECT_TIMEOUT, ConnectError, Flushed, Message, Nodes, PublishError, PublisherConfig, connect, flush,
     flush_with_progress, publish_all,
 };

@@ -4,6 +4,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -18,8 +20,8 @@ use crate::outbox::{Outbox, OutboxError};
 /// How a device reaches the broker.
 #[derive(Clone)]
 pub struct PublisherConfig {
-    /// AMQP URL with the device's own credentials: never printed (see the `Debug` impl).
-    pub url: String,
+    /// The broker's nodes, their URLs with the device's own credentials: never printed.
+    pub nodes: Arc<Nodes>,
     /// The reports exchange (`amqp.exchange`).
     pub exchange: String,
     /// The device's broker user, sent as `user_id` (RabbitMQ checks it against the login).
@@ -33,9 +35,9 @@ pub struct PublisherConfig {
 /// whole rather than parsed and redacted here a second way.
 impl fmt::Debug for PublisherConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self { url: _, exchange, user_id, window } = self;
+        let Self { nodes, exchange, user_id, window } = self;
         f.debug_struct("PublisherConfig")
-            .field("url", &format_args!("<redacted>"))
+            .field("nodes", nodes)
             .field("exchange", exchange)
             .field("user_id", user_id)
             .field("window", window)
@@ -100,8 +102,67 @@ pub enum ConnectError {
     Broker(#[from] lapin::Error),
 }
 
+/// A broker's nodes, in the order to try them, and the one to try first: the last that
+/// answered, or the one after a node that failed. Shared by the clones of a config.
+pub struct Nodes {
+    urls: Vec<String>,
+    first: AtomicUsize,
+}
+
+impl Nodes {
+    /// `urls` with their credentials; `None` without one.
+    pub fn new(urls: Vec<String>) -> Option<Self> {
+        (!urls.is_empty()).then(|| Self { urls, first: AtomicUsize::new(0) })
+    }
+
+    pub fn len(&self) -> usize {
+        self.urls.len()
+    }
+
+    /// Always false: there is a node at least.
+    pub fn is_empty(&self) -> bool {
+        self.urls.is_empty()
+    }
+
+    /// Connects to the first node that answers, from the one to try first on, each given
+    /// `timeout`; and the position of the node it reached (from 0). All failing, the last
+    /// node's error.
+    pub async fn connect(&self, timeout: Duration) -> Result<(Connection, usize), ConnectError> {
+        let start = self.first.load(Ordering::Relaxed) % self.urls.len();
+        let mut last = None;
+        for k in 0..self.urls.len() {
+            let node = (start + k) % self.urls.len();
+            match connect(&self.urls[node], timeout).await {
+                Ok(connection) => {
+                    self.first.store(node, Ordering::Relaxed);
+                    return Ok((connection, node));
+                }
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.expect("a node was tried"))
+    }
+
+    /// The connection to `node` failed: the next connect starts with the node after it.
+    pub fn failed(&self, node: usize) {
+        let _ = self.first.compare_exchange(
+            node,
+            (node + 1) % self.urls.len(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Shows how many nodes, never a URL: they carry passwords.
+impl fmt::Debug for Nodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Nodes({} nodes, first {})", self.urls.len(), self.first.load(Ordering::Relaxed))
+    }
+}
+
 /// Connects to the broker at `url`, giving up after `timeout`: the one way every pollwatch
-/// process (device, worker, operators' tools) opens a connection.
+/// process (device, worker, operators' tools) opens a connection to a node.
 pub async fn connect(url: &str, timeout: Duration) -> Result<Connection, ConnectError> {
     let connecting = Connection::connect(url, ConnectionProperties::default());
     Ok(tokio::time::timeout(timeout, connecting).await.map_err(|_| ConnectError::TimedOut)??)
@@ -141,6 +202,15 @@ pub async fn flush_with_progress(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Flushed, PublishError> {
     let mut window = Window::open(config, progress).await?;
+    let flushed = flush_through(&mut window, config, outbox).await;
+    window.closed_with(flushed).await
+}
+
+async fn flush_through(
+    window: &mut Window<'_>,
+    config: &PublisherConfig,
+    outbox: &Outbox,
+) -> Result<(), PublishError> {
     let mut after = 0;
     loop {
         let page = outbox.pending(after, 1_000).await?;
@@ -161,7 +231,7 @@ pub async fn flush_with_progress(
     }
     window.drain().await?;
     outbox.remove(&window.take_confirmed()).await?;
-    Ok(window.close().await)
+    Ok(())
 }
 
 /// Publishes `messages` in order (not through an outbox: generated messages, to measure or to
@@ -174,17 +244,22 @@ pub async fn publish_all(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Flushed, PublishError> {
     let mut window = Window::open(config, progress).await?;
-    let start = tokio::time::Instant::now();
-    for (i, message) in messages.iter().enumerate() {
-        if let Some(after) = due.and_then(|due| due.get(i)) {
-            // Confirms that arrive meanwhile are taken as they come, so that progress is current.
-            window.settle_until(start + *after).await?;
+    let published = async {
+        let start = tokio::time::Instant::now();
+        for (i, message) in messages.iter().enumerate() {
+            if let Some(after) = due.and_then(|due| due.get(i)) {
+                // Confirms that arrive meanwhile are taken as they come, so that progress is
+                // current.
+                window.settle_until(start + *after).await?;
+            }
+            window.send(i64::try_from(i).unwrap_or(i64::MAX), message).await?;
+            window.take_confirmed();
         }
-        window.send(i64::try_from(i).unwrap_or(i64::MAX), message).await?;
-        window.take_confirmed();
+        window.drain().await
     }
-    window.drain().await?;
-    Ok(window.close().await)
+    .await
+    .map_err(PublishError::from);
+    window.closed_with(published).await
 }
 
 /// One connection publishing with confirms, at most `config.window` of them outstanding.
@@ -192,6 +267,8 @@ struct Window<'a> {
     config: &'a PublisherConfig,
     progress: &'a (dyn Fn(u64) + Sync),
     connection: Connection,
+    /// The node connected to (its position in the config's nodes).
+    node: usize,
     channel: Channel,
     /// Boxed, so that waiting for the oldest confirm can give up at a deadline and resume.
     in_flight: VecDeque<(i64, Pin<Box<PublisherConfirm>>)>,
@@ -205,14 +282,19 @@ impl<'a> Window<'a> {
         config: &'a PublisherConfig,
         progress: &'a (dyn Fn(u64) + Sync),
     ) -> Result<Window<'a>, PublishError> {
-        let connection = connect(&config.url, CONNECT_TIMEOUT).await?;
-        let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        let (connection, node) = config.nodes.connect(CONNECT_TIMEOUT).await?;
+        let opened = async {
+            let channel = connection.create_channel().await?;
+            channel.confirm_select(ConfirmSelectOptions::default()).await?;
+            Ok::<_, lapin::Error>(channel)
+        };
+        let channel = opened.await.inspect_err(|_| config.nodes.failed(node))?;
         let in_flight = VecDeque::with_capacity(config.window.max(1));
         Ok(Self {
             config,
             progress,
             connection,
+            node,
             channel,
             in_flight,
             flushed: Flushed::default(),
@@ -280,6 +362,20 @@ impl<'a> Window<'a> {
         (self.progress)(self.flushed.confirmed + self.flushed.unroutable + self.flushed.refused);
     }
 
+    /// Closes the window after `ended`: what it settled, or the error. The node a broker error
+    /// came from is tried last next time.
+    async fn closed_with(self, ended: Result<(), PublishError>) -> Result<Flushed, PublishError> {
+        match ended {
+            Ok(()) => Ok(self.close().await),
+            Err(error) => {
+                if matches!(error, PublishError::Broker(_)) {
+                    self.config.nodes.failed(self.node);
+                }
+                Err(error)
+            }
+        }
+    }
+
     async fn close(self) -> Flushed {
         let _ = self.channel.close(200, "published".into()).await;
         let _ = self.connection.close(200, "published".into()).await;
@@ -326,14 +422,33 @@ mod tests {
 
     #[test]
     fn the_config_never_prints_the_password() {
+        let nodes = Nodes::new(vec!["amqp://dev-obs-001:s3cr3t@broker.example:5672/%2f".into()]);
         let config = PublisherConfig {
-            url: "amqp://dev-obs-001:s3cr3t@broker.example:5672/%2f".into(),
+            nodes: Arc::new(nodes.expect("a node")),
             exchange: "reports".into(),
             user_id: Some("dev-obs-001".into()),
             window: 1_000,
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
-        assert!(shown.contains("exchange: \"reports\""), "{shown}");
+        assert!(shown.contains("exchange: \"reports\"") && shown.contains("1 nodes"), "{shown}");
+    }
+
+    /// Nodes that refuse at once (nothing listens on port 1): every one is tried, from the
+    /// one to try first, and a failed node is tried last next time.
+    #[tokio::test]
+    async fn every_node_is_tried_and_a_failed_one_goes_last() {
+        assert!(Nodes::new(Vec::new()).is_none());
+        let nodes = Nodes::new(vec!["amqp://127.0.0.1:1/%2f".into(), "amqp://127.0.0.2:1/%2f".into()])
+            .expect("two nodes");
+        assert!(nodes.connect(Duration::from_secs(5)).await.is_err(), "no node answers");
+        assert_eq!(nodes.first.load(Ordering::Relaxed), 0);
+        nodes.failed(0);
+        assert_eq!(nodes.first.load(Ordering::Relaxed), 1);
+        // Another's failure, reported late, does not move it.
+        nodes.failed(0);
+        assert_eq!(nodes.first.load(Ordering::Relaxed), 1);
+        nodes.failed(1);
+        assert_eq!(nodes.first.load(Ordering::Relaxed), 0, "round again");
     }
 }

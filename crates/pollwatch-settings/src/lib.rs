@@ -12,6 +12,7 @@
 //! from, so a typo never silently falls back to a default.
 
 mod load;
+mod nodes;
 mod render;
 mod secret;
 
@@ -20,6 +21,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 pub use load::{Layer, LoadOptions, Loaded, SettingsError};
+pub use nodes::{BrokerUrls, MAX_NODES};
 pub use secret::SecretUrl;
 
 /// The environment used when `POLLWATCH_ENV` is not set.
@@ -41,8 +43,10 @@ pub struct Settings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpSettings {
-    /// Broker URL; it carries the password, so it only ever prints redacted.
-    pub url: SecretUrl,
+    /// The broker's node URLs, tried in order: one, or several for a cluster (a TOML list, or
+    /// one string separated by commas). They carry the password, so they only ever print
+    /// redacted.
+    pub url: BrokerUrls,
     /// Topic exchange that field devices publish reports to.
     pub exchange: String,
     /// Queue the worker consumes reports from.
@@ -177,7 +181,7 @@ impl Settings {
         if !(0.0..=1.0).contains(&self.pvt.publish_threshold) {
             return Err(("pvt.publish_threshold", "must be a share from 0 to 1".into()));
         }
-        self.amqp.url.check_scheme(&["amqp", "amqps"]).map_err(|message| ("amqp.url", message))?;
+        self.amqp.url.check().map_err(|message| ("amqp.url", message))?;
         self.store
             .url
             .check_scheme(&["sqlite", "postgres", "postgresql"])

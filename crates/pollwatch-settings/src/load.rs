@@ -435,10 +435,32 @@ mod tests {
         assert!(err.contains("`store.url`") && err.contains("mysql"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
 
-        fs::write(dir.path().join("local.toml"), "[amqp]\nurl = [\"amqp://u:hunter2@h\"]\n").unwrap();
+        fs::write(dir.path().join("local.toml"), "[amqp]\nurl = [\"amqp://u:hunter2@h\", 5]\n").unwrap();
         let err = Settings::load(&options(dir.path(), &[])).unwrap_err().to_string();
         assert!(err.contains("`amqp.url`"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+
+        // A cluster's second node, wrong: named, and still without the password.
+        let vars = [("POLLWATCH__AMQP__URL", "amqp://u:hunter2@a/%2f,ftp://u:hunter2@b/")];
+        let err = Settings::load(&options(dir.path(), &vars)).unwrap_err().to_string();
+        assert!(err.contains("`amqp.url`") && err.contains("node 2 of 2"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn the_broker_url_lists_a_clusters_nodes_from_any_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let vars = [("POLLWATCH__AMQP__URL", "amqp://u:p@a:5672/%2f, amqp://u:p@b:5672/%2f")];
+        let loaded = Settings::load(&options(dir.path(), &vars)).unwrap();
+        assert_eq!(loaded.settings.amqp.url.expose(), ["amqp://u:p@a:5672/%2f", "amqp://u:p@b:5672/%2f"]);
+        fs::write(
+            dir.path().join("local.toml"),
+            "[amqp]\nurl = [\"amqp://u:p@a/\", \"amqp://u:p@b/\", \"amqp://u:p@c/\"]\n",
+        )
+        .unwrap();
+        let loaded = Settings::load(&options(dir.path(), &[])).unwrap();
+        assert_eq!(loaded.settings.amqp.url.nodes().len(), 3);
+        assert_eq!(loaded.settings.amqp.url.to_string(), "amqp://u:***@a/, amqp://u:***@b/, amqp://u:***@c/");
     }
 
     #[test]

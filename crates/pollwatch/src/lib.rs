@@ -114,17 +114,29 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The broker's nodes as the settings list them, for publishing.
+pub(crate) fn broker_nodes(settings: &Settings) -> std::sync::Arc<pollwatch_publish::Nodes> {
+    let nodes = pollwatch_publish::Nodes::new(settings.amqp.url.expose());
+    std::sync::Arc::new(nodes.expect("settings give a node at least"))
+}
+
+/// A connection to the first of the broker's nodes that answers.
+pub(crate) async fn broker_connection(settings: &Settings) -> anyhow::Result<lapin::Connection> {
+    let connected = broker_nodes(settings).connect(pollwatch_publish::CONNECT_TIMEOUT).await;
+    let (connection, _) =
+        connected.with_context(|| format!("connecting to the broker at {}", settings.amqp.url))?;
+    Ok(connection)
+}
+
 /// `pollwatch dlq …`.
 async fn dlq(settings: &Settings, command: &DlqCommand) -> anyhow::Result<()> {
     use pollwatch_ingest::dlq;
 
     let amqp = &settings.amqp;
-    let connection = pollwatch_publish::connect(amqp.url.expose(), pollwatch_publish::CONNECT_TIMEOUT)
-        .await
-        .with_context(|| format!("connecting to the broker at {}", amqp.url))?;
+    let connection = broker_connection(settings).await?;
     let queue = amqp.dead_letter_queue.as_str();
     // The worker reads the same settings: its letters are the ones its broker user published.
-    let worker = pollwatch_ingest::broker_user(amqp.url.expose());
+    let worker = pollwatch_ingest::broker_user(amqp.url.first().expose());
     let in_queue = || format!("reading the dead-letter queue `{queue}`");
     match command {
         DlqCommand::Stats => {

@@ -60,7 +60,7 @@ pub async fn run(
             .expect("a valid template"),
     );
     let config = PublisherConfig {
-        url: settings.amqp.url.expose().to_owned(),
+        nodes: crate::broker_nodes(settings),
         exchange: settings.amqp.exchange.clone(),
         user_id: user.map(str::to_owned),
         window: 1_000,

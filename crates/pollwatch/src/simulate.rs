@@ -148,7 +148,7 @@ fn schedule(day: &Day, duration: Option<Duration>, rate: Option<f64>) -> Option<
 
 fn config(settings: &Settings, window: usize) -> PublisherConfig {
     PublisherConfig {
-        url: settings.amqp.url.expose().to_owned(),
+        nodes: crate::broker_nodes(settings),
         exchange: settings.amqp.exchange.clone(),
         user_id: None,
         window,

@@ -34,9 +34,7 @@ pub async fn run(settings: &Settings, file: &Path, wait: Duration) -> anyhow::Re
     let store =
         Store::open(store_url.expose()).await.with_context(|| format!("opening the store at {store_url}"))?;
     let amqp = &settings.amqp;
-    let connection = pollwatch_publish::connect(amqp.url.expose(), pollwatch_publish::CONNECT_TIMEOUT)
-        .await
-        .with_context(|| format!("connecting to the broker at {}", amqp.url))?;
+    let connection = crate::broker_connection(settings).await?;
 
     if expected.require_sender_auth != settings.ingest.require_sender_auth {
         eprintln!(
@@ -49,7 +47,7 @@ pub async fn run(settings: &Settings, file: &Path, wait: Duration) -> anyhow::Re
     }
     let want = comparable(&expected);
     // The worker reads the same settings: its letters are the ones its broker user published.
-    let worker = pollwatch_ingest::broker_user(amqp.url.expose());
+    let worker = pollwatch_ingest::broker_user(amqp.url.first().expose());
     let deadline = Instant::now() + wait;
     let differences = loop {
         // Until the deadline, a failed look (the worker not up yet, say) is retried too.
