@@ -1,26 +1,32 @@
-//! The fault-injection suite: the worker killed, the broker restarted, PostgreSQL stopped and
-//! hostile payloads, each while reports flow, each ending with the store checked against what
-//! was published. Each scenario writes one summary line (published, stored, dead-lettered,
-//! duplicates, lost) straight to standard error, so that it shows in CI's log.
+//! The fault-injection suite: the worker killed, the broker restarted, a 3-node cluster's
+//! leading node killed or partitioned, PostgreSQL stopped and hostile payloads, each while
+//! reports flow, each ending with the store checked against what was published. Each scenario
+//! writes one summary line (published, stored, dead-lettered, duplicates, lost) straight to
+//! standard error, so that it shows in CI's log.
 //!
-//! `cargo test` runs the reduced suite (3 kills, 1 broker restart, PostgreSQL down 10 s, 1,000
-//! hostile payloads); `POLLWATCH_FAULTS=full` runs the full one (20 kills while 100,000 reports
-//! flow, 3 restarts, 30 s, 10,000), which README.md gives the command for.
+//! `cargo test` runs the reduced suite (3 kills, 1 broker restart, 5,000 reports through a
+//! cluster node's kill and a 10 s partition, PostgreSQL down 10 s, 1,000 hostile payloads);
+//! `POLLWATCH_FAULTS=full` runs the full one (20 kills while 100,000 reports flow, 3 restarts,
+//! 100,000 reports and 30 s through the cluster, 30 s, 10,000), which README.md gives the
+//! command for.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use futures_util::StreamExt as _;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use pollwatch_model::{Mission, Report, wire};
-use pollwatch_publish::{Message, Outbox, PublisherConfig, publish_all};
+use pollwatch_publish::{Message, Nodes, Outbox, PublisherConfig, publish_all};
 use pollwatch_store::{ReportFilter, Store};
 use pollwatch_tests::{
-    DedicatedBroker, DedicatedDatabase, TestBroker, eventually, fixtures, metric, metric_total, pause,
-    spawn_worker, throughout, until_dead_letters, within,
+    DedicatedBroker, DedicatedDatabase, TestBroker, TestCluster, eventually, fixtures, metric, metric_total,
+    pause, spawn_worker, throughout, until_dead_letters, within,
 };
 
 /// How big the suite runs.
@@ -33,6 +39,10 @@ struct Scale {
     store_down: Duration,
     store_reports: usize,
     hostile: usize,
+    /// Reports devices send while something happens to a cluster's node.
+    cluster_reports: usize,
+    /// How long a node is cut off from the cluster.
+    partition: Duration,
 }
 
 fn scale() -> Scale {
@@ -45,6 +55,8 @@ fn scale() -> Scale {
             store_down: Duration::from_secs(30),
             store_reports: 20_000,
             hostile: 10_000,
+            cluster_reports: 100_000,
+            partition: Duration::from_secs(30),
         }
     } else {
         Scale {
@@ -55,6 +67,8 @@ fn scale() -> Scale {
             store_down: Duration::from_secs(10),
             store_reports: 5_000,
             hostile: 1_000,
+            cluster_reports: 5_000,
+            partition: Duration::from_secs(10),
         }
     }
 }
@@ -282,6 +296,110 @@ async fn broker_restarts_mid_flow_lose_and_double_nothing() -> anyhow::Result<()
         0,
         ", worker never restarted",
     );
+    assert_eq!((audit.stored, audit.duplicates, audit.lost), (published.unique(), 0, 0));
+    Ok(())
+}
+
+/// A 3-node RabbitMQ cluster: the node whose member leads the ingest queue SIGKILLed while
+/// devices publish through their outboxes to the three nodes' URLs, and later started again.
+/// The worker, given the three URLs too, rides through it without being restarted.
+#[tokio::test]
+async fn the_node_leading_the_ingest_queue_killed_loses_and_doubles_nothing() -> anyhow::Result<()> {
+    through_a_cluster(
+        "the node leading the ingest queue SIGKILLed, later back",
+        75,
+        async |cluster, queue| {
+            let leader = cluster.leader(queue).await?;
+            cluster.kill(leader).await?;
+            // Flowing on with two nodes of three for a while.
+            pause(Duration::from_secs(5)).await;
+            cluster.start_again(leader).await?;
+            Ok(format!("node {} of 3", leader + 1))
+        },
+    )
+    .await
+}
+
+/// The same, the leading node cut off from the other two (and from the host) for a while, then
+/// joined again: it pauses (`pause_minority`) and its clients move to the majority.
+#[tokio::test]
+async fn the_node_leading_the_ingest_queue_partitioned_loses_and_doubles_nothing() -> anyhow::Result<()> {
+    let cut = scale().partition;
+    let scenario =
+        format!("the node leading the ingest queue partitioned for {} s, then healed", cut.as_secs());
+    through_a_cluster(&scenario, 76, async |cluster, queue| {
+        let leader = cluster.leader(queue).await?;
+        cluster.disconnect(leader).await?;
+        pause(cut).await;
+        cluster.reconnect(leader).await?;
+        cluster.until_running(3).await?;
+        Ok(format!("node {} of 3", leader + 1))
+    })
+    .await
+}
+
+/// Devices publishing through their outboxes to a 3-node cluster, and a worker given the three
+/// nodes' URLs, while `fault` (once a quarter of the reports is stored) does something to the
+/// cluster; then the store is checked against what was published. `fault` says what it did.
+async fn through_a_cluster(
+    scenario: &str,
+    seed: u64,
+    fault: impl AsyncFnOnce(&TestCluster, &str) -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
+    let scale = scale();
+    let cluster = TestCluster::start().await?;
+    let broker = cluster.broker(0);
+    let dir = tempfile::tempdir()?;
+    let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
+    let mission = fixtures::kg_2021();
+    let reports = stream(&mission, scale.cluster_reports, seed);
+    let published = Published::of(&reports);
+    let outbox = Outbox::open(&dir.path().join("outbox.db")).await?;
+
+    let nodes = [("POLLWATCH__AMQP__URL", cluster.urls().join(","))];
+    let mut worker = spawn_worker(&broker, &store_url, &nodes).await?;
+    let config = PublisherConfig {
+        nodes: Arc::new(Nodes::new(cluster.urls()).context("three nodes")?),
+        exchange: broker.name("reports"),
+        user_id: None,
+        window: 500,
+    };
+    // The devices: reports written a hundred at a time, every flush sending what waits, and
+    // after a failure (their node gone) trying again.
+    let to_write = reports.clone();
+    let device = tokio::spawn(async move {
+        let mut written = to_write.chunks(100);
+        let mut failed = 0;
+        loop {
+            if let Some(chunk) = written.next() {
+                for report in chunk {
+                    let queued = outbox.enqueue(&serde_json::to_vec(report)?, &mission, None).await?;
+                    queued.map_err(|r| anyhow::anyhow!("{r}"))?;
+                }
+            } else if outbox.waiting().await? == 0 {
+                return anyhow::Ok(failed);
+            }
+            if pollwatch_publish::flush(&config, &outbox).await.is_err() {
+                failed += 1;
+                pause(Duration::from_millis(500)).await;
+            }
+            pause(Duration::from_millis(20)).await;
+        }
+    });
+    let store = Store::open(&store_url).await?;
+    let quarter = published.unique() / 4;
+    eventually(STEP, "reports reaching the store", async || {
+        Ok(store.totals().await?.revisions as usize >= quarter)
+    })
+    .await?;
+    let done = fault(&cluster, &broker.name("ingest")).await?;
+    let failed = within(STEP, "the devices' outboxes emptying", device).await???;
+    until_settled(&store, published.unique()).await?;
+    assert!(worker.is_running()?, "the worker stayed up");
+    worker.stop().await?;
+    let audit = audit(&store, "kg-2021", &published).await?;
+    let more = format!(", {done}, {failed} flushes failed and were tried again, worker never restarted");
+    summary(&format!("cluster: {scenario}"), &published, &audit, 0, &more);
     assert_eq!((audit.stored, audit.duplicates, audit.lost), (published.unique(), 0, 0));
     Ok(())
 }

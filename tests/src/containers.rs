@@ -25,7 +25,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
-use testcontainers::bollard::models::{HostConfig, Mount, MountTypeEnum, PortBinding};
+use testcontainers::bollard::models::{
+    EndpointSettings, HostConfig, Mount, MountTypeEnum, NetworkConnectRequest, NetworkDisconnectRequest,
+    PortBinding,
+};
 use testcontainers::bollard::query_parameters::{KillContainerOptions, WaitContainerOptions};
 use testcontainers::core::{CmdWaitFor, ExecCommand};
 use testcontainers::runners::AsyncRunner as _;
@@ -160,12 +163,45 @@ pub(crate) async fn stop_with<I: Image>(container: &ContainerAsync<I>, signal: &
         docker.kill_container(id, Some(KillContainerOptions { signal: signal.to_owned() })).await?;
         let mut waiting = docker.wait_container(id, None::<WaitContainerOptions>);
         while let Some(exited) = waiting.next().await {
-            exited.with_context(|| format!("container {} exiting on {signal}", short(id)))?;
+            match exited {
+                // The wait reports a non-zero exit (137 after SIGKILL, say) as an error: it
+                // exited all the same.
+                Ok(_) | Err(testcontainers::bollard::errors::Error::DockerContainerWaitError { .. }) => {}
+                Err(error) => {
+                    return Err(error)
+                        .with_context(|| format!("container {} exiting on {signal}", short(id)));
+                }
+            }
         }
         anyhow::Ok(())
     })
     .await??;
     tracing::info!(id = %short(id), signal, "container stopped");
+    Ok(())
+}
+
+/// Takes the container off `network` (its other peers no longer reach it).
+pub(crate) async fn disconnect<I: Image>(container: &ContainerAsync<I>, network: &str) -> anyhow::Result<()> {
+    let docker = testcontainers::core::client::docker_client_instance().await?;
+    let request = NetworkDisconnectRequest { container: container.id().to_owned(), force: Some(true) };
+    within(DOCKER_STEP, "a container leaving a network", docker.disconnect_network(network, request))
+        .await??;
+    tracing::info!(id = %short(container.id()), network, "container disconnected");
+    Ok(())
+}
+
+/// Puts the container back on `network`, reachable there as `alias`.
+pub(crate) async fn reconnect<I: Image>(
+    container: &ContainerAsync<I>,
+    network: &str,
+    alias: &str,
+) -> anyhow::Result<()> {
+    let docker = testcontainers::core::client::docker_client_instance().await?;
+    let endpoint = EndpointSettings { aliases: Some(vec![alias.to_owned()]), ..EndpointSettings::default() };
+    let request =
+        NetworkConnectRequest { container: container.id().to_owned(), endpoint_config: Some(endpoint) };
+    within(DOCKER_STEP, "a container joining a network", docker.connect_network(network, request)).await??;
+    tracing::info!(id = %short(container.id()), network, "container reconnected");
     Ok(())
 }
 

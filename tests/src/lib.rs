@@ -20,6 +20,7 @@
 
 pub mod bench;
 mod browser;
+mod cluster;
 mod containers;
 mod database;
 pub mod fixtures;
@@ -35,6 +36,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 pub use browser::{Browser, screenshots_folder};
+pub use cluster::TestCluster;
 pub use containers::LABEL;
 pub use database::{DedicatedDatabase, TestDatabase, database};
 pub use in_process::InProcessWorker;

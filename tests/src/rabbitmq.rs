@@ -12,10 +12,10 @@ use testcontainers_modules::rabbitmq::RabbitMq;
 use crate::containers::{self, Setup};
 use crate::{env_var, init_test_logging, retry_until, unique_tag};
 
-const IMAGE_VAR: &str = "POLLWATCH_TEST_RABBITMQ_IMAGE";
+pub(crate) const IMAGE_VAR: &str = "POLLWATCH_TEST_RABBITMQ_IMAGE";
 const URL_VAR: &str = "POLLWATCH_TEST_AMQP_URL";
-const DEFAULT_IMAGE: &str = "rabbitmq:3-management";
-const AMQP_PORT: u16 = 5672;
+pub(crate) const DEFAULT_IMAGE: &str = "rabbitmq:3-management";
+pub(crate) const AMQP_PORT: u16 = 5672;
 const MANAGEMENT_PORT: u16 = 15672;
 /// The management API of a broker named by `URL_VAR` (e.g. `http://localhost:15672`), for the
 /// tests that create broker users.
@@ -190,7 +190,7 @@ async fn connect(url: &str) -> anyhow::Result<Connection> {
 }
 
 /// Retries a connection until the broker accepts one or `limit` passes.
-async fn wait_until_accepting(url: &str, limit: Duration) -> anyhow::Result<()> {
+pub(crate) async fn wait_until_accepting(url: &str, limit: Duration) -> anyhow::Result<()> {
     let connection =
         retry_until(limit, Duration::from_millis(250), "the broker did not accept connections", || {
             connect(url)
