@@ -300,7 +300,7 @@ async fn broker_latency(
     let config = config(broker, "latency-noop", options);
     let connection = broker.connect().await?;
     let channel = connection.create_channel().await?;
-    pollwatch_ingest::topology::declare(&channel, &config).await?;
+    pollwatch_ingest::topology::declare(&connection, &channel, &config).await?;
     let draining = tokio::spawn({
         let (broker, config, n) = (broker.clone(), config.clone(), messages.len());
         async move { drain_without_storing(&broker, &config, n).await }

@@ -180,7 +180,7 @@ async fn connections_closed_again_and_again_push_no_report_into_dead_letters() -
         // The reports wait in the queue before the worker starts.
         let connection = broker.connect().await?;
         let setup = connection.create_channel().await?;
-        pollwatch_ingest::topology::declare(&setup, &config).await?;
+        pollwatch_ingest::topology::declare(&connection, &setup, &config).await?;
         let channel = broker.publisher().await?;
         let messages = reports.iter().map(|report| {
             let key = wire::routing_key(report.kind());
@@ -246,7 +246,7 @@ async fn dead_letters_are_told_apart_by_what_a_device_cannot_forge() -> anyhow::
     let connection = broker.connect().await?;
     let channel = connection.create_channel().await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
-    pollwatch_ingest::topology::declare(&channel, &config).await?;
+    pollwatch_ingest::topology::declare(&connection, &channel, &config).await?;
 
     let report = &fixtures::reports(&mission, 1, 7)[0];
     let body = serde_json::to_vec(report)?;

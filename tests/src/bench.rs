@@ -41,7 +41,7 @@ pub fn backlog(mission: &Mission, n: usize) -> Vec<Message> {
 pub async fn preload(broker: &TestBroker, config: &Config, messages: &[Message]) -> anyhow::Result<()> {
     let connection = broker.connect().await?;
     let channel = connection.create_channel().await?;
-    pollwatch_ingest::topology::declare(&channel, config).await?;
+    pollwatch_ingest::topology::declare(&connection, &channel, config).await?;
     let publisher = PublisherConfig {
         nodes: broker.nodes(),
         exchange: config.exchange.clone(),

@@ -322,7 +322,7 @@ fn is_refusal(error: &lapin::Error) -> bool {
 async fn open(connection: &Connection, config: &Config) -> lapin::Result<(Channel, Channel, Consumer)> {
     let publish = connection.create_channel().await?;
     publish.confirm_select(ConfirmSelectOptions::default()).await?;
-    topology::declare(&publish, config).await?;
+    topology::declare(connection, &publish, config).await?;
     let consume = connection.create_channel().await?;
     consume.basic_qos(config.prefetch, BasicQosOptions::default()).await?;
     let consumer = consume
