@@ -1,8 +1,13 @@
-//! The fault-injection suite: the worker killed, the broker restarted, a 3-node cluster's
-//! leading node killed or partitioned, PostgreSQL stopped and hostile payloads, each while
-//! reports flow, each ending with the store checked against what was published. Each scenario
-//! writes one summary line (published, stored, dead-lettered, duplicates, lost) straight to
-//! standard error, so that it shows in CI's log.
+//! The fault-injection suite, each fault while reports flow:
+//! - the worker killed, and the broker restarted;
+//! - on a 3-node cluster: its leading node killed or partitioned; three workers killed,
+//!   restarted in turn, or their PostgreSQL restarted;
+//! - PostgreSQL stopped;
+//! - hostile payloads.
+//!
+//! Each ends with the store checked against what was published, and writes one summary line
+//! (published, stored, dead-lettered, duplicates, lost) straight to standard error, so that it
+//! shows in CI's log.
 //!
 //! `cargo test` runs the reduced suite (3 kills, 1 broker restart, 5,000 reports through a
 //! cluster node's kill and a 10 s partition, PostgreSQL down 10 s, 1,000 hostile payloads);
@@ -302,17 +307,17 @@ async fn broker_restarts_mid_flow_lose_and_double_nothing() -> anyhow::Result<()
 }
 
 /// A 3-node RabbitMQ cluster: the node whose member leads the ingest queue SIGKILLed while
-/// devices publish through their outboxes to the three nodes' URLs, and later started again.
-/// The worker, given the three URLs too, rides through it without being restarted.
+/// devices publish through their outboxes to the three nodes' URLs, and started again once the
+/// rest is stored without it. The worker, given the three URLs too, rides through it.
 #[tokio::test]
 async fn the_node_leading_the_ingest_queue_killed_loses_and_doubles_nothing() -> anyhow::Result<()> {
     let scenario = "the node leading the ingest queue SIGKILLed, the rest stored without it, then back";
-    through_a_cluster(scenario, 75, async |cluster, queue, all_stored| {
-        let leader = cluster.leader(queue).await?;
-        cluster.kill(leader).await?;
+    through_a_cluster(scenario, 75, Workers::One, async |fleet, all_stored| {
+        let leader = fleet.cluster.leader(&fleet.queue).await?;
+        fleet.cluster.kill(leader).await?;
         // Two nodes of three take the rest of the flow.
         all_stored.await?;
-        cluster.start_again(leader).await?;
+        fleet.cluster.start_again(leader).await?;
         Ok(format!("node {} of 3", leader + 1))
     })
     .await
@@ -327,45 +332,130 @@ async fn the_node_leading_the_ingest_queue_partitioned_loses_and_doubles_nothing
         "the node leading the ingest queue partitioned for {} s, the rest stored without it, then healed",
         cut.as_secs()
     );
-    through_a_cluster(&scenario, 76, async |cluster, queue, all_stored| {
-        let leader = cluster.leader(queue).await?;
+    through_a_cluster(&scenario, 76, Workers::One, async |fleet, all_stored| {
+        let leader = fleet.cluster.leader(&fleet.queue).await?;
         let since = tokio::time::Instant::now();
-        cluster.disconnect(leader).await?;
+        fleet.cluster.disconnect(leader).await?;
         // The majority takes the rest of the flow; the cut lasts its time all the same.
         all_stored.await?;
         pause(cut.saturating_sub(since.elapsed())).await;
-        cluster.reconnect(leader).await?;
-        cluster.until_running(3).await?;
+        fleet.cluster.reconnect(leader).await?;
+        fleet.cluster.until_running(3).await?;
         Ok(format!("node {} of 3", leader + 1))
     })
     .await
 }
 
-/// Devices publishing through their outboxes to a 3-node cluster, and a worker given the three
+/// Three workers on one PostgreSQL store, each given the cluster's nodes: one of them SIGKILLed
+/// five times at random moments, started again each time.
+#[tokio::test]
+async fn one_of_three_workers_killed_on_a_cluster_loses_and_doubles_nothing() -> anyhow::Result<()> {
+    through_a_cluster(
+        "one of three workers SIGKILLed 5 times",
+        77,
+        Workers::ThreeOnPostgres,
+        async |fleet, all_stored| {
+            let mut rng = fixtures::Rng::new(78);
+            for _ in 0..5 {
+                pause(Duration::from_millis(300 + rng.below(1_400))).await;
+                fleet.workers[1].kill_and_start_again().await?;
+            }
+            all_stored.await?;
+            Ok("three workers on PostgreSQL".to_owned())
+        },
+    )
+    .await
+}
+
+/// The same three, restarted one at a time as a deploy does: SIGTERM (each exits 0 once its
+/// batch is committed and acknowledged), start, ready, then the next.
+#[tokio::test]
+async fn three_workers_restarted_in_turn_on_a_cluster_lose_and_double_nothing() -> anyhow::Result<()> {
+    through_a_cluster(
+        "a rolling restart of three workers",
+        79,
+        Workers::ThreeOnPostgres,
+        async |fleet, all_stored| {
+            for worker in &mut fleet.workers {
+                worker.restart().await?;
+            }
+            all_stored.await?;
+            Ok("three workers on PostgreSQL, one at a time".to_owned())
+        },
+    )
+    .await
+}
+
+/// The same three, their PostgreSQL restarted once.
+#[tokio::test]
+async fn postgres_restarted_under_three_workers_on_a_cluster_loses_and_doubles_nothing() -> anyhow::Result<()>
+{
+    through_a_cluster(
+        "PostgreSQL restarted under three workers",
+        80,
+        Workers::ThreeOnPostgres,
+        async |fleet, all_stored| {
+            let database = fleet.database.as_ref().context("a PostgreSQL of the scenario's own")?;
+            database.stop().await?;
+            pause(Duration::from_secs(2)).await;
+            database.start_again().await?;
+            all_stored.await?;
+            Ok("three workers on PostgreSQL".to_owned())
+        },
+    )
+    .await
+}
+
+/// Which workers a cluster scenario runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workers {
+    /// One, on SQLite.
+    One,
+    /// Three, on one PostgreSQL of the scenario's own.
+    ThreeOnPostgres,
+}
+
+/// What a cluster scenario's fault acts on.
+struct Fleet {
+    cluster: TestCluster,
+    /// The ingest queue's name.
+    queue: String,
+    workers: Vec<pollwatch_tests::TestWorker>,
+    database: Option<DedicatedDatabase>,
+}
+
+/// Devices publishing through their outboxes to a 3-node cluster, and `workers` given the three
 /// nodes' URLs, while `fault` (once a quarter of the reports is stored) does something to the
-/// cluster; then the store is checked against what was published. `fault` is given the ingest
-/// queue's name and a wait for every report to be stored, and says what it did.
+/// cluster, the workers or the store; then the store is checked against what was published.
+/// `fault` is given a wait for every report to be stored, and says what it did.
 async fn through_a_cluster(
     scenario: &str,
     seed: u64,
-    fault: impl AsyncFnOnce(
-        &TestCluster,
-        &str,
-        LocalBoxFuture<'static, anyhow::Result<()>>,
-    ) -> anyhow::Result<String>,
+    workers: Workers,
+    fault: impl AsyncFnOnce(&mut Fleet, LocalBoxFuture<'static, anyhow::Result<()>>) -> anyhow::Result<String>,
 ) -> anyhow::Result<()> {
     let scale = scale();
     let cluster = TestCluster::start().await?;
     let broker = cluster.broker(0);
     let dir = tempfile::tempdir()?;
-    let store_url = format!("sqlite://{}", dir.path().join("pollwatch.db").display());
+    let (database, store_url) = match workers {
+        Workers::One => (None, format!("sqlite://{}", dir.path().join("pollwatch.db").display())),
+        Workers::ThreeOnPostgres => {
+            let database = DedicatedDatabase::start().await?;
+            let url = database.url.clone();
+            (Some(database), url)
+        }
+    };
     let mission = fixtures::kg_2021();
     let reports = stream(&mission, scale.cluster_reports, seed);
     let published = Published::of(&reports);
     let outbox = Outbox::open(&dir.path().join("outbox.db")).await?;
 
     let nodes = [("POLLWATCH__AMQP__URL", cluster.urls().join(","))];
-    let mut worker = spawn_worker(&broker, &store_url, &nodes).await?;
+    let mut started = Vec::new();
+    for _ in 0..if workers == Workers::One { 1 } else { 3 } {
+        started.push(spawn_worker(&broker, &store_url, &nodes).await?);
+    }
     let config = PublisherConfig {
         nodes: Arc::new(Nodes::new(cluster.urls()).context("three nodes")?),
         exchange: broker.name("reports"),
@@ -407,13 +497,18 @@ async fn through_a_cluster(
         })
         .await
     };
-    let done = fault(&cluster, &broker.name("ingest"), Box::pin(all_stored)).await?;
+    let mut fleet = Fleet { cluster, queue: broker.name("ingest"), workers: started, database };
+    let done = fault(&mut fleet, Box::pin(all_stored)).await?;
     let failed = within(STEP, "the devices' outboxes emptying", device).await???;
     until_settled(&store, published.unique()).await?;
-    assert!(worker.is_running()?, "the worker stayed up");
-    worker.stop().await?;
+    let n = fleet.workers.len();
+    for mut worker in fleet.workers {
+        assert!(worker.is_running()?, "a worker is up at the end");
+        worker.stop().await?;
+    }
     let audit = audit(&store, "kg-2021", &published).await?;
-    let more = format!(", {done}, {failed} flushes failed and were tried again, worker never restarted");
+    let more =
+        format!(", {done}, {failed} flushes failed and were tried again, {n} worker(s) stopped cleanly");
     summary(&format!("cluster: {scenario}"), &published, &audit, 0, &more);
     assert_eq!((audit.stored, audit.duplicates, audit.lost), (published.unique(), 0, 0));
     Ok(())

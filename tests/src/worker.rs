@@ -158,6 +158,19 @@ impl TestWorker {
     /// Stops the worker as a service manager does (SIGTERM) and checks that it exits with
     /// status 0.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.terminate().await
+    }
+
+    /// Restarts the worker as a deploy does: SIGTERM, a clean exit (status 0), the same
+    /// settings started again, and ready.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.terminate().await?;
+        self.child = spawn(&self.settings, &self.mission, &self.logs)?;
+        self.until_ready().await
+    }
+
+    /// SIGTERM, and an exit with status 0.
+    async fn terminate(&mut self) -> anyhow::Result<()> {
         let pid = self.pid()?.to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().await?;
         anyhow::ensure!(sent.success(), "sending SIGTERM to the worker");
