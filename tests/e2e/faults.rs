@@ -462,18 +462,22 @@ async fn through_a_cluster(
         user_id: None,
         window: 500,
     };
-    // The devices: reports written a hundred at a time, every flush sending what waits, and
-    // after a failure (their node gone) trying again.
+    // The devices: reports written a hundred at a time, some 1,000 a second (slower than the
+    // workers store them, so that the fault comes while they still publish), every flush
+    // sending what waits, and after a failure (their node gone) trying again.
     let to_write = reports.clone();
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writing = Arc::clone(&written);
     let device = tokio::spawn(async move {
-        let mut written = to_write.chunks(100);
+        let mut chunks = to_write.chunks(100);
         let mut failed = 0;
         loop {
-            if let Some(chunk) = written.next() {
+            if let Some(chunk) = chunks.next() {
                 for report in chunk {
                     let queued = outbox.enqueue(&serde_json::to_vec(report)?, &mission, None).await?;
                     queued.map_err(|r| anyhow::anyhow!("{r}"))?;
                 }
+                writing.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
             } else if outbox.waiting().await? == 0 {
                 return anyhow::Ok(failed);
             }
@@ -481,7 +485,7 @@ async fn through_a_cluster(
                 failed += 1;
                 pause(Duration::from_millis(500)).await;
             }
-            pause(Duration::from_millis(20)).await;
+            pause(Duration::from_millis(100)).await;
         }
     });
     let store = Store::open(&store_url).await?;
@@ -498,6 +502,7 @@ async fn through_a_cluster(
         .await
     };
     let mut fleet = Fleet { cluster, queue: broker.name("ingest"), workers: started, database };
+    let when = written.load(std::sync::atomic::Ordering::Relaxed);
     let done = fault(&mut fleet, Box::pin(all_stored)).await?;
     let failed = within(STEP, "the devices' outboxes emptying", device).await???;
     until_settled(&store, published.unique()).await?;
@@ -507,8 +512,11 @@ async fn through_a_cluster(
         worker.stop().await?;
     }
     let audit = audit(&store, "kg-2021", &published).await?;
-    let more =
-        format!(", {done}, {failed} flushes failed and were tried again, {n} worker(s) stopped cleanly");
+    let more = format!(
+        ", {done}, the devices had written {when} of {} messages when it came, {failed} flushes failed and were \
+         tried again, {n} worker(s) stopped cleanly",
+        reports.len()
+    );
     summary(&format!("cluster: {scenario}"), &published, &audit, 0, &more);
     assert_eq!((audit.stored, audit.duplicates, audit.lost), (published.unique(), 0, 0));
     Ok(())
