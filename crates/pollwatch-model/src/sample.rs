@@ -8,27 +8,28 @@ use crate::mission::{Mission, MissionSources};
 /// `missions/kg-2021/ground-truth.toml`, as text.
 pub const KG_2021_GROUND_TRUTH: &str = include_str!("../../../missions/kg-2021/ground-truth.toml");
 
+/// The mission folder `missions/$folder`, compiled in and parsed.
+macro_rules! folder {
+    ($folder:literal) => {
+        Mission::parse(MissionSources {
+            mission_toml: include_str!(concat!("../../../missions/", $folder, "/mission.toml")),
+            forms_toml: include_str!(concat!("../../../missions/", $folder, "/forms.toml")),
+            stations_csv: include_str!(concat!("../../../missions/", $folder, "/stations.csv")),
+            observers_csv: include_str!(concat!("../../../missions/", $folder, "/observers.csv")),
+        })
+        .expect(concat!("the sample mission ", $folder, " parses"))
+    };
+}
+
 /// `missions/kg-2021`, parsed.
 pub fn kg_2021() -> Mission {
-    Mission::parse(MissionSources {
-        mission_toml: include_str!("../../../missions/kg-2021/mission.toml"),
-        forms_toml: include_str!("../../../missions/kg-2021/forms.toml"),
-        stations_csv: include_str!("../../../missions/kg-2021/stations.csv"),
-        observers_csv: include_str!("../../../missions/kg-2021/observers.csv"),
-    })
-    .expect("the sample mission parses")
+    folder!("kg-2021")
 }
 
 /// `missions/kg-2021-pvt`, parsed: kg-2021's election, stations and ground truth, with 2,476
 /// citizen observers, each a team of one, and short checklists.
 pub fn kg_2021_pvt() -> Mission {
-    Mission::parse(MissionSources {
-        mission_toml: include_str!("../../../missions/kg-2021-pvt/mission.toml"),
-        forms_toml: include_str!("../../../missions/kg-2021-pvt/forms.toml"),
-        stations_csv: include_str!("../../../missions/kg-2021-pvt/stations.csv"),
-        observers_csv: include_str!("../../../missions/kg-2021-pvt/observers.csv"),
-    })
-    .expect("the quick count's sample mission parses")
+    folder!("kg-2021-pvt")
 }
 
 #[cfg(test)]

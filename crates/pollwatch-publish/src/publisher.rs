@@ -115,15 +115,6 @@ impl Nodes {
         (!urls.is_empty()).then(|| Self { urls, first: AtomicUsize::new(0) })
     }
 
-    pub fn len(&self) -> usize {
-        self.urls.len()
-    }
-
-    /// Always false: there is a node at least.
-    pub fn is_empty(&self) -> bool {
-        self.urls.is_empty()
-    }
-
     /// Connects to the first node that answers, from the one to try first on, each given
     /// `timeout`; and the position of the node it reached (from 0). All failing, the last
     /// node's error.

@@ -322,7 +322,11 @@ fn posted<'a>(mission: &'a Mission, codes: &[String]) -> Result<TeamsAndRoutes<'
     let mut stations = Vec::with_capacity(codes.len());
     for code in codes {
         let station = mission.station(code).ok_or_else(|| {
-            Unsimulable(format!("station {} is not in the roster of mission {}", bounded(code), mission.id))
+            Unsimulable(format!(
+                "station {} is not in the roster of mission {}",
+                pollwatch_model::echo(code),
+                mission.id
+            ))
         })?;
         if stations.iter().any(|s: &Vec<&Station>| s[0].code == station.code) {
             return Err(Unsimulable(format!("station {} is named twice", station.code)));
@@ -331,14 +335,6 @@ fn posted<'a>(mission: &'a Mission, codes: &[String]) -> Result<TeamsAndRoutes<'
     }
     let teams = mission.observers.iter().take(codes.len()).map(|o| vec![o]).collect();
     Ok((teams, stations))
-}
-
-/// At most 40 characters of `text`, for a message.
-fn bounded(text: &str) -> String {
-    match text.char_indices().nth(40) {
-        Some((end, _)) => format!("`{}…`", &text[..end]),
-        None => format!("`{text}`"),
-    }
 }
 
 /// The stations each of `teams` teams visits, in order: teams spread over the regions at home in
@@ -841,8 +837,11 @@ pub(crate) mod tests {
             Err("mission kg-2021 has 200 observers for 201 stations: one observer stays at each".to_owned())
         );
         assert_eq!(
-            at(vec!["01001".to_owned(), "x".repeat(100)]),
-            Err(format!("station `{}…` is not in the roster of mission kg-2021", "x".repeat(40)))
+            at(vec!["01001".to_owned(), "x".repeat(150)]),
+            Err(format!(
+                "station `{}…` (150 characters) is not in the roster of mission kg-2021",
+                "x".repeat(100)
+            ))
         );
         assert_eq!(
             at(vec!["01001".to_owned(), "01001".to_owned()]),
