@@ -198,6 +198,13 @@ pub fn contest<'m>(mission: &'m Mission, parameter: &str, id: &str) -> Result<&'
 
 /// A report id from a path: any UUID, written as the store keeps ids (lower-case, hyphenated,
 /// as the wire format's serialiser writes them); a 400 naming `report_id` otherwise.
+/// `?share_of=`: `valid` (the default) or `ballots`.
+pub fn share_of(params: &Params) -> Result<pollwatch_pvt::ShareOf, Problem> {
+    let codes = pollwatch_pvt::ShareOf::ALL.map(pollwatch_pvt::ShareOf::code);
+    let asked = params.one_of("share_of", &codes)?;
+    Ok(asked.and_then(|code| pollwatch_pvt::ShareOf::from_code(&code)).unwrap_or_default())
+}
+
 pub fn report_id(value: &str) -> Result<String, Problem> {
     uuid::Uuid::try_parse(value)
         .map(|uuid| uuid.hyphenated().to_string())

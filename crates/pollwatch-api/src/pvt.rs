@@ -238,10 +238,7 @@ pub async fn estimate(
         .collect();
     Ok(PvtView {
         contest: contest.id.clone(),
-        share_of: match share_of {
-            ShareOf::Valid => "valid",
-            ShareOf::Ballots => "ballots",
-        },
+        share_of: share_of.code(),
         as_of: as_of.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
         strata_by: sample.strata_by.to_string(),
         seed: sample.seed,

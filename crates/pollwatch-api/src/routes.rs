@@ -562,10 +562,7 @@ pub(crate) async fn pvt(State(api): State<Api>, RawQuery(query): RawQuery) -> An
             None => return Err(Problem::not_found("contest", "contest", "", None)),
         },
     };
-    let share_of = match params.one_of("share_of", &["valid", "ballots"])?.as_deref() {
-        Some("ballots") => pollwatch_pvt::ShareOf::Ballots,
-        _ => pollwatch_pvt::ShareOf::Valid,
-    };
+    let share_of = crate::params::share_of(&params)?;
     let as_of = params.time("as_of")?;
     let (sample, fingerprint) = crate::pvt::read_sample(&api).await?;
     let (official, official_fingerprint) = crate::pvt::read_official(&api).await?;

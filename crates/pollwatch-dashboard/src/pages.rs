@@ -219,10 +219,7 @@ pub(crate) async fn quick_count(State(api): State<Api>, RawQuery(query): RawQuer
     // agree.
     let as_of = params.time("as_of")?.map(|t| chrono::SubsecRound::trunc_subsecs(t, 3));
     let contest = contest_of(&api, &params)?;
-    let share_of = match params.one_of("share_of", &["valid", "ballots"])?.as_deref() {
-        Some("ballots") => pollwatch_pvt::ShareOf::Ballots,
-        _ => pollwatch_pvt::ShareOf::Valid,
-    };
+    let share_of = pollwatch_api::params::share_of(&params)?;
     let Some((sample, fingerprint)) = pollwatch_api::pvt::sample_if_any(&api).await? else {
         // Nothing of the store's in it: marked as up to date with the store, so that the script
         // does not fetch it again but after a change.

@@ -571,15 +571,11 @@ pub(crate) fn quick_count(
 ) -> Markup {
     let margin = |m: Option<f64>| m.map_or_else(|| "–".to_owned(), |m| format!("±{:.2}", m * 100.0));
     let points = |x: f64| format!("{:.2}", x * 100.0);
-    let of = |share_of: ShareOf| match share_of {
-        ShareOf::Valid => "valid",
-        ShareOf::Ballots => "ballots",
-    };
     // In `Z` form, which a query string carries as it is (but for a year's sign past 9999).
     let replayed = as_of.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true).replace('+', "%2B"));
     let link = |contest: &str, share_of: ShareOf| {
         let at = replayed.as_ref().map(|t| format!("&as_of={t}")).unwrap_or_default();
-        format!("/quick-count?contest={contest}&share_of={}{at}", of(share_of))
+        format!("/quick-count?contest={contest}&share_of={}{at}", share_of.code())
     };
     let shares = [
         (ShareOf::Valid, "Shares of the valid votes"),
@@ -593,7 +589,7 @@ pub(crate) fn quick_count(
         }
         nav.tabs #share-of aria-label="Shares of" {
             @for (choice, label) in shares {
-                a href=(link(&contest.id, choice)) data-share-of=(of(choice)) aria-current=[(choice == share_of).then_some("page")] { (label) }
+                a href=(link(&contest.id, choice)) data-share-of=(choice.code()) aria-current=[(choice == share_of).then_some("page")] { (label) }
             }
         }
         @match estimate {
@@ -609,7 +605,7 @@ pub(crate) fn quick_count(
                     h2 { (contest.name) }
                     @if let Some(at) = as_of {
                         p #replayed role="status" { "Replayed as of " (local(mission, at)) " (" (mission.time_zone.name()) "): protocols received later are left out; disputes and reviewers' decisions are as they are now. "
-                            a href={"/quick-count?contest=" (contest.id) "&share_of=" (of(share_of))} { "Now" } }
+                            a href={"/quick-count?contest=" (contest.id) "&share_of=" (share_of.code())} { "Now" } }
                     }
                     @if view.publishable {
                         p #publishable.ok { "Every stratum is at least " (percent(view.threshold)) " in: the estimate may be published." }

@@ -157,6 +157,23 @@ pub enum ShareOf {
     Ballots,
 }
 
+impl ShareOf {
+    pub const ALL: [Self; 2] = [Self::Valid, Self::Ballots];
+
+    /// `valid` or `ballots`, as the API's `share_of` and the command line's `--share-of` name it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Ballots => "ballots",
+        }
+    }
+
+    /// The share named `code`, if it names one.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
+
 /// What the estimate reads of a station's counted protocol for a contest.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Counted {
@@ -245,6 +262,16 @@ pub fn contest(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_share_is_named_by_its_code_and_nothing_else() {
+        for share_of in ShareOf::ALL {
+            assert_eq!(ShareOf::from_code(share_of.code()), Some(share_of));
+        }
+        assert_eq!((ShareOf::Valid.code(), ShareOf::Ballots.code()), ("valid", "ballots"));
+        assert_eq!(ShareOf::from_code("Ballots"), None);
+        assert_eq!(ShareOf::from_code(""), None);
+    }
 
     /// The example of docs/pvt.md, by hand.
     ///

@@ -322,11 +322,8 @@ pub enum PvtCommand {
 }
 
 fn parse_share_of(name: &str) -> Result<pollwatch_pvt::ShareOf, String> {
-    match name {
-        "valid" => Ok(pollwatch_pvt::ShareOf::Valid),
-        "ballots" => Ok(pollwatch_pvt::ShareOf::Ballots),
-        _ => Err("a share is of `valid` votes or of `ballots`".to_owned()),
-    }
+    pollwatch_pvt::ShareOf::from_code(name)
+        .ok_or_else(|| "a share is of `valid` votes or of `ballots`".to_owned())
 }
 
 fn parse_strata(name: &str) -> Result<pollwatch_pvt::StrataBy, String> {
