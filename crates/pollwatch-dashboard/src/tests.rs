@@ -147,6 +147,10 @@ async fn a_bad_query_is_a_problem_naming_the_parameter() {
         ("/ui/incidents?severity=apocalyptic", "severity"),
         ("/ui/incidents?after=-3", "after"),
         ("/ui/results?contest=mayor", "contest"),
+        ("/ui/quick-count?contest=mayor", "contest"),
+        ("/ui/quick-count?share_of=everyone", "share_of"),
+        ("/ui/quick-count?as_of=yesterday", "as_of"),
+        ("/ui/quick-count?as_of=2021-01-10T25:00:00Z", "as_of"),
         ("/ui/held?after=x", "after"),
         ("/ui/reports/not-a-uuid", "report_id"),
     ] {
@@ -158,6 +162,10 @@ async fn a_bad_query_is_a_problem_naming_the_parameter() {
     }
     let missing = get(&f.router, &format!("/ui/reports/{}", uuid::Uuid::nil()), Some(&f.token)).await;
     assert_eq!(missing.status, 404);
+    // A replay moment of 20,000 characters: named, and echoed only in part.
+    let long = get(&f.router, &format!("/ui/quick-count?as_of={}", "9".repeat(20_000)), Some(&f.token)).await;
+    assert_eq!(long.status, 400);
+    assert!(long.body.len() < 2_048, "{} bytes", long.body.len());
 }
 
 #[tokio::test]
